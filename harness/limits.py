@@ -1,0 +1,48 @@
+"""Every bound the harness runs under, named ``<noun>_<unit>_<qualifier>``, in one place.
+
+TigerBeetle's rule: put a limit on everything, and assert the relations between limits.
+Loops in the runner, the provider and the faults stop at one of these and raise when they
+hit it. Nothing here reads the environment: the CLI and the profile build a ``Limits``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["DEFAULT_LIMITS", "Limits"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Limits:
+    """Bounds for one run. Defaults suit a smoke run on a 2-core machine."""
+
+    ops_in_flight_max: int = 32  # concurrent ops the runner keeps outstanding
+    connections_max: int = 64  # HTTP connections in the client pool
+    op_timeout_s: float = 10.0  # one op, from invoke to completion; past it the op is INFO
+    connect_timeout_s: float = 3.0
+    run_duration_s_max: float = 300.0  # the whole run, scenarios included
+    quiescence_timeout_s: float = 60.0  # waiting for webhook retries to drain
+    retries_max: int = 3  # client retries of one op with the same idempotency key
+    history_events_max: int = 2_000_000
+    ops_per_scenario_max: int = 200_000
+    response_body_bytes_max: int = 1 << 20  # a larger answer is read as INFO, not parsed
+    latency_ms_max: int = 5_000  # an op slower than this is an `errors` anomaly
+    webhook_attempts_max: int = 8  # provider delivery attempts per event
+    webhook_delay_ms_max: int = 10_000
+    webhook_queue_max: int = 100_000  # deliveries the provider keeps queued
+    users_max: int = 10_000
+
+    def __post_init__(self) -> None:
+        assert self.ops_in_flight_max >= 1
+        assert self.connections_max >= self.ops_in_flight_max
+        assert self.op_timeout_s > 0
+        assert self.connect_timeout_s <= self.op_timeout_s
+        assert self.run_duration_s_max > self.op_timeout_s
+        assert self.quiescence_timeout_s > 0
+        assert self.retries_max >= 0
+        assert self.latency_ms_max >= 1
+        assert self.webhook_attempts_max >= 1
+        assert self.webhook_queue_max >= 1
+
+
+DEFAULT_LIMITS = Limits()
