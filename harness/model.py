@@ -73,7 +73,7 @@ TARGET_FS = frozenset({F.PURCHASE, F.TIP, F.CALL_OPEN, F.CALL_CHARGE, F.CALL_END
                        F.READ_BALANCE, F.WEBHOOK})
 PROVIDER_FS = frozenset({F.AUTHENTICATE, F.REFUND, F.DISPUTE_OPEN, F.DISPUTE_CLOSE})
 assert TARGET_FS.isdisjoint(PROVIDER_FS)
-assert TARGET_FS | PROVIDER_FS == frozenset(F)
+assert frozenset(F) == TARGET_FS | PROVIDER_FS
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -44,9 +44,11 @@ class DeliveryPolicy:
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise ValueError(f"DeliveryPolicy.{name} must be a non-negative int, got {value!r}")
         if not 1 <= self.attempts_max <= 32:
-            raise ValueError(f"DeliveryPolicy.attempts_max must be in 1..32, got {self.attempts_max}")
+            raise ValueError(
+                f"DeliveryPolicy.attempts_max must be in 1..32, got {self.attempts_max}")
         if self.drop_count >= self.attempts_max:
-            raise ValueError("DeliveryPolicy.drop_count must be below attempts_max, or nothing lands")
+            raise ValueError(
+                "DeliveryPolicy.drop_count must be below attempts_max, or nothing lands")
         if self.duplicates_count > 16 or self.replays_count > 16 or self.stale_count > 16:
             raise ValueError("DeliveryPolicy: at most 16 duplicates, replays or stale copies")
         for variant in self.forgeries:
