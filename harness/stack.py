@@ -1,0 +1,211 @@
+"""The local stack: PostgreSQL + payment-provider simulator + reference service, on loopback.
+
+Database, in this order: ``TOKENCHAOS_DATABASE_URL`` (used as given); else the embedded
+PostgreSQL wheel (a fresh server in a temporary directory). The provider runs inside this
+process's event loop; the reference service runs as a child process, so that it uses the
+other core and so that a fault can SIGKILL, SIGSTOP or restart it. Every child is tied to
+our lifetime (``PR_SET_PDEATHSIG``): killing us leaves no orphan.
+
+This module starts and stops things; it never judges them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from harness.errors import StackError
+from harness.pg import EmbeddedPostgres, free_port
+
+__all__ = ["LocalStack", "StackConfig", "StackInfo"]
+
+_HEALTH_TIMEOUT_S = 30.0
+_STOP_TIMEOUT_S = 10.0
+_PR_SET_PDEATHSIG = 1
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StackConfig:
+    """What to start. Secrets are drawn fresh unless given."""
+
+    database_url: str | None = None  # None: embedded PostgreSQL
+    flaws: tuple[str, ...] = ()  # reference-service flaws to install (the bug zoo)
+    admin_key: str = field(default_factory=lambda: "adm_" + secrets.token_urlsafe(24))
+    webhook_secret: str = field(default_factory=lambda: "whsec_" + secrets.token_urlsafe(24))
+    host: str = "127.0.0.1"
+    service_port: int | None = None  # None: a free port
+    provider_port: int | None = None
+    seed: int = 0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> StackConfig:
+        """Defaults, then ``TOKENCHAOS_*`` variables, then explicit overrides."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        if env.get("TOKENCHAOS_DATABASE_URL"):
+            values["database_url"] = env["TOKENCHAOS_DATABASE_URL"]
+        if env.get("TOKENCHAOS_FLAWS"):
+            values["flaws"] = tuple(f for f in env["TOKENCHAOS_FLAWS"].split(",") if f)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StackInfo:
+    """Where the running stack answers: the one JSON line ``tokenchaos serve`` prints."""
+
+    service_url: str
+    provider_url: str
+    admin_key: str
+    webhook_secret: str
+    database_url: str
+    service_pid: int
+
+    def to_json(self) -> dict[str, str | int]:
+        return {"service_url": self.service_url, "provider_url": self.provider_url,
+                "admin_key": self.admin_key, "webhook_secret": self.webhook_secret,
+                "database_url": self.database_url, "service_pid": self.service_pid}
+
+
+class LocalStack:
+    """Start with ``async with LocalStack(config) as info:``; everything stops on exit."""
+
+    def __init__(self, config: StackConfig | None = None) -> None:
+        self.config = config or StackConfig.from_env()
+        self._postgres: EmbeddedPostgres | None = None
+        self._provider: Any = None  # harness.provider.server.RunningProvider
+        self._service: subprocess.Popen[bytes] | None = None
+        self._service_env: dict[str, str] = {}
+        self._service_argv: list[str] = []
+        self.info: StackInfo | None = None
+
+    async def __aenter__(self) -> StackInfo:
+        try:
+            return await self.start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def start(self) -> StackInfo:
+        """Start PostgreSQL, the provider and the service; return once all answer."""
+        from harness.provider.server import ProviderConfig, serve_provider
+
+        config = self.config
+        database_url = config.database_url or await self._start_postgres()
+        service_port = config.service_port or free_port(config.host)
+        service_url = f"http://{config.host}:{service_port}"
+        self._provider = await serve_provider(
+            ProviderConfig(webhook_url=f"{service_url}/v1/webhooks/stripe",
+                           webhook_secret=config.webhook_secret, seed=config.seed),
+            host=config.host, port=config.provider_port or 0)
+        provider_url = str(self._provider.url)
+        self._service_env = {
+            **os.environ,
+            "TOKENCHAOS_DATABASE_URL": database_url,
+            "TOKENCHAOS_ADMIN_KEY": config.admin_key,
+            "TOKENCHAOS_PROVIDER_URL": provider_url,
+            "TOKENCHAOS_WEBHOOK_SECRET": config.webhook_secret,
+            "TOKENCHAOS_FLAWS": ",".join(config.flaws),
+        }
+        self._service_argv = [sys.executable, "-m", "reference_impl",
+                              "--host", config.host, "--port", str(service_port)]
+        self._spawn_service()
+        await self._wait_healthy(service_url)
+        assert self._service is not None
+        self.info = StackInfo(service_url=service_url, provider_url=provider_url,
+                              admin_key=config.admin_key, webhook_secret=config.webhook_secret,
+                              database_url=database_url, service_pid=self._service.pid)
+        return self.info
+
+    async def stop(self) -> None:
+        """Stop the service, the provider and PostgreSQL, in that order. Idempotent."""
+        self._stop_service()
+        provider, self._provider = self._provider, None
+        if provider is not None:
+            await provider.stop()
+        postgres, self._postgres = self._postgres, None
+        if postgres is not None:
+            await asyncio.to_thread(postgres.stop)
+
+    async def restart_service(self) -> None:
+        """Kill the service (SIGKILL, as a crash) and start it again on the same port."""
+        assert self.info is not None, "start the stack first"
+        if self._service is not None and self._service.poll() is None:
+            self._service.kill()
+            await asyncio.to_thread(self._service.wait)
+        self._spawn_service()
+        await self._wait_healthy(self.info.service_url)
+
+    @property
+    def postgres(self) -> EmbeddedPostgres | None:
+        return self._postgres
+
+    @property
+    def service_process(self) -> subprocess.Popen[bytes] | None:
+        return self._service
+
+    async def _start_postgres(self) -> str:
+        # Started from this (the loop's) thread on purpose: PR_SET_PDEATHSIG fires when the
+        # thread that forked the child ends, and a worker thread may end before we do.
+        self._postgres = EmbeddedPostgres()
+        return self._postgres.start()
+
+    def _spawn_service(self) -> None:
+        self._service = subprocess.Popen(
+            self._service_argv, env=self._service_env, stdin=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent)
+
+    async def _wait_healthy(self, service_url: str) -> None:
+        deadline = time.monotonic() + _HEALTH_TIMEOUT_S
+        last = "no answer"
+        async with httpx.AsyncClient(timeout=2.0) as client:
+            while time.monotonic() < deadline:
+                assert self._service is not None
+                if self._service.poll() is not None:
+                    raise StackError(f"the reference service exited with "
+                                     f"{self._service.returncode} while starting; see its "
+                                     "log above")
+                try:
+                    response = await client.get(f"{service_url}/healthz")
+                    if response.status_code == 200:
+                        return
+                    last = f"{response.status_code} {response.text[:200]}"
+                except httpx.TransportError as exc:
+                    last = repr(exc)
+                await asyncio.sleep(0.05)
+        raise StackError(f"the reference service at {service_url} was not healthy within "
+                         f"{_HEALTH_TIMEOUT_S:.0f} s (last answer: {last})")
+
+    def _stop_service(self) -> None:
+        process, self._service = self._service, None
+        if process is None or process.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(signal.SIGCONT)  # a SIGSTOPped service cannot exit
+            process.terminate()
+        try:
+            process.wait(timeout=_STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=_STOP_TIMEOUT_S)
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: ask the kernel to SIGTERM it when we die."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)

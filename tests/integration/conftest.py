@@ -1,0 +1,45 @@
+"""Integration fixtures: the real local stack, one per test module.
+
+A fresh database on this worker's PostgreSQL, the provider simulator, and the reference
+service as a child process, all on free loopback ports. After every test, the audit must
+show zero drift and ``minted − clawed == balances − debts``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from harness.pg import create_database
+from harness.stack import StackConfig
+from tests.integration.stackapi import Api, StackThread
+
+
+@pytest.fixture(scope="module")
+def stack_thread(pg_admin_url: str) -> Iterator[StackThread]:
+    config = StackConfig(database_url=create_database(pg_admin_url))
+    runner = StackThread(config)
+    with runner:
+        yield runner
+
+
+@pytest.fixture(scope="module")
+def module_api(stack_thread: StackThread) -> Iterator[Api]:
+    assert stack_thread.stack.info is not None
+    api = Api(stack_thread.stack.info)
+    yield api
+    api.close()
+
+
+@pytest.fixture
+def api(module_api: Api) -> Iterator[Api]:
+    """The API; after the test, the audit must show zero drift and conserved totals."""
+    module_api.set_policy()  # the default: each event once, retried until acknowledged
+    yield module_api
+    module_api.settle()
+    module_api.set_policy()
+    totals = module_api.totals()
+    assert totals["drift_accounts"] == 0, totals
+    assert totals["minted"] - totals["clawed_back"] == totals["balances"] - totals["debts"], \
+        totals
