@@ -1,0 +1,97 @@
+"""A session with one target: its profile, where it answers, one HTTP client, one observer.
+
+``TargetSession.open`` builds the ``httpx.AsyncClient`` with every option written out from
+``Limits`` (pool size, timeouts, no redirects, no proxies from the environment), and the
+observer the profile names. The runner borrows all of it; nothing here judges answers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import httpx
+
+from harness.errors import TargetUnreachable
+from harness.limits import Limits
+from harness.protocol import PROVIDER_API_KEY_DEFAULT, Credentials, Endpoints
+from harness.targets.observers import Observer, make_observer
+from harness.targets.profile import Profile
+from harness.targets.provisioning import provision
+
+__all__ = ["TargetSession", "make_client"]
+
+
+@dataclass(kw_only=True)
+class TargetSession:
+    """Everything the runner needs to talk to one target (and to the provider's API)."""
+
+    profile: Profile
+    base_url: str  # the target, without a trailing slash
+    client: httpx.AsyncClient
+    observer: Observer | None
+    admin_key: str | None = None
+    provider_url: str | None = None  # for provider ops and webhook envelopes
+    provider_api_key: str = PROVIDER_API_KEY_DEFAULT
+
+    @classmethod
+    @asynccontextmanager
+    async def open(cls, profile: Profile, *, limits: Limits, base_url: str | None = None,
+                   admin_key: str | None = None, provider_url: str | None = None,
+                   database_url: str | None = None) -> AsyncIterator[TargetSession]:
+        """Open a session; the client is closed when the block ends.
+
+        Args:
+            base_url, admin_key: override the profile's (which already applied its env).
+            provider_url: the provider simulator, when the run has one.
+            database_url: overrides the SQL observer's connection string.
+        """
+        url = (base_url or profile.base_url).rstrip("/")
+        async with make_client(limits) as client:
+            observer = make_observer(profile, client=client, base_url=url,
+                                     admin_key=admin_key or profile.admin_key,
+                                     database_url=database_url, timeout_s=limits.op_timeout_s)
+            yield cls(profile=profile, base_url=url, client=client, observer=observer,
+                      admin_key=admin_key or profile.admin_key,
+                      provider_url=provider_url.rstrip("/") if provider_url else None)
+
+    @property
+    def endpoints(self) -> Endpoints:
+        return Endpoints(target_url=self.base_url, provider_url=self.provider_url,
+                         provider_api_key=self.provider_api_key)
+
+    async def provision(self, users: Mapping[str, str], *,
+                        concurrency: int) -> dict[str, Credentials]:
+        """Accounts for the scenario's users, as the profile says (see ``provisioning``)."""
+        return await provision(users, profile=self.profile, client=self.client,
+                               base_url=self.base_url, admin_key=self.admin_key,
+                               concurrency=concurrency)
+
+    async def check_health(self) -> None:
+        """Raise ``TargetUnreachable`` unless the profile's health path answers 2xx."""
+        if self.profile.health_path is None:
+            return
+        url = self.base_url + self.profile.health_path
+        try:
+            response = await self.client.get(url)
+        except httpx.HTTPError as exc:
+            raise TargetUnreachable(f"the target at {self.base_url} does not answer: GET {url} "
+                                    f"failed with {type(exc).__name__}; is it running?") from exc
+        if not 200 <= response.status_code < 300:
+            raise TargetUnreachable(f"the target at {self.base_url} is not healthy: GET {url} "
+                                    f"answered {response.status_code} {response.text[:200]!r}")
+
+
+def make_client(limits: Limits) -> httpx.AsyncClient:
+    """An AsyncClient sized and timed by ``limits``, every option explicit."""
+    return httpx.AsyncClient(
+        limits=httpx.Limits(max_connections=limits.connections_max,
+                            max_keepalive_connections=limits.connections_max,
+                            keepalive_expiry=5.0),
+        timeout=httpx.Timeout(connect=limits.connect_timeout_s, read=limits.op_timeout_s,
+                              write=limits.op_timeout_s, pool=limits.op_timeout_s),
+        follow_redirects=False,
+        trust_env=False,  # a proxy from the environment must not stand between us and it
+        http2=False,
+    )
