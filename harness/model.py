@@ -57,7 +57,7 @@ class F(StrEnum):
     PURCHASE = "purchase"  # {user, purchase, amount_tokens, payment_method}
     TIP = "tip"  # {sender, recipient, amount_tokens}
     CALL_OPEN = "call_open"  # {user, creator, call, rate_tokens_per_minute}
-    CALL_CHARGE = "call_charge"  # {user, call, minute}
+    CALL_CHARGE = "call_charge"  # {user, creator, call, minute, amount_tokens}
     CALL_END = "call_end"  # {user, call}
     READ_BALANCE = "read_balance"  # {user} -> {balance_tokens, debt_tokens, status}
     # Against the provider: what a card holder, a bank or an operator does.
@@ -66,7 +66,7 @@ class F(StrEnum):
     DISPUTE_OPEN = "dispute_open"  # {purchase, dispute}
     DISPUTE_CLOSE = "dispute_close"  # {dispute, outcome: "won"|"lost"}
     # A raw webhook the harness itself sends to the target (forgeries, stale replays).
-    WEBHOOK = "webhook"  # {event, variant}
+    WEBHOOK = "webhook"  # {purchase, event_type, variant}
 
 
 TARGET_FS = frozenset({F.PURCHASE, F.TIP, F.CALL_OPEN, F.CALL_CHARGE, F.CALL_END,
