@@ -208,6 +208,10 @@ class HistoryWriter:
         self._line({"type": "end", "stats": dict(stats)})
         self._scenario = None
 
+    def abandon(self) -> None:
+        """Leave the open scenario without an end line (its run failed); it loads incomplete."""
+        self._scenario = None
+
     def _once(self, kind: str, body: dict[str, Any]) -> None:
         assert self._scenario is not None, "begin a scenario first"
         assert kind not in self._written, f"{kind} written twice"

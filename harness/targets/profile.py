@@ -253,28 +253,30 @@ def parse_profile(data: Mapping[str, Any], *, source: str, folder: Path | None =
     """Validate parsed TOML into a ``Profile``. See ``load_profile``."""
     environ = os.environ if environ is None else environ
     root = _Table(data, source=source, where="")
+    root.only("target", "auth", "metadata", "responses", "ops", "provisioning", "observer")
     target = root.table("target")
+    target.only("name", "base_url", "base_url_env", "admin_key", "admin_key_env", "health_path")
     name = target.text("name")
-    base_url = _from_env(target, "base_url", environ) or target.opt_text("base_url")
+    written_url = target.opt_text("base_url")
+    base_url = _from_env(target, "base_url", environ) or written_url
     if not base_url:
         raise target.error("base_url", None, 'is missing; add e.g. base_url = '
                            '"http://127.0.0.1:8000", or base_url_env and set that variable')
     if not base_url.startswith(("http://", "https://")):
         raise target.error("base_url", base_url, "must start with http:// or https://")
-    admin_key = _from_env(target, "admin_key", environ) or target.opt_text("admin_key")
+    written_key = target.opt_text("admin_key")
+    admin_key = _from_env(target, "admin_key", environ) or written_key
     health_path = target.opt_path("health_path")
-    target.done()
     auth = _parse_auth(root.opt_table("auth"))
     metadata = _parse_metadata(root.table("metadata"))
     responses = root.opt_table("responses")
-    error_code_path = responses.opt_text("error_code_path") if responses else None
     if responses:
-        responses.done()
+        responses.only("error_code_path")
+    error_code_path = responses.opt_text("error_code_path") if responses else None
     ops = _parse_ops(root.table("ops"))
     provisioning = _parse_provisioning(root.table("provisioning"), folder, environ)
     observer_table = root.opt_table("observer")
     observer = _parse_observer(observer_table, environ) if observer_table else None
-    root.done()
     return Profile(name=name, source=source, base_url=base_url.rstrip("/"), admin_key=admin_key,
                    health_path=health_path, auth=auth, metadata=metadata, ops=ops,
                    provisioning=provisioning, observer=observer,
@@ -304,32 +306,32 @@ def placeholders(template: Template) -> frozenset[str]:
 def _parse_auth(table: _Table | None) -> AuthSpec:
     if table is None:
         return AuthSpec()
+    table.only("header", "scheme")
     header = table.opt_text("header", "Authorization") or "Authorization"
     scheme = table.opt_text("scheme", "Bearer") or "Bearer"
     if scheme == "none":  # the header carries the token alone
         scheme = ""
-    table.done()
     return AuthSpec(header=header, scheme=scheme)
 
 
 def _parse_metadata(table: _Table) -> MetadataSpec:
+    table.only("user_key", "tokens_keys")
     user_key = table.text("user_key")
     tokens_keys = table.text_list("tokens_keys")
     if not tokens_keys:
         raise table.error("tokens_keys", tokens_keys, 'is empty; write e.g. tokens_keys = '
                           '["tokens"] or ["tokenAmount", "bonusTokens"]')
-    table.done()
     return MetadataSpec(user_key=user_key, tokens_keys=tuple(tokens_keys))
 
 
 def _parse_ops(table: _Table) -> dict[F, OpSpec]:
-    ops = {f: _parse_op(table.table(f.value), f)
-           for f in TEMPLATE_VARIABLES if f.value in table}
-    table.done(known=[f.value for f in TEMPLATE_VARIABLES])
-    return ops
+    table.only(*(f.value for f in TEMPLATE_VARIABLES))
+    return {f: _parse_op(table.table(f.value), f) for f in TEMPLATE_VARIABLES if f.value in table}
 
 
 def _parse_op(table: _Table, f: F) -> OpSpec:
+    table.only("method", "path", "body", "headers", "idempotency_header", "status_ok",
+               "status_fail", "fail_by_code", "result")
     allowed = TEMPLATE_VARIABLES[f]
     method = table.method("method", default="POST")
     path = table.path("path")
@@ -350,7 +352,6 @@ def _parse_op(table: _Table, f: F) -> OpSpec:
     fail_by_code = table.code_table("fail_by_code")
     result = _parse_result(table, f)
     variables = placeholders(path) | placeholders(body) | placeholders(list(headers.values()))
-    table.done()
     return OpSpec(f=f, method=method, path=path, body=body, headers=headers,
                   idempotency_header=idempotency_header, status_ok=status_ok,
                   status_fail=status_fail, fail_by_code=fail_by_code, result=result,
@@ -379,6 +380,7 @@ def _parse_provisioning(table: _Table, folder: Path | None,
                         environ: Mapping[str, str]) -> ProvisioningSpec:
     mode = table.choice("mode", ("http", "file"))
     if mode == "file":
+        table.only("mode", "users_file", "users_file_env")
         env_name = table.opt_text("users_file_env")
         written = table.opt_text("users_file")
         from_env = environ.get(env_name) if env_name else None
@@ -392,15 +394,14 @@ def _parse_provisioning(table: _Table, folder: Path | None,
         if users_file is None and not env_name:
             raise table.error("users_file", None, 'is missing; add users_file = "users.json" '
                               'or users_file_env = "TOKENCHAOS_USERS_FILE"')
-        table.done()
         return FileProvisioning(users_file=users_file, users_file_env=env_name)
+    table.only("mode", "method", "path", "body", "status_ok", "id", "token")
     method = table.method("method", default="POST")
     path = table.path("path")
     body = table.template("body", PROVISIONING_VARIABLES)
     status_ok = table.status_list("status_ok", default=(200, 201))
     id_path = table.text("id")
     token_path = table.text("token")
-    table.done()
     return HttpProvisioning(method=method, path=path, body=body, status_ok=status_ok,
                             id_path=id_path, token_path=token_path)
 
@@ -408,16 +409,18 @@ def _parse_provisioning(table: _Table, folder: Path | None,
 def _parse_observer(table: _Table, environ: Mapping[str, str]) -> ObserverSpec:
     kind = table.choice("kind", ("admin_http", "sql"))
     if kind == "sql":
-        url = _from_env(table, "database_url", environ) or table.opt_text("database_url")
+        table.only("kind", "database_url", "database_url_env", "accounts_query", "totals_query")
+        written_url = table.opt_text("database_url")
+        url = _from_env(table, "database_url", environ) or written_url
         env_name = table.opt_text("database_url_env")
         if not url and not env_name:
             raise table.error("database_url", None, "is missing; add database_url_env = "
                               '"TOKENCHAOS_TARGET_DATABASE_URL" (read-only credentials)')
         accounts_query = table.text("accounts_query")
         totals_query = table.opt_text("totals_query")
-        table.done()
         return SqlObserverSpec(database_url=url, database_url_env=env_name,
                                accounts_query=accounts_query, totals_query=totals_query)
+    table.only("kind", "accounts_path", "accounts_list", "account", "totals_path", "totals")
     accounts_path = table.path("accounts_path")
     accounts_list_path = table.opt_text("accounts_list", "", empty_ok=True) or ""
     account_fields = table.text_table("account")
@@ -427,7 +430,6 @@ def _parse_observer(table: _Table, environ: Mapping[str, str]) -> ObserverSpec:
     totals_fields = table.text_table("totals")
     _check_fields(table, "totals", totals_fields, _TOTALS_FIELDS,
                   required=tuple(sorted(_TOTALS_FIELDS)) if totals_path else ())
-    table.done()
     return AdminHttpObserverSpec(accounts_path=accounts_path,
                                  accounts_list_path=accounts_list_path,
                                  account_fields=account_fields, totals_path=totals_path,
@@ -467,7 +469,6 @@ class _Table:
         self._data = data
         self._source = source
         self._where = where
-        self._used: set[str] = set()
 
     def __contains__(self, key: object) -> bool:
         return key in self._data
@@ -477,16 +478,14 @@ class _Table:
         shown = "" if value is None else f" = {value!r}"
         return UsageError(f"profile {self._source}: {place}{shown} {advice}")
 
-    def done(self, known: Iterable[str] | None = None) -> None:
-        """Reject keys nobody read: they are typos or belong elsewhere."""
-        unknown = sorted(set(self._data) - self._used)
+    def only(self, *known: str) -> None:
+        """Reject keys this table does not have, before reading any: they are typos."""
+        unknown = sorted(set(self._data) - set(known))
         if unknown:
-            names = sorted(self._used if known is None else known)
             raise self.error(unknown[0], self._data[unknown[0]],
-                             f"is not a known key here; known keys: {', '.join(names)}")
+                             f"is not a known key here; known keys: {', '.join(sorted(known))}")
 
     def _get(self, key: str, default: Any) -> Any:
-        self._used.add(key)
         if key in self._data:
             return self._data[key]
         if default is _REQUIRED:
@@ -498,10 +497,7 @@ class _Table:
         return _Table(self._get(key, _REQUIRED), source=self._source, where=where)
 
     def opt_table(self, key: str) -> _Table | None:
-        if key not in self._data:
-            self._used.add(key)
-            return None
-        return self.table(key)
+        return self.table(key) if key in self._data else None
 
     def text(self, key: str, *, empty_ok: bool = False) -> str:
         value = self._get(key, _REQUIRED)
@@ -511,10 +507,7 @@ class _Table:
 
     def opt_text(self, key: str, default: str | None = None, *,
                  empty_ok: bool = False) -> str | None:
-        if key not in self._data:
-            self._used.add(key)
-            return default
-        return self.text(key, empty_ok=empty_ok)
+        return self.text(key, empty_ok=empty_ok) if key in self._data else default
 
     def choice(self, key: str, options: tuple[str, ...]) -> str:
         value = self.text(key)

@@ -1,0 +1,538 @@
+"""The runner: executes one scenario's steps against a target and records the history.
+
+``run_scenario`` provisions the scenario's users, then runs its seeded steps in order:
+a ``Batch`` invokes its ops concurrently (at most ``min(params.concurrency,
+limits.ops_in_flight_max)`` at once), ``Settle`` waits for the provider's webhook queue to
+drain, ``Pause`` lets time pass, ``SetPolicy`` changes how the provider delivers. At the
+end it waits for quiescence, observes the end state and fetches the provider's truth.
+
+As Jepsen's interpreter does, every op is an invoke and a completion on one *process*;
+a worker whose op ended INFO (indeterminate) continues under a fresh process id, so the
+history stays well formed. Logical names resolve to ids learned from earlier completions;
+an op whose referent never got an id (its purchase failed, say) is skipped, counted, and
+never invoked. Dependent ops therefore belong in a later step than their referent.
+
+Every wait is bounded: each op by ``Limits.op_timeout_s`` (past it the op is INFO), each
+quiescence wait by ``Limits.quiescence_timeout_s``, the whole scenario by a deadline
+(``Limits.run_duration_s_max`` from the start unless the caller passes the run's own),
+past which ``RunDeadlineExceeded`` is raised. Times in the history are
+``time.monotonic_ns()`` from the scenario's start. The runner judges nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import random
+import sys
+import time
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TextIO
+
+from harness.errors import ProviderError, TargetError, TokenchaosError, UsageError
+from harness.history import History, HistoryWriter
+from harness.limits import Limits
+from harness.model import Event, Kind, Observation, Op, Outcome, ProviderTruth
+from harness.protocol import (
+    Flow,
+    FlowContext,
+    HttpRequest,
+    HttpResponse,
+    Resolver,
+    Unresolved,
+    Unsupported,
+    op_flow,
+)
+from harness.provider.policy import DeliveryPolicy
+from harness.scenario import Scenario, ScenarioParams
+from harness.schedule import Batch, Pause, SetPolicy, Settle, Step
+from harness.targets.http_async import drive_async
+from harness.targets.session import TargetSession
+
+__all__ = [
+    "PlainProgress",
+    "Progress",
+    "ProviderControl",
+    "RichProgress",
+    "RunDeadlineExceeded",
+    "ScenarioResult",
+    "TargetSession",
+    "make_progress",
+    "run_scenario",
+]
+
+STEPS_MAX = 1_000_000  # steps one scenario may yield; a generator past it is a bug
+
+
+class RunDeadlineExceeded(TokenchaosError):
+    """The run went past its time bound; the history written so far stays readable."""
+
+
+class ProviderControl(Protocol):
+    """What the runner asks of the provider simulator (``ProviderClient`` satisfies it)."""
+
+    async def set_policy(self, policy: DeliveryPolicy) -> Any: ...
+
+    async def wait_quiescent(self, timeout_s: float) -> Any: ...
+
+    async def pending(self) -> int: ...
+
+    async def truth_json(self) -> Mapping[str, Any]: ...
+
+    async def reset(self) -> Any: ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ScenarioResult:
+    """One scenario's run: what was done, what was seen at the end, and counts."""
+
+    name: str
+    seed: int
+    params: Mapping[str, Any]
+    users: Mapping[str, str]  # logical name -> "fan" | "creator"
+    target_ids: Mapping[str, str]  # logical name -> the target's id
+    history: History
+    initial: Observation | None  # before the first step (None: not observable)
+    observation: Observation | None  # at quiescence (None: not observable)
+    truth: ProviderTruth | None  # None: no provider in this run
+    stats: Mapping[str, int | str] = field(default_factory=dict)
+
+    @property
+    def events(self) -> Sequence[Event]:
+        return self.history
+
+
+async def run_scenario(scenario: Scenario, params: ScenarioParams, *, session: TargetSession,
+                       provider: ProviderControl | None, writer: HistoryWriter, limits: Limits,
+                       progress: Progress | None = None,
+                       deadline_s: float | None = None) -> ScenarioResult:
+    """Run one scenario against ``session``'s target, recording into ``writer``.
+
+    Args:
+        provider: the provider simulator's client; None runs without one (provider ops and
+            harness-sent webhooks are then skipped as unsupported, and there is no truth).
+        deadline_s: when the whole run must end, on the ``time.monotonic()`` clock;
+            default ``limits.run_duration_s_max`` from now.
+
+    Raises:
+        RunDeadlineExceeded: the deadline passed; the history so far is on disk.
+        ProvisioningFailed, TargetError: the target could not be worked with.
+        ProviderError: the provider failed.
+        UsageError: the scenario broke a bound (ops, history size) or needs a provider.
+    """
+    deadline = time.monotonic() + limits.run_duration_s_max if deadline_s is None \
+        else deadline_s
+    execution = _Execution(scenario, params, session=session, provider=provider,
+                           writer=writer, limits=limits, progress=progress, deadline_s=deadline)
+    return await execution.run()
+
+
+# ---------------------------------------------------------------------------------------
+# One execution.
+
+
+class _Execution:
+    def __init__(self, scenario: Scenario, params: ScenarioParams, *, session: TargetSession,
+                 provider: ProviderControl | None, writer: HistoryWriter, limits: Limits,
+                 progress: Progress | None, deadline_s: float) -> None:
+        self.scenario = scenario
+        self.params = params
+        self.session = session
+        self.provider = provider
+        self.writer = writer
+        self.limits = limits
+        self.progress = progress
+        self.deadline_s = deadline_s
+        self.start_ns = time.monotonic_ns()
+        self.history = History()
+        self.resolver = Resolver()
+        self.stats: Counter[str] = Counter()
+        self.notes: dict[str, str] = {}
+        self.workers_count = min(params.concurrency, limits.ops_in_flight_max)
+        self.free_processes = list(reversed(range(self.workers_count)))
+        self.next_process = self.workers_count
+        endpoints = session.endpoints if provider is not None else \
+            dataclasses.replace(session.endpoints, provider_url=None)
+        self.ctx = FlowContext(profile=session.profile, endpoints=endpoints,
+                               resolver=self.resolver,
+                               response_body_bytes_max=limits.response_body_bytes_max)
+
+    async def run(self) -> ScenarioResult:
+        users = dict(self.scenario.users(self.params))
+        if len(users) > self.limits.users_max:
+            raise UsageError(f"scenario {self.scenario.name} wants {len(users)} users, over "
+                             f"Limits.users_max = {self.limits.users_max}; lower --scale")
+        if self.progress is not None:
+            self.progress.scenario_started(self.scenario.name, seed=self.params.seed,
+                                           users_count=len(users))
+        await self._bounded(self._prepare_provider(), "resetting the provider")
+        credentials = await self._bounded(
+            self.session.provision(users, concurrency=self.workers_count), "provisioning")
+        self.resolver.users.update(credentials)
+        target_ids = {name: credentials[name].target_id for name in users}
+        self.writer.begin(name=self.scenario.name, seed=self.params.seed,
+                          params=dataclasses.asdict(self.params), users=users,
+                          target_ids=target_ids)
+        try:
+            return await self._run_begun(users, target_ids)
+        except BaseException:
+            self.writer.abandon()
+            raise
+
+    async def _run_begun(self, users: Mapping[str, str],
+                         target_ids: Mapping[str, str]) -> ScenarioResult:
+        initial = await self._bounded(self._observe("initial"), "observing the start")
+        if initial is not None:
+            self.writer.initial(initial)
+        await self._run_steps()
+        await self._bounded(self._quiesce("end"), "waiting for quiescence")
+        observation = await self._bounded(self._observe("observation"), "observing the end")
+        truth = await self._bounded(self._truth(target_ids), "fetching the provider's truth")
+        if observation is not None:
+            self.writer.observation(observation)
+        if truth is not None:
+            self.writer.truth(truth)
+        stats = self._final_stats()
+        self.writer.end(stats)
+        if self.progress is not None:
+            self.progress.scenario_finished(self.scenario.name, stats=stats)
+        return ScenarioResult(name=self.scenario.name, seed=self.params.seed,
+                              params=dataclasses.asdict(self.params), users=users,
+                              target_ids=target_ids, history=self.history, initial=initial,
+                              observation=observation, truth=truth, stats=stats)
+
+    def now_ns(self) -> int:
+        return time.monotonic_ns() - self.start_ns
+
+    async def _bounded(self, awaitable: Any, doing: str) -> Any:
+        """Await under the run's deadline; past it, raise ``RunDeadlineExceeded``."""
+        remaining_s = self.deadline_s - time.monotonic()
+        if remaining_s <= 0:
+            awaitable.close()
+            raise self._deadline_error(doing)
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout_at(loop.time() + remaining_s) as scope:
+                return await awaitable
+        except TimeoutError as exc:
+            if scope.expired():
+                raise self._deadline_error(doing) from exc
+            raise
+
+    def _deadline_error(self, doing: str) -> RunDeadlineExceeded:
+        elapsed_s = self.now_ns() / 1e9
+        return RunDeadlineExceeded(
+            f"scenario {self.scenario.name} (seed {self.params.seed}) hit the run's time "
+            f"bound while {doing}, {elapsed_s:.1f} s after it started (Limits."
+            f"run_duration_s_max = {self.limits.run_duration_s_max:g} s for the whole run); "
+            f"the history so far is in {self.writer.path}. Raise the bound, or lower --scale")
+
+    # -- steps ---------------------------------------------------------------------------
+
+    async def _run_steps(self) -> None:
+        steps = self.scenario.generator(random.Random(self.params.seed), self.params)
+        for step_index, step in enumerate(steps):
+            if step_index >= STEPS_MAX:
+                raise UsageError(f"scenario {self.scenario.name} yielded more than "
+                                 f"{STEPS_MAX} steps; its generator must end")
+            if self.progress is not None:
+                self.progress.step_started(_describe(step))
+            self.stats["steps_count"] += 1
+            await self._bounded(self._step(step), f"running step {step_index} ({_describe(step)})")
+
+    async def _step(self, step: Step) -> None:
+        if isinstance(step, Batch):
+            await self._batch(step.ops)
+        elif isinstance(step, Settle):
+            self.stats["settles_count"] += 1
+            await self._quiesce("settle")
+        elif isinstance(step, Pause):
+            self.stats["pauses_count"] += 1
+            await asyncio.sleep(step.ms / 1000)
+        elif isinstance(step, SetPolicy):
+            if self.provider is None:
+                raise UsageError(f"scenario {self.scenario.name} sets a webhook delivery "
+                                 "policy, and this run has no provider simulator")
+            self.stats["policies_count"] += 1
+            await self.provider.set_policy(step.policy)
+        else:
+            raise AssertionError(f"not a step: {step!r}")
+
+    async def _batch(self, ops: Sequence[Op]) -> None:
+        self.stats["batches_count"] += 1
+        self.stats["ops_count"] += len(ops)
+        if self.stats["ops_count"] > self.limits.ops_per_scenario_max:
+            raise UsageError(f"scenario {self.scenario.name} yielded more than "
+                             f"{self.limits.ops_per_scenario_max} ops (Limits."
+                             "ops_per_scenario_max); lower --scale")
+        if len(self.history) + 2 * len(ops) > self.limits.history_events_max:
+            raise UsageError(f"the history of {self.scenario.name} would pass "
+                             f"{self.limits.history_events_max} events (Limits."
+                             "history_events_max); lower --scale")
+        # Flows are built before any op of the batch runs, so whether an op is skipped
+        # never depends on timing: a referent in the same batch is never resolved yet.
+        flows = [(op, self._flow(op)) for op in ops]
+        semaphore = asyncio.Semaphore(self.workers_count)
+        try:
+            async with asyncio.TaskGroup() as group:
+                for op, flow in flows:
+                    if flow is not None:
+                        group.create_task(self._invoke(op, flow, semaphore))
+        except BaseExceptionGroup as exc_group:
+            raise _first_leaf(exc_group) from None
+
+    def _flow(self, op: Op) -> Flow | None:
+        try:
+            return op_flow(op, self.ctx)
+        except (Unresolved, Unsupported) as exc:
+            reason = "skipped" if isinstance(exc, Unresolved) else "unsupported"
+            self.stats[f"ops_{reason}_count"] += 1
+            self.notes.setdefault(f"first_{reason}", f"op {op.id} ({op.f.value}): {exc}")
+            return None
+
+    async def _invoke(self, op: Op, flow: Flow, semaphore: asyncio.Semaphore) -> None:
+        async with semaphore:
+            process = self.free_processes.pop()
+            self._record(Event(index=len(self.history), time_ns=self.now_ns(), process=process,
+                               kind=Kind.INVOKE, f=op.f, op_id=op.id, value=dict(op.value),
+                               idempotency_key=op.idempotency_key))
+            self.stats["ops_invoked_count"] += 1
+            outcome = await self._drive(flow)
+            self._record(Event(index=len(self.history), time_ns=self.now_ns(), process=process,
+                               kind=outcome.kind, f=op.f, op_id=op.id,
+                               value={**op.value, **outcome.value},
+                               idempotency_key=op.idempotency_key, error=outcome.error,
+                               status_code=outcome.status_code))
+            self.stats[f"ops_{outcome.kind.value}_count"] += 1
+            self.resolver.learn(op, outcome)
+            if outcome.kind == Kind.INFO:  # Jepsen: this process may still be running it
+                process, self.next_process = self.next_process, self.next_process + 1
+            self.free_processes.append(process)
+
+    async def _drive(self, flow: Flow) -> Outcome:
+        try:
+            async with asyncio.timeout(self.limits.op_timeout_s):
+                return await drive_async(flow, self.session.client, self.limits,
+                                         on_response=self._on_response)
+        except TimeoutError:
+            flow.close()
+            return Outcome(kind=Kind.INFO, error="read_timeout")
+
+    def _on_response(self, request: HttpRequest, response: HttpResponse | None,
+                     elapsed_ns: int) -> None:
+        self.stats["http_requests_count"] += 1
+
+    def _record(self, event: Event) -> None:
+        self.history.append(event)
+        self.writer.event(event)
+        if self.progress is not None and event.kind != Kind.INVOKE:
+            self.progress.op_completed(event)
+
+    # -- provider, observer ----------------------------------------------------------------
+
+    async def _prepare_provider(self) -> None:
+        """Start from a clean slate: no events or deliveries of earlier scenarios, and the
+        default policy (each event once, retried until acknowledged)."""
+        if self.provider is None:
+            return
+        await self.provider.reset()
+        await self.provider.set_policy(DeliveryPolicy())
+
+    async def _quiesce(self, when: str) -> bool:
+        """Wait (bounded) until the provider has no delivery pending; say whether it did."""
+        if self.provider is None:
+            return True
+        try:
+            result = await self.provider.wait_quiescent(self.limits.quiescence_timeout_s)
+            quiescent = result is not False and await self.provider.pending() == 0
+        except (ProviderError, TimeoutError) as exc:
+            self.notes.setdefault(f"{when}_not_quiescent", str(exc) or type(exc).__name__)
+            quiescent = False
+        if not quiescent:
+            self.stats[f"{when}_quiescence_timeouts_count"] += 1
+        return quiescent
+
+    async def _observe(self, when: str) -> Observation | None:
+        observer = self.session.observer
+        if observer is None:
+            return None
+        target_ids = {name: creds.target_id for name, creds in self.resolver.users.items()}
+        try:
+            observation: Observation = await observer.observe(target_ids)
+        except TargetError as exc:
+            self.notes[f"{when}_error"] = str(exc)
+            return None
+        return observation
+
+    async def _truth(self, target_ids: Mapping[str, str]) -> ProviderTruth | None:
+        if self.provider is None:
+            return None
+        from harness.provider.truth import truth_from_json  # the provider package is optional
+
+        metadata = self.session.profile.metadata
+        truth = truth_from_json(await self.provider.truth_json(), user_key=metadata.user_key,
+                                tokens_keys=metadata.tokens_keys,
+                                user_by_target_id={v: k for k, v in target_ids.items()})
+        return _scenario_truth(truth, self.history)
+
+    def _final_stats(self) -> dict[str, int | str]:
+        stats: dict[str, int | str] = {key: 0 for key in _STATS_ZERO}
+        stats.update(self.stats)
+        stats["processes_count"] = self.next_process
+        stats["workers_count"] = self.workers_count
+        stats["duration_ms"] = self.now_ns() // 1_000_000
+        stats.update(self.notes)
+        return stats
+
+
+_STATS_ZERO = ("steps_count", "batches_count", "ops_count", "ops_invoked_count", "ops_ok_count",
+               "ops_fail_count", "ops_info_count", "ops_skipped_count",
+               "ops_unsupported_count", "http_requests_count")
+
+
+def _scenario_truth(truth: ProviderTruth, history: Sequence[Event]) -> ProviderTruth:
+    """The provider's truth narrowed to this scenario's intents.
+
+    The provider keeps intents across scenarios (a reset forgets only events and
+    deliveries). This scenario's intents are those its history names, and those its
+    events and deliveries (since the reset) concern, such as an intent whose purchase
+    call timed out.
+    """
+    named = {str(e.value["intent_id"]) for e in history
+             if e.kind != Kind.INVOKE and e.value.get("intent_id") is not None}
+    named |= {d.intent_id for d in truth.deliveries if d.intent_id is not None}
+    named |= set(truth.event_intents.values())
+    intents = {intent_id: intent for intent_id, intent in truth.intents.items()
+               if intent_id in named}
+    return dataclasses.replace(truth, intents=intents)
+
+
+def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The first real exception in a task group's failure, preferring our own errors."""
+    leaves: list[BaseException] = []
+    pending: list[BaseException] = [group]
+    while pending:
+        exc = pending.pop(0)
+        if isinstance(exc, BaseExceptionGroup):
+            pending.extend(exc.exceptions)
+        else:
+            leaves.append(exc)
+    ours = [exc for exc in leaves if isinstance(exc, TokenchaosError)]
+    return (ours or leaves)[0]
+
+
+def _describe(step: Step) -> str:
+    if isinstance(step, Batch):
+        kinds = Counter(op.f.value for op in step.ops)
+        return "batch of " + ", ".join(f"{count} {f}" for f, count in sorted(kinds.items()))
+    if isinstance(step, Pause):
+        return f"pause {step.ms} ms"
+    if isinstance(step, SetPolicy):
+        return "set delivery policy"
+    return "settle"
+
+
+# ---------------------------------------------------------------------------------------
+# Progress: a live view on a terminal, plain lines in CI.
+
+
+class Progress(Protocol):
+    """What the runner tells whoever watches. Implementations never raise."""
+
+    def scenario_started(self, name: str, *, seed: int, users_count: int) -> None: ...
+
+    def step_started(self, description: str) -> None: ...
+
+    def op_completed(self, event: Event) -> None: ...
+
+    def scenario_finished(self, name: str, *, stats: Mapping[str, int | str]) -> None: ...
+
+
+def make_progress(*, stream: TextIO | None = None,
+                  environ: Mapping[str, str] | None = None) -> Progress:
+    """A live view when ``stream`` is a terminal and not in CI (``CI`` set); else lines."""
+    stream = sys.stderr if stream is None else stream
+    environ = os.environ if environ is None else environ
+    if environ.get("CI") or not stream.isatty():
+        return PlainProgress(stream)
+    return RichProgress(stream)
+
+
+class PlainProgress:
+    """One line per scenario start and end, and one per ``ops_per_line`` completed ops."""
+
+    def __init__(self, stream: TextIO, *, ops_per_line: int = 1000) -> None:
+        assert ops_per_line >= 1
+        self._stream = stream
+        self._ops_per_line = ops_per_line
+        self._counts: Counter[str] = Counter()
+        self._name = ""
+
+    def scenario_started(self, name: str, *, seed: int, users_count: int) -> None:
+        self._name = name
+        self._counts = Counter()
+        self._line(f"scenario {name} (seed {seed}, {users_count} users): started")
+
+    def step_started(self, description: str) -> None:
+        pass
+
+    def op_completed(self, event: Event) -> None:
+        self._counts[event.kind.value] += 1
+        if self._counts.total() % self._ops_per_line == 0:
+            self._line(f"scenario {self._name}: {self._summary()}")
+
+    def scenario_finished(self, name: str, *, stats: Mapping[str, int | str]) -> None:
+        self._line(f"scenario {name}: done in {stats.get('duration_ms', 0)} ms, "
+                   f"{self._summary()}, {stats.get('ops_skipped_count', 0)} skipped")
+
+    def _summary(self) -> str:
+        return ", ".join(f"{self._counts[kind]} {kind}" for kind in ("ok", "fail", "info"))
+
+    def _line(self, text: str) -> None:
+        print(f"tokenchaos: {text}", file=self._stream, flush=True)
+
+
+class RichProgress:
+    """A live line per scenario: a spinner, the current step, and ok/fail/info counts."""
+
+    def __init__(self, stream: TextIO) -> None:
+        from rich.console import Console
+        from rich.progress import Progress as RichBar
+        from rich.progress import SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        self._bar = RichBar(SpinnerColumn(), TextColumn("[bold]{task.description}"),
+                            TextColumn("{task.fields[counts]}"),
+                            TextColumn("[dim]{task.fields[step]}"), TimeElapsedColumn(),
+                            console=Console(file=stream), transient=False)
+        self._task: Any = None
+        self._counts: Counter[str] = Counter()
+
+    def scenario_started(self, name: str, *, seed: int, users_count: int) -> None:
+        self._counts = Counter()
+        if self._task is None:
+            self._bar.start()
+        self._task = self._bar.add_task(f"{name} (seed {seed})", total=None,
+                                        counts=self._summary(), step="provisioning")
+
+    def step_started(self, description: str) -> None:
+        if self._task is not None:
+            self._bar.update(self._task, step=description)
+
+    def op_completed(self, event: Event) -> None:
+        self._counts[event.kind.value] += 1
+        if self._task is not None:
+            self._bar.update(self._task, counts=self._summary())
+
+    def scenario_finished(self, name: str, *, stats: Mapping[str, int | str]) -> None:
+        if self._task is not None:
+            self._bar.update(self._task, step=f"done in {stats.get('duration_ms', 0)} ms",
+                             total=1, completed=1)
+        self._bar.stop()
+        self._task = None
+
+    def _summary(self) -> str:
+        return (f"[green]{self._counts['ok']} ok[/] [yellow]{self._counts['fail']} fail[/] "
+                f"[red]{self._counts['info']} info[/]")

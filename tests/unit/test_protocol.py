@@ -1,0 +1,383 @@
+"""The sans-IO protocol: requests built from profiles, canned responses read into outcomes."""
+
+from __future__ import annotations
+
+import json
+import urllib.parse
+from collections.abc import Callable
+
+import pytest
+
+from harness.errors import ProviderError, UsageError
+from harness.model import F, Kind, Op, Outcome
+from harness.protocol import (
+    Credentials,
+    Endpoints,
+    FlowContext,
+    HttpRequest,
+    HttpResponse,
+    Resolver,
+    Unresolved,
+    Unsupported,
+    drive_sync,
+    json_path,
+    op_flow,
+    render_json,
+    render_text,
+)
+from harness.targets.profile import load_profile
+
+TARGET = "http://target.test"
+PROVIDER = "http://provider.test"
+REFERENCE = load_profile("reference", environ={})
+SEED = load_profile("seed", environ={})
+
+
+def _resolver() -> Resolver:
+    return Resolver(users={"fan_0": Credentials(target_id="7", token="tok-fan"),
+                           "creator_0": Credentials(target_id="9", token="tok-creator")})
+
+
+def _ctx(profile=REFERENCE, resolver: Resolver | None = None, *, provider: str | None = PROVIDER,
+         body_max: int = 10_000) -> FlowContext:
+    return FlowContext(profile=profile,
+                       endpoints=Endpoints(target_url=TARGET, provider_url=provider),
+                       resolver=resolver or _resolver(), response_body_bytes_max=body_max)
+
+
+def _json(status: int, body: object) -> HttpResponse:
+    return HttpResponse(status_code=status, body=json.dumps(body).encode())
+
+
+def _run(op: Op, ctx: FlowContext, *answers: HttpResponse | Outcome
+         ) -> tuple[list[HttpRequest], Outcome]:
+    """Drive the op's flow over canned answers; return the requests it made and its outcome."""
+    sent: list[HttpRequest] = []
+    queue = list(answers)
+
+    def send(request: HttpRequest) -> HttpResponse | Outcome:
+        sent.append(request)
+        return queue.pop(0)
+
+    outcome = drive_sync(op_flow(op, ctx), send)
+    assert not queue, "the flow made fewer requests than answers were given"
+    return sent, outcome
+
+
+def _headers(request: HttpRequest) -> dict[str, str]:
+    return dict(request.headers)
+
+
+def tip(amount: int = 60, key: str | None = "k-1") -> Op:
+    return Op(id=3, f=F.TIP, value={"sender": "fan_0", "recipient": "creator_0",
+                                    "amount_tokens": amount}, idempotency_key=key)
+
+
+PURCHASE = Op(id=1, f=F.PURCHASE, value={"user": "fan_0", "purchase": "p_0",
+                                         "amount_tokens": 500, "payment_method": "pm_card_visa"},
+              idempotency_key="k-0")
+
+
+# -- target requests ----------------------------------------------------------------------
+
+
+def test_purchase_request_carries_typed_body_bearer_token_and_idempotency_key() -> None:
+    sent, _ = _run(PURCHASE, _ctx(), _json(201, {"intent_id": "pi_1", "status": "succeeded"}))
+    request = sent[0]
+    assert (request.method, request.url) == ("POST", TARGET + "/v1/purchases")
+    assert json.loads(request.body) == {"tokens": 500, "payment_method": "pm_card_visa"}
+    headers = _headers(request)
+    assert headers["Authorization"] == "Bearer tok-fan"
+    assert headers["Idempotency-Key"] == "k-0"
+    assert headers["Content-Type"] == "application/json"
+
+
+def test_tip_request_casts_the_recipient_id_to_int_for_the_reference_service() -> None:
+    sent, _ = _run(tip(), _ctx(), _json(201, {"tip_id": "t_1", "balance": 40}))
+    assert json.loads(sent[0].body) == {"to": 9, "amount": 60}
+
+
+def test_seed_tip_sends_the_creator_id_as_text_and_no_idempotency_header() -> None:
+    sent, _ = _run(tip(), _ctx(SEED), _json(200, {"success": True, "senderBalance": "40"}))
+    assert json.loads(sent[0].body) == {"creatorId": "9", "tokenAmount": 60, "channel": "tip"}
+    assert "Idempotency-Key" not in _headers(sent[0])
+
+
+def test_seed_purchase_puts_the_idempotency_key_in_the_body() -> None:
+    sent, outcome = _run(PURCHASE, _ctx(SEED),
+                         _json(200, {"success": True,
+                                     "paymentIntent": {"id": "pi_9", "status": "processing"}}))
+    assert json.loads(sent[0].body)["clientIdempotencyKey"] == "k-0"
+    assert outcome.value == {"intent_id": "pi_9", "purchase_status": "processing"}
+
+
+def test_call_charge_path_is_filled_and_quoted_from_the_learned_call_id() -> None:
+    resolver = _resolver()
+    resolver.calls["c_0"] = "call/1"
+    op = Op(id=5, f=F.CALL_CHARGE, value={"user": "fan_0", "creator": "creator_0", "call": "c_0",
+                                          "minute": 2, "amount_tokens": 10}, idempotency_key="k")
+    sent, _ = _run(op, _ctx(resolver=resolver), _json(201, {"charge_id": "ch", "balance": 0}))
+    assert sent[0].url == TARGET + "/v1/calls/call%2F1/charges"
+    assert json.loads(sent[0].body) == {"minute": 2}
+
+
+def test_read_balance_is_a_get_without_a_body() -> None:
+    op = Op(id=2, f=F.READ_BALANCE, value={"user": "fan_0"})
+    sent, outcome = _run(op, _ctx(), _json(200, {"balance": 5, "debt": 0, "status": "active"}))
+    assert (sent[0].method, sent[0].body) == ("GET", b"")
+    assert outcome == Outcome(kind=Kind.OK, status_code=200, value={
+        "balance_tokens": 5, "debt_tokens": 0, "status": "active"})
+
+
+# -- target responses ---------------------------------------------------------------------
+
+
+def test_ok_tip_reads_its_results_and_turns_token_counts_sent_as_text_into_ints() -> None:
+    _, outcome = _run(tip(), _ctx(SEED), _json(200, {"senderBalance": "40"}))
+    assert outcome.kind == Kind.OK
+    assert outcome.value == {"tip_id": None, "balance_tokens": 40}
+
+
+@pytest.mark.parametrize(("status", "kind", "error"), [
+    (402, Kind.FAIL, "insufficient_funds"),
+    (404, Kind.FAIL, "not_found"),
+    (409, Kind.FAIL, "idempotency_conflict"),
+    (422, Kind.FAIL, "invalid"),
+    (500, Kind.INFO, "server_error_5xx"),
+    (503, Kind.INFO, "server_error_5xx"),
+    (418, Kind.INFO, "unexpected_status"),
+    (302, Kind.INFO, "unexpected_status"),
+])
+def test_tip_status_classification(status: int, kind: Kind, error: str) -> None:
+    _, outcome = _run(tip(), _ctx(), _json(status, {"error": {"code": "x", "message": "m"}}))
+    assert (outcome.kind, outcome.error, outcome.status_code) == (kind, error, status)
+
+
+def test_a_body_over_the_bound_is_info_even_with_an_ok_status() -> None:
+    big = HttpResponse(status_code=201, body=b"x" * 101)
+    _, outcome = _run(tip(), _ctx(body_max=100), big)
+    assert (outcome.kind, outcome.error) == (Kind.INFO, "response_too_large")
+
+
+def test_an_ok_body_that_is_not_json_is_still_ok_with_unknown_results() -> None:
+    _, outcome = _run(tip(), _ctx(), HttpResponse(status_code=201, body=b"<html>"))
+    assert outcome.kind == Kind.OK
+    assert outcome.value == {"tip_id": None, "balance_tokens": None}
+
+
+def test_call_charge_409_is_call_ended_unless_the_body_says_the_key_was_reused() -> None:
+    resolver = _resolver()
+    resolver.calls["c_0"] = "41"
+    op = Op(id=5, f=F.CALL_CHARGE, value={"user": "fan_0", "creator": "creator_0", "call": "c_0",
+                                          "minute": 1, "amount_tokens": 10}, idempotency_key="k")
+    _, ended = _run(op, _ctx(resolver=resolver), _json(409, {"error": {"code": "call_ended"}}))
+    _, reused = _run(op, _ctx(resolver=resolver),
+                     _json(409, {"error": {"code": "idempotency_conflict"}}))
+    assert ended.error == "call_ended"
+    assert reused.error == "idempotency_conflict"
+
+
+def test_a_transport_outcome_ends_the_flow_as_it_is() -> None:
+    dropped = Outcome(kind=Kind.INFO, error="read_timeout")
+    sent, outcome = _run(tip(), _ctx(), dropped)
+    assert len(sent) == 1
+    assert outcome == dropped
+
+
+# -- resolution ---------------------------------------------------------------------------
+
+
+def test_an_op_whose_call_never_opened_is_unresolved_before_anything_is_sent() -> None:
+    op = Op(id=5, f=F.CALL_CHARGE, value={"user": "fan_0", "creator": "creator_0", "call": "c_9",
+                                          "minute": 1, "amount_tokens": 10})
+    with pytest.raises(Unresolved, match="c_9"):
+        op_flow(op, _ctx())
+
+
+def test_an_unknown_user_is_unresolved() -> None:
+    op = Op(id=3, f=F.TIP, value={"sender": "fan_0", "recipient": "ghost", "amount_tokens": 1})
+    with pytest.raises(Unresolved, match="ghost"):
+        op_flow(op, _ctx())
+
+
+def test_the_seed_charges_a_call_minute_without_a_call_id() -> None:
+    op = Op(id=5, f=F.CALL_CHARGE, value={"user": "fan_0", "creator": "creator_0", "call": "c_0",
+                                          "minute": 1, "amount_tokens": 10})
+    sent, _ = _run(op, _ctx(SEED), _json(200, {"senderBalance": 0}))
+    assert json.loads(sent[0].body) == {"creatorId": "9", "tokenAmount": 10, "callId": "c_0",
+                                        "minute": 1}
+
+
+def test_an_op_the_profile_lacks_is_unsupported() -> None:
+    op = Op(id=4, f=F.CALL_OPEN, value={"user": "fan_0", "creator": "creator_0", "call": "c_0",
+                                        "rate_tokens_per_minute": 10})
+    with pytest.raises(Unsupported, match=r"\[ops.call_open\]"):
+        op_flow(op, _ctx(SEED))
+
+
+def test_resolver_learns_ids_from_ok_completions_only_and_keeps_the_first() -> None:
+    resolver = _resolver()
+    resolver.learn(PURCHASE, Outcome(kind=Kind.FAIL, error="card_declined"))
+    assert "p_0" not in resolver.intents
+    resolver.learn(PURCHASE, Outcome(kind=Kind.OK, value={"intent_id": "pi_1"}))
+    resolver.learn(PURCHASE, Outcome(kind=Kind.OK, value={"intent_id": "pi_2"}))
+    assert resolver.intent_id("p_0") == "pi_1"
+
+
+# -- provider ops -------------------------------------------------------------------------
+
+
+def _form(request: HttpRequest) -> dict[str, str]:
+    return dict(urllib.parse.parse_qsl(request.body.decode()))
+
+
+def _with_intent() -> Resolver:
+    resolver = _resolver()
+    resolver.intents["p_0"] = "pi_1"
+    return resolver
+
+
+def test_refund_is_form_encoded_to_the_provider_and_omits_an_amount_of_none() -> None:
+    op = Op(id=8, f=F.REFUND, value={"purchase": "p_0", "amount_cents": None})
+    sent, outcome = _run(op, _ctx(resolver=_with_intent()),
+                         _json(200, {"id": "re_1", "payment_intent": "pi_1"}))
+    request = sent[0]
+    assert request.url == PROVIDER + "/v1/refunds"
+    assert _form(request) == {"payment_intent": "pi_1"}
+    assert _headers(request)["Authorization"].startswith("Bearer sk_test_")
+    assert _headers(request)["Content-Type"] == "application/x-www-form-urlencoded"
+    assert outcome.value == {"refund_id": "re_1", "intent_id": "pi_1"}
+
+
+def test_partial_refund_sends_its_amount_in_cents() -> None:
+    op = Op(id=8, f=F.REFUND, value={"purchase": "p_0", "amount_cents": 1250})
+    sent, _ = _run(op, _ctx(resolver=_with_intent()), _json(200, {"id": "re_1"}))
+    assert _form(sent[0]) == {"payment_intent": "pi_1", "amount": "1250"}
+
+
+def test_authenticate_and_dispute_ops_use_the_test_helper_paths() -> None:
+    resolver = _with_intent()
+    authenticate = Op(id=1, f=F.AUTHENTICATE, value={"purchase": "p_0", "outcome": "fail"})
+    sent, outcome = _run(authenticate, _ctx(resolver=resolver),
+                         _json(200, {"id": "pi_1", "status": "requires_payment_method"}))
+    assert sent[0].url == PROVIDER + "/v1/test_helpers/payment_intents/pi_1/authenticate"
+    assert _form(sent[0]) == {"outcome": "fail"}
+    assert outcome.value == {"intent_id": "pi_1", "purchase_status": "requires_payment_method"}
+    opened = Op(id=2, f=F.DISPUTE_OPEN, value={"purchase": "p_0", "dispute": "d_0"})
+    _, outcome = _run(opened, _ctx(resolver=resolver),
+                      _json(200, {"id": "dp_1", "payment_intent": "pi_1"}))
+    resolver.learn(opened, outcome)
+    closed = Op(id=3, f=F.DISPUTE_CLOSE, value={"dispute": "d_0", "outcome": "won"})
+    sent, _ = _run(closed, _ctx(resolver=resolver), _json(200, {"id": "dp_1", "status": "won"}))
+    assert sent[0].url == PROVIDER + "/v1/test_helpers/disputes/dp_1/close"
+    assert _form(sent[0]) == {"outcome": "won"}
+
+
+def test_a_provider_4xx_is_a_fail_with_stripes_error_code() -> None:
+    op = Op(id=8, f=F.REFUND, value={"purchase": "p_0", "amount_cents": 10**9})
+    _, outcome = _run(op, _ctx(resolver=_with_intent()),
+                      _json(400, {"error": {"type": "invalid_request_error",
+                                            "code": "amount_too_large"}}))
+    assert (outcome.kind, outcome.error) == (Kind.FAIL, "amount_too_large")
+
+
+def test_provider_ops_without_a_provider_are_unsupported() -> None:
+    op = Op(id=8, f=F.REFUND, value={"purchase": "p_0", "amount_cents": None})
+    with pytest.raises(Unsupported):
+        op_flow(op, _ctx(resolver=_with_intent(), provider=None))
+
+
+# -- webhooks: two steps ------------------------------------------------------------------
+
+ENVELOPE_BODY = json.dumps({"id": "evt_1", "type": "payment_intent.succeeded",
+                            "data": {"object": {"id": "pi_1", "object": "payment_intent"}}})
+ENVELOPE = _json(200, {"body": ENVELOPE_BODY,
+                       "headers": {"Stripe-Signature": "t=1,v1=ab",
+                                   "Content-Type": "application/json"}})
+
+
+def _webhook(purchase: str | None = "p_0", variant: str = "replay") -> Op:
+    return Op(id=9, f=F.WEBHOOK, value={"purchase": purchase,
+                                        "event_type": "payment_intent.succeeded",
+                                        "variant": variant})
+
+
+def test_webhook_asks_the_provider_for_an_envelope_then_posts_it_to_the_target() -> None:
+    sent, outcome = _run(_webhook(), _ctx(resolver=_with_intent()), ENVELOPE,
+                         HttpResponse(status_code=200, body=b"{}"))
+    ask, post = sent
+    assert ask.url == PROVIDER + "/_tokenchaos/envelope"
+    assert json.loads(ask.body) == {"intent_id": "pi_1", "event_type": "payment_intent.succeeded",
+                                    "variant": "replay"}
+    assert post.url == TARGET + "/v1/webhooks/stripe"
+    assert post.body == ENVELOPE_BODY.encode()
+    assert _headers(post)["Stripe-Signature"] == "t=1,v1=ab"
+    assert [name for name, _ in post.headers].count("Content-Type") == 1
+    assert outcome == Outcome(kind=Kind.OK, status_code=200,
+                              value={"event_id": "evt_1", "intent_id": "pi_1"})
+
+
+@pytest.mark.parametrize(("status", "kind", "error"), [
+    (400, Kind.FAIL, "rejected"), (401, Kind.FAIL, "rejected"), (204, Kind.OK, None),
+    (500, Kind.INFO, "server_error_5xx")])
+def test_webhook_answers_classify_2xx_ok_4xx_rejected_5xx_info(
+        status: int, kind: Kind, error: str | None) -> None:
+    _, outcome = _run(_webhook(), _ctx(resolver=_with_intent()), ENVELOPE,
+                      HttpResponse(status_code=status))
+    assert (outcome.kind, outcome.error) == (kind, error)
+
+
+def test_a_forged_webhook_for_no_purchase_asks_for_a_fabricated_intent() -> None:
+    sent, _ = _run(_webhook(None, "unsigned"), _ctx(), ENVELOPE, HttpResponse(status_code=400))
+    assert json.loads(sent[0].body)["intent_id"] is None
+
+
+def test_an_envelope_the_provider_refuses_is_a_provider_error() -> None:
+    with pytest.raises(ProviderError, match="envelope"):
+        _run(_webhook(), _ctx(resolver=_with_intent()), _json(400, {"error": "bad variant"}))
+
+
+# -- templates ----------------------------------------------------------------------------
+
+
+def test_render_text_keeps_literal_braces_and_quotes_path_values() -> None:
+    assert render_text("/a/{x}/{{b}}", {"x": "1 2"}, quote=True) == "/a/1%202/{b}"
+
+
+def test_render_json_keeps_types_for_lone_placeholders_and_interpolates_the_rest() -> None:
+    template = {"n": "{n}", "s": "{n:str}", "t": "id-{n}", "l": ["{m}", 3], "z": None}
+    assert render_json(template, {"n": 5, "m": None}) == {
+        "n": 5, "s": "5", "t": "id-5", "l": [None, 3], "z": None}
+
+
+def test_an_int_cast_of_a_non_integer_id_says_how_to_fix_the_profile() -> None:
+    with pytest.raises(UsageError, match=r"\{recipient_id:str\}"):
+        render_json("{recipient_id:int}", {"recipient_id": "6f1c-uuid"})
+
+
+@pytest.mark.parametrize(("data", "path", "expected"), [
+    ({"a": {"b": 1}}, "a.b", 1), ({"a": [{"b": 2}]}, "a.0.b", 2), ({"a": []}, "a.0", None),
+    ([1, 2], "", [1, 2]), (None, "a", None), ({"a": 1}, "a.b", None)])
+def test_json_path(data: object, path: str, expected: object) -> None:
+    assert json_path(data, path) == expected
+
+
+def test_every_target_op_of_the_reference_profile_builds_a_request() -> None:
+    resolver = _with_intent()
+    resolver.calls["c_0"] = "1"
+    ops: dict[F, Callable[[], Op]] = {
+        F.PURCHASE: lambda: PURCHASE,
+        F.TIP: tip,
+        F.CALL_OPEN: lambda: Op(id=4, f=F.CALL_OPEN, value={
+            "user": "fan_0", "creator": "creator_0", "call": "c_0", "rate_tokens_per_minute": 5}),
+        F.CALL_CHARGE: lambda: Op(id=5, f=F.CALL_CHARGE, value={
+            "user": "fan_0", "creator": "creator_0", "call": "c_0", "minute": 1,
+            "amount_tokens": 5}),
+        F.CALL_END: lambda: Op(id=6, f=F.CALL_END, value={"user": "fan_0", "call": "c_0"}),
+        F.READ_BALANCE: lambda: Op(id=7, f=F.READ_BALANCE, value={"user": "fan_0"}),
+    }
+    for f, make in ops.items():
+        flow = op_flow(make(), _ctx(resolver=resolver))
+        request = next(flow)
+        assert request.url.startswith(TARGET + "/v1/"), (f, request.url)
+        flow.close()
