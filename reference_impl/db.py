@@ -1,0 +1,179 @@
+"""The database plumbing: the connection pool, the migrations, and transient-error retries.
+
+This module knows how to reach PostgreSQL and keep its schema current; it knows nothing of
+tokens. Operations live in ``service.py`` and ``payments.py``; they take the pool made
+here and wrap themselves in ``retry_transient``.
+
+Migrations are the ``migrations/*.sql`` files, applied in name order, each once, each
+recorded with its checksum in ``schema_migrations``. Start-up takes a transaction-scoped
+advisory lock first, so two services starting at once on one database apply each file
+exactly once; a recorded file whose text has changed stops the service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import hashlib
+import importlib.resources
+import logging
+import random
+import urllib.parse
+from collections.abc import Awaitable, Callable
+from typing import ParamSpec, TypeVar
+
+import psycopg
+import psycopg.errors
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from reference_impl.errors import ConfigError
+from reference_impl.settings import Settings
+
+__all__ = [
+    "TRANSACTION_ATTEMPTS_MAX",
+    "apply_migrations",
+    "create_pool",
+    "open_pool",
+    "redact_url",
+    "retry_transient",
+]
+
+log = logging.getLogger(__name__)
+
+# A deadlock or serialization failure aborts one transaction; running it again almost
+# always succeeds. Five attempts with jittered, doubling backoff (5, 10, 20, 40 ms at
+# most) bound the extra latency to well under a second.
+TRANSACTION_ATTEMPTS_MAX = 5
+RETRY_BACKOFF_MS_BASE = 5
+_TRANSIENT_ERRORS = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
+# Any constant shared by every instance of the service works; this one spells "tokencha".
+_MIGRATION_LOCK_KEY = 0x746F6B656E636861
+_APPLICATION_NAME = "tokenchaos-reference"
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def create_pool(settings: Settings) -> AsyncConnectionPool:
+    """A closed pool with every option written out; open it with ``open_pool``.
+
+    Connections are in autocommit mode: every operation opens its one transaction
+    explicitly with ``conn.transaction()``, so nothing ever runs in an implicit one.
+    """
+    options = (f"-c statement_timeout={settings.statement_timeout_ms} "
+               f"-c lock_timeout={settings.lock_timeout_ms} "
+               f"-c idle_in_transaction_session_timeout={settings.statement_timeout_ms}")
+    return AsyncConnectionPool(
+        conninfo=settings.database_url,
+        kwargs={"autocommit": True, "connect_timeout": settings.connect_timeout_s,
+                "application_name": _APPLICATION_NAME, "options": options},
+        min_size=settings.pool_size_min,
+        max_size=settings.pool_size_max,
+        open=False,
+        configure=None,
+        check=AsyncConnectionPool.check_connection,  # a connection killed by a fault is replaced
+        reset=None,
+        name=_APPLICATION_NAME,
+        close_returns=False,
+        timeout=settings.pool_timeout_s,
+        max_waiting=settings.pool_waiting_max,
+        max_lifetime=settings.pool_lifetime_s_max,
+        max_idle=settings.pool_idle_s_max,
+        reconnect_timeout=settings.pool_reconnect_timeout_s,
+        reconnect_failed=None,
+        num_workers=3,
+    )
+
+
+async def open_pool(pool: AsyncConnectionPool, settings: Settings) -> None:
+    """Open the pool and wait for its first connections.
+
+    Raises:
+        ConfigError: the database did not answer within ``pool_open_timeout_s``.
+    """
+    try:
+        await pool.open(wait=True, timeout=settings.pool_open_timeout_s)
+    except PoolTimeout as exc:
+        await pool.close()
+        raise ConfigError(
+            f"the database at {redact_url(settings.database_url)} did not accept "
+            f"connections within {settings.pool_open_timeout_s:.0f} s; check "
+            "TOKENCHAOS_DATABASE_URL and that PostgreSQL is running") from exc
+
+
+async def apply_migrations(pool: AsyncConnectionPool) -> list[str]:
+    """Apply every migration not applied yet, in one transaction; return their names.
+
+    Raises:
+        ConfigError: a migration applied earlier has been edited since.
+    """
+    migrations = _read_migrations()
+    async with pool.connection() as conn, conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK_KEY,))
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            " name TEXT PRIMARY KEY, checksum TEXT NOT NULL,"
+            " applied_at TIMESTAMPTZ NOT NULL DEFAULT now())")
+        cursor = await conn.execute("SELECT name, checksum FROM schema_migrations")
+        applied = {str(name): str(checksum) for name, checksum in await cursor.fetchall()}
+        newly_applied: list[str] = []
+        for name, sql, checksum in migrations:
+            if name in applied:
+                if applied[name] != checksum:
+                    raise ConfigError(
+                        f"migration {name} was applied with checksum {applied[name][:12]} "
+                        f"but now reads {checksum[:12]}; never edit an applied migration, "
+                        "add a new one")
+                continue
+            await conn.execute(sql.encode())  # bytes: a query with no parameters
+            await conn.execute("INSERT INTO schema_migrations (name, checksum) VALUES (%s, %s)",
+                               (name, checksum))
+            newly_applied.append(name)
+    for name in newly_applied:
+        log.info("applied migration %s", name)
+    return newly_applied
+
+
+def retry_transient(operation: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
+    """Run ``operation`` again when its transaction died of a deadlock or serialization failure.
+
+    The operation must own its whole transaction (it opens and commits it), so running it
+    again is running the transaction again. At most ``TRANSACTION_ATTEMPTS_MAX`` attempts;
+    the last failure propagates.
+    """
+
+    @functools.wraps(operation)
+    async def retried(*args: P.args, **kwargs: P.kwargs) -> T:
+        for attempt_index in range(TRANSACTION_ATTEMPTS_MAX):
+            try:
+                return await operation(*args, **kwargs)
+            except _TRANSIENT_ERRORS as exc:
+                if attempt_index + 1 == TRANSACTION_ATTEMPTS_MAX:
+                    log.warning("%s: giving up after %d attempts: %s", operation.__name__,
+                                TRANSACTION_ATTEMPTS_MAX, exc)
+                    raise
+                backoff_ms = random.uniform(0, RETRY_BACKOFF_MS_BASE * 2**attempt_index)
+                await asyncio.sleep(backoff_ms / 1000)
+        raise AssertionError("unreachable: the loop returns or raises")
+
+    return retried
+
+
+def redact_url(url: str) -> str:
+    """The database URL without its password, for messages and logs."""
+    if "://" not in url:
+        return "(a key=value connection string)"
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+
+
+def _read_migrations() -> list[tuple[str, str, str]]:
+    """(name, sql, sha256) of every migration file, in name order."""
+    folder = importlib.resources.files("reference_impl") / "migrations"
+    found = sorted((entry.name, entry.read_text(encoding="utf-8"))
+                   for entry in folder.iterdir() if entry.name.endswith(".sql"))
+    assert found, "no migrations found: the package data is missing"
+    return [(name, sql, hashlib.sha256(sql.encode()).hexdigest()) for name, sql in found]
