@@ -1,0 +1,129 @@
+"""calls: per-minute charges are idempotent per minute and stop when the call ends.
+
+One pass over the history, in order, per call:
+
+- a minute is charged at most once: two acknowledged charges of one minute with
+  different charge ids are a double charge (their money is judged by reconciliation);
+- no charge invoked after the call ended is acknowledged: ended means an acknowledged
+  ``call_end`` had completed, or a charge of that call had been refused for funds
+  (``402`` ends the call);
+- the acknowledged charges of a call are no more than the distinct minutes requested.
+
+Memory: the calls, and per call its minutes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from harness.checkers.base import CheckInput, Sampler, conclude, describe_op, value_int, value_str
+from harness.model import Anomaly, Event, F, Kind, Verdict
+
+__all__ = ["check_calls"]
+
+_REFUSED_FOR_FUNDS = "insufficient_funds"
+
+
+@dataclass(slots=True)
+class _Call:
+    ended_by: str | None = None  # prose naming what ended it
+    ended_index: int | None = None
+    minutes_requested: set[int] = field(default_factory=set)
+    charges: dict[int, dict[str, int]] = field(default_factory=dict)  # minute -> id -> index
+    acknowledged_without_id: int = 0
+
+
+def check_calls(inp: CheckInput) -> Verdict:
+    """Check per-call charges against minutes and against the call's end.
+
+    Anomaly kinds: ``minute_charged_twice``, ``charge_after_end`` (after an acknowledged
+    end), ``charge_after_refusal`` (after a charge refused for funds), ``too_many_charges``.
+
+    Count keys: ``calls``, ``charges_attempted``, ``charges_acknowledged``,
+    ``charges_refused_for_funds``, ``charges_refused_as_ended``.
+    """
+    sampler = Sampler()
+    calls: dict[str, _Call] = {}
+    pending: dict[int, tuple[Event, str | None, int | None]] = {}
+    counts = {"calls": 0, "charges_attempted": 0, "charges_acknowledged": 0,
+              "charges_refused_for_funds": 0, "charges_refused_as_ended": 0}
+    for event in inp.history:
+        if event.f not in (F.CALL_CHARGE, F.CALL_END, F.CALL_OPEN):
+            continue
+        name = value_str(event.value, "call") or ""
+        call = calls.get(name)
+        if call is None:
+            call = calls[name] = _Call()
+        if event.kind == Kind.INVOKE:
+            if event.f == F.CALL_CHARGE:
+                counts["charges_attempted"] += 1
+                call.minutes_requested.add(value_int(event.value, "minute"))
+            pending[event.op_id] = (event, call.ended_by, call.ended_index)
+            continue
+        invoke, ended_by, ended_index = pending.pop(event.op_id)
+        if event.f == F.CALL_END and event.kind == Kind.OK and call.ended_by is None:
+            call.ended_by = f"call end #{invoke.index} had been acknowledged"
+            call.ended_index = event.index
+        elif event.f == F.CALL_CHARGE:
+            _complete_charge(name, call, invoke, event, ended_by, ended_index, counts, sampler)
+    counts["calls"] = len(calls)
+    for name, call in calls.items():
+        _check_counts(name, call, sampler)
+    checked = counts["charges_attempted"] > 0
+    return conclude(sampler, counts, checked=checked,
+                    unknown_note=None if checked else "no call was charged")
+
+
+def _complete_charge(name: str, call: _Call, invoke: Event, event: Event,
+                     ended_by: str | None, ended_index: int | None,
+                     counts: dict[str, int], sampler: Sampler) -> None:
+    what = describe_op(F.CALL_CHARGE, invoke.index, invoke.value)
+    if event.kind == Kind.FAIL:
+        if event.error == _REFUSED_FOR_FUNDS:
+            counts["charges_refused_for_funds"] += 1
+            if call.ended_by is None:
+                call.ended_by = f"{what} had been refused for funds"
+                call.ended_index = event.index
+        elif event.error == "call_ended":
+            counts["charges_refused_as_ended"] += 1
+        return
+    if event.kind != Kind.OK:
+        return
+    counts["charges_acknowledged"] += 1
+    if ended_by is not None:
+        kind = "charge_after_refusal" if "refused" in ended_by else "charge_after_end"
+        text = (f"Let A be {what}. It was sent after {ended_by} (#{ended_index}), so call "
+                f"{name} was over, yet A was acknowledged instead of refused with call_ended.")
+        sampler.add(Anomaly(kind=kind, event_indexes=(ended_index or 0, invoke.index,
+                                                      event.index),
+                            expected="call_ended", observed="ok", explanation=text,
+                            user=value_str(invoke.value, "user")))
+    minute = value_int(invoke.value, "minute")
+    charge_id = event.value.get("charge_id")
+    if charge_id is None:
+        call.acknowledged_without_id += 1
+        return
+    by_id = call.charges.setdefault(minute, {})
+    if str(charge_id) in by_id:
+        return  # the same charge again: an idempotent answer
+    by_id[str(charge_id)] = invoke.index
+    if len(by_id) == 2:
+        (first_id, first_index), (second_id, second_index) = list(by_id.items())[:2]
+        text = (f"Let A be call charge #{first_index} and B be call charge #{second_index}, "
+                f"both for minute {minute} of call {name}. Then both were acknowledged, as "
+                f"charges {first_id!r} and {second_id!r}: the minute was charged twice.")
+        sampler.add(Anomaly(kind="minute_charged_twice",
+                            event_indexes=(first_index, second_index), expected=1, observed=2,
+                            explanation=text, user=value_str(invoke.value, "user")))
+
+
+def _check_counts(name: str, call: _Call, sampler: Sampler) -> None:
+    charged = sum(len(ids) for ids in call.charges.values()) + call.acknowledged_without_id
+    requested = len(call.minutes_requested)
+    if charged <= requested or any(len(ids) > 1 for ids in call.charges.values()):
+        return  # a minute charged twice is already reported
+    indexes = tuple(sorted(i for ids in call.charges.values() for i in ids.values()))[:16]
+    text = (f"Call {name} asked for {requested} distinct minute(s) but {charged} charges "
+            "were acknowledged.")
+    sampler.add(Anomaly(kind="too_many_charges", event_indexes=indexes, expected=requested,
+                        observed=charged, explanation=text), badness=charged - requested)

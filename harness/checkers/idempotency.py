@@ -1,0 +1,138 @@
+"""idempotency: a retried request is answered the same; a reused key is refused.
+
+Ops are grouped by (op kind, sender, idempotency key). Within a group:
+
+- ops with the same body are one request sent several times: every acknowledged one must
+  carry the same answer (``tip_id``, ``charge_id``, ``intent_id``, ``call_id``). Whether
+  it was also *applied* once is a matter of money, which ``reconciliation`` and
+  ``conservation`` judge;
+- an op with another body reuses the key for a different request: it must be refused
+  (``409 idempotency_conflict``), so at most one body of a key may be acknowledged.
+
+Memory is bounded by the idempotency keys, each holding a few indexes per body.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from harness.checkers.base import CheckInput, OpPair, Sampler, conclude, describe_op, pairs
+from harness.model import Anomaly, F, Kind, Value, Verdict
+
+__all__ = ["ANSWER_ID_FIELDS", "check_idempotency"]
+
+ANSWER_ID_FIELDS: dict[F, str] = {
+    F.TIP: "tip_id",
+    F.CALL_CHARGE: "charge_id",
+    F.PURCHASE: "intent_id",
+    F.CALL_OPEN: "call_id",
+}
+_CONFLICT = "idempotency_conflict"
+
+
+@dataclass(slots=True)
+class _Body:
+    """The ops of one key that carried one body."""
+
+    label: str  # the first op, described
+    first_index: int
+    answers: dict[str, int] = field(default_factory=dict)  # answer id -> first op index
+    ok_indexes: list[int] = field(default_factory=list)
+    ops_count: int = 0
+
+
+@dataclass(slots=True)
+class _Key:
+    bodies: dict[tuple[tuple[str, int | str | None], ...], _Body] = field(default_factory=dict)
+    ops_count: int = 0
+
+
+def check_idempotency(inp: CheckInput) -> Verdict:
+    """Check the answers of ops that share an idempotency key.
+
+    Anomaly kinds: ``replay_answered_differently`` (one request, two different answers:
+    it was applied twice), ``key_reuse_accepted`` (a key reused with another body was
+    acknowledged instead of refused).
+
+    Count keys: ``keys``, ``keys_reused``, ``replays_acknowledged``,
+    ``conflicts_rejected``, ``answers_without_id``.
+    """
+    sampler = Sampler()
+    keys: dict[tuple[F, str | None, str], _Key] = {}
+    counts = {"keys": 0, "keys_reused": 0, "replays_acknowledged": 0,
+              "conflicts_rejected": 0, "answers_without_id": 0}
+    for pair in pairs(inp.history):
+        key = pair.invoke.idempotency_key
+        if key is None or pair.f not in ANSWER_ID_FIELDS:
+            continue
+        sender = _sender(pair.invoke.value)
+        entry = keys.setdefault((pair.f, sender, key), _Key())
+        entry.ops_count += 1
+        body_key = tuple(sorted(pair.invoke.value.items()))
+        body = entry.bodies.get(body_key)
+        if body is None:
+            body = entry.bodies[body_key] = _Body(
+                label=describe_op(pair.f, pair.index, pair.invoke.value), first_index=pair.index)
+        body.ops_count += 1
+        _record(pair, body, counts)
+    for (f, sender, key), entry in keys.items():
+        counts["keys"] += 1
+        if entry.ops_count < 2:
+            continue
+        counts["keys_reused"] += 1
+        for body in entry.bodies.values():
+            if len(body.answers) > 1:
+                _different_answers(f, sender, key, body, sampler)
+        accepted = sorted((b for b in entry.bodies.values() if b.ok_indexes),
+                          key=lambda b: b.ok_indexes[0])
+        for later in accepted[1:]:
+            _reuse_accepted(sender, key, accepted[0], later, sampler)
+    checked = counts["keys_reused"] > 0
+    return conclude(sampler, counts, checked=checked,
+                    unknown_note=None if checked else "no idempotency key was used twice")
+
+
+def _sender(value: Value) -> str | None:
+    who = value.get("sender", value.get("user"))
+    return who if isinstance(who, str) else None
+
+
+def _record(pair: OpPair, body: _Body, counts: dict[str, int]) -> None:
+    if pair.kind == Kind.FAIL and pair.error == _CONFLICT:
+        counts["conflicts_rejected"] += 1
+    if pair.kind != Kind.OK:
+        return
+    if body.ok_indexes:
+        counts["replays_acknowledged"] += 1
+    body.ok_indexes.append(pair.index)
+    answer = pair.value.get(ANSWER_ID_FIELDS[pair.f])
+    if answer is None:
+        counts["answers_without_id"] += 1
+        return
+    body.answers.setdefault(str(answer), pair.index)
+
+
+def _different_answers(f: F, sender: str | None, key: str, body: _Body,
+                       sampler: Sampler) -> None:
+    field_name = ANSWER_ID_FIELDS[f]
+    listed = sorted(body.answers.items(), key=lambda item: item[1])
+    first_id, first_index = listed[0]
+    other_id, other_index = listed[1]
+    text = (f"Let A be {body.label}, sent by {sender} with key {key!r} "
+            f"{body.ops_count} times. Then #{first_index} was answered {field_name} "
+            f"{first_id!r} and #{other_index} {field_name} {other_id!r}: one request was "
+            f"applied {len(listed)} times.")
+    sampler.add(Anomaly(kind="replay_answered_differently",
+                        event_indexes=tuple(index for _, index in listed[:8]),
+                        expected=f"one {field_name}", observed=f"{len(listed)} {field_name}s",
+                        explanation=text, user=sender), badness=len(listed))
+
+
+def _reuse_accepted(sender: str | None, key: str, first: _Body, later: _Body,
+                    sampler: Sampler) -> None:
+    text = (f"Let A be {first.label}, acknowledged as #{first.ok_indexes[0]}, and B be "
+            f"{later.label}, which reused {sender}'s key {key!r} with another body. Then B "
+            "was acknowledged too, instead of refused with idempotency_conflict.")
+    sampler.add(Anomaly(kind="key_reuse_accepted",
+                        event_indexes=(first.ok_indexes[0], later.ok_indexes[0]),
+                        expected=_CONFLICT, observed="ok", explanation=text, user=sender))

@@ -1,0 +1,360 @@
+"""What a correct service must have credited and clawed back, from the provider's truth.
+
+Money enters an account only through the ``payment_intent.succeeded`` webhook, so the
+model of an intent is built from the provider's delivery log, not from the purchase call:
+
+- *credited*: some genuine (not forged) delivery of its success event was acknowledged
+  (a 2xx means the target durably applied it, or already had);
+- *possibly credited*: no acknowledgement, but some genuine attempt got no answer or a
+  5xx (the target may have committed before failing);
+- *not credited*: otherwise, and always when the provider says it never succeeded.
+
+A credited intent then loses its clawback: ``IntentTruth.expected_clawback_tokens`` when
+every refund and dispute event of it was acknowledged (a refund that arrived before the
+success is applied when the success arrives), zero when none was, and a range otherwise.
+
+Only intents this scenario touched are in scope: those with an event in this truth (the
+provider forgets events between scenarios, intents stay) or named by a purchase of this
+history. Raw ``webhook`` ops the harness sent with a genuine signature count as deliveries.
+Nothing here judges: the checkers do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from harness.checkers.base import CheckInput, pairs, plural, value_str
+from harness.model import DeliveryVariant, F, IntentTruth, Kind, ProviderTruth
+
+__all__ = [
+    "CLAWBACK_EVENT_TYPES",
+    "SUCCEEDED_EVENT_TYPE",
+    "Credit",
+    "CreditTerms",
+    "IntentModel",
+    "Intents",
+    "credit_terms",
+    "describe_intents",
+    "model_intents",
+    "parse_variant",
+]
+
+SUCCEEDED_EVENT_TYPE = "payment_intent.succeeded"
+REFUNDED_EVENT_TYPE = "charge.refunded"
+DISPUTE_EVENT_TYPES = frozenset({"charge.dispute.created", "charge.dispute.closed"})
+CLAWBACK_EVENT_TYPES = DISPUTE_EVENT_TYPES | {REFUNDED_EVENT_TYPE}
+_TAKEN_DISPUTE_STATUSES = frozenset({"needs_response", "warning_needs_response", "lost"})
+
+
+class Credit(StrEnum):
+    """Whether a correct service has credited an intent by now."""
+
+    CREDITED = "credited"
+    POSSIBLE = "possible"
+    NONE = "none"
+
+
+class _Answer(StrEnum):
+    """What the target said to the deliveries of one event, all attempts together."""
+
+    ACK = "ack"  # some attempt got a 2xx
+    MAYBE = "maybe"  # none did, but some got no answer or a 5xx
+    NO = "no"  # every attempt was refused with a 4xx (or there was none)
+
+
+@dataclass(slots=True)
+class _EventLog:
+    """The genuine delivery attempts of one event (or one raw webhook op)."""
+
+    event_type: str
+    intent_id: str
+    answer: _Answer = _Answer.NO
+    delivery_indexes: list[int] = field(default_factory=list)
+    acknowledged_count: int = 0
+    op_indexes: list[int] = field(default_factory=list)
+
+    def record(self, status_code: int | None) -> None:
+        if status_code is not None and 200 <= status_code < 300:
+            self.answer = _Answer.ACK
+            self.acknowledged_count += 1
+        elif self.answer == _Answer.NO and (status_code is None or status_code >= 500):
+            self.answer = _Answer.MAYBE
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class IntentModel:
+    """One in-scope intent: what a correct service has credited and clawed back for it."""
+
+    intent: IntentTruth
+    user: str | None  # logical owner, from the truth or from the purchase that made it
+    credit: Credit
+    clawback_min_tokens: int
+    clawback_max_tokens: int
+    success_delivery_indexes: tuple[int, ...]  # genuine attempts of its success event(s)
+    success_acknowledged_count: int
+    clawback_delivery_indexes: tuple[int, ...]  # genuine attempts of refund/dispute events
+    clawback_event_count: int
+    purchase: str | None = None  # logical purchase name
+    purchase_index: int | None = None  # history index of the purchase op that created it
+    op_indexes: tuple[int, ...] = ()  # raw webhook ops about it
+
+    def __post_init__(self) -> None:
+        assert 0 <= self.clawback_min_tokens <= self.clawback_max_tokens
+        assert self.clawback_max_tokens <= max(self.intent.minted_tokens, 0)
+
+    @property
+    def intent_id(self) -> str:
+        return self.intent.intent_id
+
+    @property
+    def minted_tokens(self) -> int:
+        return self.intent.minted_tokens
+
+    @property
+    def clawback_exact(self) -> bool:
+        return self.clawback_min_tokens == self.clawback_max_tokens
+
+    @property
+    def net_min_tokens(self) -> int:
+        """Least the intent adds to its account's net once credited."""
+        return self.minted_tokens - self.clawback_max_tokens
+
+    @property
+    def net_max_tokens(self) -> int:
+        return self.minted_tokens - self.clawback_min_tokens
+
+    @property
+    def event_indexes(self) -> tuple[int, ...]:
+        head = () if self.purchase_index is None else (self.purchase_index,)
+        return head + self.op_indexes
+
+    def describe(self) -> str:
+        """``purchase #12 (intent pi_3, 500 tokens for fan_0)``."""
+        owner = self.user or "an unknown user"
+        what = f"intent {self.intent_id}, {self.minted_tokens} tokens for {owner}"
+        if self.purchase_index is None:
+            return f"the purchase of {what}"
+        return f"purchase #{self.purchase_index} ({what})"
+
+    def describe_deliveries(self) -> str:
+        """``whose success webhook was acknowledged twice (deliveries 3, 4)``."""
+        if not self.success_delivery_indexes:
+            return "whose success webhook was never delivered"
+        listed = ", ".join(str(i) for i in self.success_delivery_indexes[:8])
+        if self.success_acknowledged_count == 0:
+            return f"whose success webhook was never acknowledged (deliveries {listed})"
+        times = {1: "once", 2: "twice"}.get(self.success_acknowledged_count,
+                                             f"{self.success_acknowledged_count} times")
+        return f"whose success webhook was acknowledged {times} (deliveries {listed})"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Intents:
+    """The in-scope intents, and how the history names them."""
+
+    models: Mapping[str, IntentModel]  # intent id -> model
+    purchase_intents: Mapping[str, str]  # logical purchase -> intent id
+    purchase_users: Mapping[str, str]  # logical purchase -> logical user
+    unattributed_count: int  # credited or possibly credited intents with no known owner
+
+    def of_user(self, user: str) -> list[IntentModel]:
+        return [m for m in self.models.values() if m.user == user]
+
+    def users(self) -> set[str]:
+        return {m.user for m in self.models.values() if m.user is not None}
+
+
+def parse_variant(text: str | None) -> DeliveryVariant | None:
+    """A ``DeliveryVariant`` from an op value, or ``None`` when absent or unknown."""
+    if text is None:
+        return None
+    try:
+        return DeliveryVariant(text)
+    except ValueError:
+        return None
+
+
+def model_intents(inp: CheckInput) -> Intents | None:
+    """Model every in-scope intent of the provider's truth; ``None`` without a truth.
+
+    One pass over the history (purchases name their intents, raw webhook ops count as
+    deliveries) and one over the delivery log.
+    """
+    truth = inp.truth
+    if truth is None:
+        return None
+    purchase_intents: dict[str, str] = {}
+    purchase_users: dict[str, str] = {}
+    purchase_indexes: dict[str, int] = {}
+    raw_webhooks: list[tuple[int, str | None, str | None, str, Kind]] = []
+    for pair in pairs(inp.history):
+        value = pair.value
+        purchase = value_str(value, "purchase")
+        if pair.f == F.PURCHASE and purchase is not None:
+            user = value_str(value, "user")
+            if user is not None:
+                purchase_users.setdefault(purchase, user)
+            purchase_indexes.setdefault(purchase, pair.index)
+        intent_id = value_str(value, "intent_id")
+        if pair.kind == Kind.OK and purchase is not None and intent_id is not None:
+            purchase_intents.setdefault(purchase, intent_id)
+        if pair.f == F.WEBHOOK:
+            variant = parse_variant(value_str(value, "variant"))
+            event_type = value_str(value, "event_type")
+            if variant is not None and not variant.forged and event_type is not None:
+                raw_webhooks.append((pair.index, purchase, intent_id, event_type, pair.kind))
+    logs = _event_logs(truth)
+    for op_index, purchase, intent_id, event_type, kind in raw_webhooks:
+        resolved = intent_id or (purchase_intents.get(purchase) if purchase else None)
+        if resolved is None:
+            continue
+        log = _EventLog(event_type=event_type, intent_id=resolved, op_indexes=[op_index])
+        # An indeterminate op counts as an unanswered attempt.
+        log.record({Kind.OK: 200, Kind.FAIL: 400}.get(kind))
+        logs[f"op:{op_index}"] = log
+    by_intent: dict[str, list[_EventLog]] = {}
+    for log in logs.values():
+        by_intent.setdefault(log.intent_id, []).append(log)
+    intent_purchases = {intent: purchase for purchase, intent in purchase_intents.items()}
+    models: dict[str, IntentModel] = {}
+    for intent_id in sorted(set(by_intent) | set(intent_purchases)):
+        intent = truth.intents.get(intent_id)
+        if intent is None:
+            continue
+        purchase = intent_purchases.get(intent_id)
+        user = intent.user or (purchase_users.get(purchase) if purchase else None)
+        models[intent_id] = _model_one(
+            intent, user, by_intent.get(intent_id, []), purchase,
+            purchase_indexes.get(purchase) if purchase else None)
+    unattributed = sum(1 for m in models.values()
+                       if m.user is None and m.credit != Credit.NONE)
+    return Intents(models=models, purchase_intents=purchase_intents,
+                   purchase_users=purchase_users, unattributed_count=unattributed)
+
+
+def _event_logs(truth: ProviderTruth) -> dict[str, _EventLog]:
+    """Genuine delivery attempts grouped by event; forged copies are not the provider's word."""
+    logs: dict[str, _EventLog] = {}
+    for event_id, intent_id in truth.event_intents.items():
+        event_type = truth.event_types.get(event_id)
+        if event_type is not None:
+            logs[event_id] = _EventLog(event_type=event_type, intent_id=intent_id)
+    for delivery in truth.deliveries:
+        if delivery.variant.forged:
+            continue
+        log = logs.get(delivery.event_id)
+        if log is None:
+            owner = delivery.intent_id or truth.event_intents.get(delivery.event_id)
+            if owner is None:
+                continue
+            log = _EventLog(event_type=delivery.event_type, intent_id=owner)
+            logs[delivery.event_id] = log
+        log.delivery_indexes.append(delivery.index)
+        log.record(delivery.status_code)
+    return logs
+
+
+def _model_one(intent: IntentTruth, user: str | None, logs: Iterable[_EventLog],
+               purchase: str | None, purchase_index: int | None) -> IntentModel:
+    logs = list(logs)
+    success = [log for log in logs if log.event_type == SUCCEEDED_EVENT_TYPE]
+    answers = {log.answer for log in success}
+    credit = Credit.NONE
+    if intent.succeeded and _Answer.ACK in answers:
+        credit = Credit.CREDITED
+    elif intent.succeeded and _Answer.MAYBE in answers:
+        credit = Credit.POSSIBLE
+    clawback_min, clawback_max = _clawback_range(intent, logs)
+    clawback_logs = [log for log in logs if log.event_type in CLAWBACK_EVENT_TYPES]
+    return IntentModel(
+        intent=intent,
+        user=user,
+        credit=credit,
+        clawback_min_tokens=clawback_min,
+        clawback_max_tokens=clawback_max,
+        success_delivery_indexes=tuple(i for log in success for i in log.delivery_indexes),
+        success_acknowledged_count=sum(log.acknowledged_count for log in success),
+        clawback_delivery_indexes=tuple(i for log in clawback_logs for i in log.delivery_indexes),
+        clawback_event_count=len(clawback_logs),
+        purchase=purchase,
+        purchase_index=purchase_index,
+        op_indexes=tuple(i for log in logs for i in log.op_indexes),
+    )
+
+
+def _clawback_range(intent: IntentTruth, logs: list[_EventLog]) -> tuple[int, int]:
+    """Tokens a correct service has taken back from a credited intent: [least, most].
+
+    Refunds are cumulative, so once every refund event is acknowledged the service holds
+    the final ``floor(t * R / a)``; a dispute takes the rest and a won one gives it back.
+    """
+    minted = max(intent.minted_tokens, 0)
+    refunds = {log.answer for log in logs if log.event_type == REFUNDED_EVENT_TYPE}
+    disputes = {log.answer for log in logs if log.event_type in DISPUTE_EVENT_TYPES}
+    refund_final = min(intent.refund_clawback_tokens, minted)
+    if not refunds or refunds == {_Answer.NO}:
+        refund_range = (0, 0)
+    elif refunds == {_Answer.ACK}:
+        refund_range = (refund_final, refund_final)
+    else:
+        refund_range = (0, refund_final)
+    if not disputes or disputes == {_Answer.NO}:
+        return refund_range
+    if disputes == {_Answer.ACK}:
+        if intent.dispute_status in _TAKEN_DISPUTE_STATUSES:
+            return (minted, minted)
+        return refund_range
+    return (refund_range[0], minted)
+
+
+def describe_intents(models: Iterable[IntentModel], limit: int = 3) -> str:
+    """``purchase #3 (…), purchase #9 (…) and 2 more``."""
+    listed = list(models)
+    head = ", ".join(m.describe() for m in listed[:limit])
+    rest = len(listed) - limit
+    return head if rest <= 0 else f"{head} and {plural(rest, 'more intent')}"
+
+
+@dataclass(slots=True)
+class CreditTerms:
+    """What credits add to one account: ``sure`` + a subset of ``options`` + [0, ``slack``]."""
+
+    sure_tokens: int = 0
+    options: list[tuple[int, IntentModel]] = field(default_factory=list)
+    slack_tokens: int = 0
+    credited: list[IntentModel] = field(default_factory=list)
+    possible: list[IntentModel] = field(default_factory=list)
+
+    @property
+    def max_tokens(self) -> int:
+        return self.sure_tokens + sum(max(d, 0) for d, _ in self.options) + self.slack_tokens
+
+
+def credit_terms(intents: Intents, *, gross: bool = False) -> dict[str | None, CreditTerms]:
+    """Per owner (``None``: unknown owner), what the in-scope intents add.
+
+    Args:
+        intents: the model.
+        gross: count minted tokens only (what ``AccountState.credited_tokens`` reports),
+            else minted minus clawback (what the net ``balance − debt`` shows).
+    """
+    terms: dict[str | None, CreditTerms] = {}
+    for model in intents.models.values():
+        if model.credit == Credit.NONE:
+            continue
+        term = terms.setdefault(model.user, CreditTerms())
+        low = model.minted_tokens if gross else model.net_min_tokens
+        high = model.minted_tokens if gross else model.net_max_tokens
+        if model.credit == Credit.CREDITED:
+            term.credited.append(model)
+            term.sure_tokens += low
+            term.slack_tokens += high - low
+            continue
+        term.possible.append(model)
+        if low == high:
+            term.options.append((low, model))
+        else:
+            term.slack_tokens += high
+    return terms

@@ -1,0 +1,455 @@
+"""The history fold behind reconciliation: what surely and possibly moved between accounts.
+
+One pass over the history, in order, groups ops into *logical* ops and keeps, per account,
+four counters in the manner of Jepsen's counter checker:
+
+- ``sure_up`` / ``sure_down``: tokens surely received / spent (acknowledged transfers);
+- ``possible_up`` / ``possible_down``: tokens that may have been received or spent by
+  now: every transfer invoked and not known to have failed, the tokens an in-flight or
+  done purchase may have credited, and what a refund or dispute may have taken back.
+
+A read is checked at its completion: the account's net (``balance − debt``) lies between
+``initial + sure_up(at its invoke) − possible_down(now)`` and
+``initial + possible_up(now) − sure_down(at its invoke)``. Acknowledged spends are checked
+the same way through the balance they return.
+
+Logical ops: ops that share (sender, idempotency key) and body are one op (applied once if
+any is OK, never if all FAIL, maybe otherwise); two charges of one call and minute are one
+charge whatever their keys. At the end, the logical ops that are still "maybe" become
+``Unknown``s: each is applied entirely or not at all, and a tip couples two accounts.
+
+Memory: the accounts, the open calls, the idempotency keys and the indeterminate ops.
+Credits come from the provider's truth (``intents.py``), not from here.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from harness.checkers.base import (
+    CheckInput,
+    Sampler,
+    describe_op,
+    initial_account,
+    value_int,
+    value_str,
+)
+from harness.checkers.intents import Credit, Intents
+from harness.model import Anomaly, Event, F, Kind, Value
+
+__all__ = ["Ledger", "Recent", "Unknown", "fold_ledger", "transfer_effects"]
+
+RECENT_OPS_PER_USER_MAX = 8  # acknowledged ops kept per account, to name in prose
+GroupKey = tuple[object, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Unknown:
+    """One indeterminate logical op: applied entirely, or not at all."""
+
+    label: str  # "tip #12 (fan_0 → creator_0, 300 tokens)"
+    effects: tuple[tuple[str, int], ...]  # (user, tokens added to its net), non-zero
+    event_indexes: tuple[int, ...]
+
+    def delta_for(self, user: str) -> int:
+        return sum(delta for who, delta in self.effects if who == user)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Recent:
+    """An acknowledged op touching an account, kept to name in anomaly prose."""
+
+    index: int
+    label: str
+    delta_tokens: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Ledger:
+    """The fold's result: sure transfer totals per account and the indeterminate ops."""
+
+    sure_tokens: Mapping[str, int]  # per user: net of the acknowledged transfers
+    unknowns: tuple[Unknown, ...]
+    users: frozenset[str]  # every user the history names in a transfer or purchase
+    transfer_users: frozenset[str]  # users named by any tip or call charge
+    recent: Mapping[str, tuple[Recent, ...]]
+    logical_ops_count: int
+    reads_checked_count: int
+
+
+@dataclass(slots=True)
+class _Bounds:
+    sure_up: int = 0
+    sure_down: int = 0
+    possible_up: int = 0
+    possible_down: int = 0
+    clawback_possible: bool = False
+
+
+@dataclass(slots=True)
+class _Group:
+    """One logical op being assembled from its ops."""
+
+    effects: tuple[tuple[str, int], ...]
+    label: str
+    keyed: bool  # more ops may join it later (same key, or same call minute)
+    is_purchase: bool = False
+    invoked_count: int = 0
+    outstanding_count: int = 0
+    ok: bool = False
+    info_count: int = 0
+    counted: bool = False  # its effects are in the possible bounds
+    event_indexes: list[int] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _Pending:
+    invoke: Event
+    group: GroupKey | None
+    user: str | None  # the payer or reader whose bounds are checked
+    sure_up: int
+    sure_down: int
+    first: bool  # the first op of its logical op (a later one may get a cached answer)
+
+
+def transfer_effects(f: F, value: Value,
+                     calls: Mapping[str, tuple[str | None, str | None, int]]
+                     ) -> tuple[str | None, tuple[tuple[str, int], ...]]:
+    """(payer, effects) of a tip or call charge: the payer loses, the payee gains."""
+    amount = value_int(value, "amount_tokens", -1)
+    if f == F.TIP:
+        payer, payee = value_str(value, "sender"), value_str(value, "recipient")
+    else:
+        call = calls.get(value_str(value, "call") or "", (None, None, 0))
+        payer = value_str(value, "user") or call[0]
+        payee = value_str(value, "creator") or call[1]
+        if amount < 0:
+            amount = call[2]
+    amount = max(amount, 0)
+    net: dict[str, int] = {}
+    for user, delta in ((payer, -amount), (payee, amount)):
+        if user is not None:
+            net[user] = net.get(user, 0) + delta
+    return payer, tuple((user, delta) for user, delta in net.items() if delta != 0)
+
+
+def fold_ledger(inp: CheckInput, intents: Intents | None,
+                sampler: Sampler | None = None) -> Ledger:
+    """Fold the history once; with a ``sampler``, check reads and spend answers on the way.
+
+    Args:
+        inp: the history and the initial state.
+        intents: the provider-side model, to bound what purchases may credit and what
+            refunds may take back; ``None`` when there is no truth (bounds get looser).
+        sampler: where ``impossible_read`` anomalies go; ``None`` skips those checks.
+    """
+    fold = _Fold(inp, intents, sampler)
+    for event in inp.history:
+        if event.kind == Kind.INVOKE:
+            fold.invoke(event)
+        else:
+            fold.complete(event)
+    return fold.result()
+
+
+class _Fold:
+    """The state of one pass; see the module docstring."""
+
+    def __init__(self, inp: CheckInput, intents: Intents | None, sampler: Sampler | None):
+        self.inp = inp
+        self.intents = intents
+        self.sampler = sampler
+        self.bounds: dict[str, _Bounds] = {}
+        self.groups: dict[GroupKey, _Group] = {}
+        self.pending: dict[int, _Pending] = {}
+        self.calls: dict[str, tuple[str | None, str | None, int]] = {}
+        self.disputes: dict[str, str] = {}  # logical dispute -> logical purchase
+        self.clawed: set[str] = set()  # purchases whose clawback is in the bounds
+        self.purchase_users: dict[str, str] = {}
+        self.unknowns: list[Unknown] = []
+        self.users: set[str] = set()
+        self.transfer_users: set[str] = set()
+        self.recent: dict[str, deque[Recent]] = {}
+        self.logical_ops_count = 0
+        self.reads_checked_count = 0
+        self.cap_by_user: dict[str, int] = {}
+        if intents is not None:
+            for model in intents.models.values():
+                if model.user is not None and model.credit != Credit.NONE:
+                    cap = self.cap_by_user.get(model.user, 0)
+                    self.cap_by_user[model.user] = max(cap, model.minted_tokens)
+
+    def _b(self, user: str) -> _Bounds:
+        bounds = self.bounds.get(user)
+        if bounds is None:
+            bounds = self.bounds[user] = _Bounds()
+        return bounds
+
+    # -- invocations ---------------------------------------------------------------
+
+    def invoke(self, event: Event) -> None:
+        value = event.value
+        user: str | None = value_str(value, "user")
+        key: GroupKey | None = None
+        if event.f in (F.TIP, F.CALL_CHARGE):
+            user, key = self._invoke_transfer(event)
+        elif event.f == F.PURCHASE:
+            key = self._invoke_purchase(event)
+        elif event.f == F.CALL_OPEN:
+            call = value_str(value, "call")
+            if call is not None:
+                self.calls[call] = (user, value_str(value, "creator"),
+                                    value_int(value, "rate_tokens_per_minute"))
+        elif event.f in (F.REFUND, F.DISPUTE_OPEN, F.DISPUTE_CLOSE):
+            self._invoke_clawback(value)
+        bounds = self._b(user) if user is not None else _Bounds()
+        group = self.groups.get(key) if key is not None else None
+        self.pending[event.op_id] = _Pending(
+            invoke=event, group=key, user=user, sure_up=bounds.sure_up,
+            sure_down=bounds.sure_down, first=group is None or group.invoked_count == 1)
+
+    def _invoke_transfer(self, event: Event) -> tuple[str | None, GroupKey]:
+        value = event.value
+        payer, effects = transfer_effects(event.f, value, self.calls)
+        for user, _ in effects:
+            self.users.add(user)
+            self.transfer_users.add(user)
+        if event.f == F.CALL_CHARGE:
+            key: GroupKey = ("charge", value_str(value, "call"), value_int(value, "minute"))
+            keyed = True
+        elif event.idempotency_key is not None:
+            key = ("tip", payer, event.idempotency_key, _body(value))
+            keyed = True
+        else:
+            key = ("op", event.op_id)
+            keyed = False
+        group = self._join(key, effects, describe_op(event.f, event.index, value), keyed)
+        group.event_indexes.append(event.index)
+        if not group.ok and not group.counted:
+            group.counted = True
+            for user, delta in effects:
+                if delta > 0:
+                    self._b(user).possible_up += delta
+                else:
+                    self._b(user).possible_down -= delta
+        return payer, key
+
+    def _join(self, key: GroupKey, effects: tuple[tuple[str, int], ...], label: str,
+              keyed: bool) -> _Group:
+        group = self.groups.get(key)
+        if group is None:
+            group = self.groups[key] = _Group(effects=effects, label=label, keyed=keyed)
+            self.logical_ops_count += 1
+        group.invoked_count += 1
+        group.outstanding_count += 1
+        return group
+
+    def _invoke_purchase(self, event: Event) -> GroupKey:
+        value = event.value
+        user = value_str(value, "user")
+        purchase = value_str(value, "purchase")
+        if user is not None:
+            self.users.add(user)
+            if purchase is not None:
+                self.purchase_users[purchase] = user
+        if event.idempotency_key is not None:
+            key: GroupKey = ("purchase", user, event.idempotency_key, _body(value))
+        else:
+            key = ("op", event.op_id)
+        if self.intents is None:
+            cap = 2 * value_int(value, "amount_tokens")  # no truth: a generous bonus
+        else:
+            cap = self.cap_by_user.get(user or "", 0)
+        effects = ((user, cap),) if user is not None and cap > 0 else ()
+        group = self._join(key, effects, describe_op(event.f, event.index, value), keyed=True)
+        group.is_purchase = True
+        if not group.ok and not group.counted:
+            group.counted = True
+            for who, delta in effects:
+                self._b(who).possible_up += delta
+        return key
+
+    def _invoke_clawback(self, value: Value) -> None:
+        purchase = value_str(value, "purchase")
+        dispute = value_str(value, "dispute")
+        if purchase is not None and dispute is not None:
+            self.disputes[dispute] = purchase
+        if purchase is None and dispute is not None:
+            purchase = self.disputes.get(dispute)
+        if purchase is None or purchase in self.clawed:
+            return
+        user = self.purchase_users.get(purchase)
+        if user is None and self.intents is not None:
+            user = self.intents.purchase_users.get(purchase)
+        if user is None:
+            return
+        self.clawed.add(purchase)
+        bounds = self._b(user)
+        bounds.clawback_possible = True
+        bounds.possible_down += self._minted_of(purchase, user)
+
+    def _minted_of(self, purchase: str, user: str) -> int:
+        if self.intents is not None:
+            intent_id = self.intents.purchase_intents.get(purchase)
+            model = self.intents.models.get(intent_id or "")
+            if model is not None:
+                return model.minted_tokens
+            return self.cap_by_user.get(user, 0)
+        return max(self.cap_by_user.get(user, 0), 0)
+
+    # -- completions ---------------------------------------------------------------
+
+    def complete(self, event: Event) -> None:
+        pending = self.pending.pop(event.op_id, None)
+        assert pending is not None, f"completion #{event.index} has no invoke"
+        if pending.group is not None:
+            self._complete_group(pending, event)
+        elif event.f == F.READ_BALANCE and event.kind == Kind.OK and pending.user is not None:
+            self._check_read(pending, event)
+
+    def _complete_group(self, pending: _Pending, event: Event) -> None:
+        assert pending.group is not None
+        group = self.groups[pending.group]
+        group.outstanding_count -= 1
+        group.event_indexes.append(event.index)
+        if event.kind == Kind.OK:
+            if group.is_purchase:
+                self._refine_purchase(group, event)
+            elif not group.ok:
+                if pending.first and pending.user is not None:
+                    self._check_spend(pending, event, group)
+                self._apply_sure(group, pending.invoke.index)
+            group.ok = True
+        elif event.kind == Kind.INFO:
+            group.info_count += 1
+        elif not group.ok and group.info_count == 0 and group.outstanding_count == 0:
+            self._uncount(group)
+        if not group.keyed and group.outstanding_count == 0:
+            del self.groups[pending.group]
+            self._close(group)
+
+    def _apply_sure(self, group: _Group, index: int) -> None:
+        for user, delta in group.effects:
+            bounds = self._b(user)
+            if delta > 0:
+                bounds.sure_up += delta
+            else:
+                bounds.sure_down -= delta
+            recent = self.recent.setdefault(user, deque(maxlen=RECENT_OPS_PER_USER_MAX))
+            recent.append(Recent(index=index, label=group.label, delta_tokens=delta))
+
+    def _uncount(self, group: _Group) -> None:
+        if not group.counted:
+            return
+        group.counted = False
+        for user, delta in group.effects:
+            if delta > 0:
+                self._b(user).possible_up -= delta
+            else:
+                self._b(user).possible_down += delta
+
+    def _refine_purchase(self, group: _Group, event: Event) -> None:
+        """The intent is known now: bound the credit by what this intent may mint."""
+        if group.ok or self.intents is None or not group.effects:
+            return
+        model = self.intents.models.get(value_str(event.value, "intent_id") or "")
+        # Until its clawback lands the account may hold all it minted.
+        cap = 0 if model is None or model.credit == Credit.NONE else model.minted_tokens
+        user, counted = group.effects[0]
+        if group.counted:
+            self._b(user).possible_up += cap - counted
+        group.effects = ((user, cap),)
+
+    def _close(self, group: _Group) -> None:
+        """A logical op that can get no more ops: fold it away unless it is indeterminate."""
+        if group.is_purchase or group.ok or not group.effects:
+            return
+        if group.info_count > 0 or group.outstanding_count > 0:
+            self.unknowns.append(Unknown(label=group.label, effects=group.effects,
+                                         event_indexes=tuple(group.event_indexes)))
+
+    # -- bound checks ----------------------------------------------------------------
+
+    def _check_read(self, pending: _Pending, event: Event) -> None:
+        if self.sampler is None or pending.user is None:
+            return
+        value = event.value
+        if "balance_tokens" not in value:
+            return
+        balance = value_int(value, "balance_tokens")
+        debt = value_int(value, "debt_tokens")
+        self.reads_checked_count += 1
+        self._check_bounds(pending, event, observed=balance - debt, own_down=0,
+                           shown=f"net {balance - debt} tokens (balance {balance}, debt {debt})",
+                           upper_applies=True)
+
+    def _check_spend(self, pending: _Pending, event: Event, group: _Group) -> None:
+        if self.sampler is None or pending.user is None:
+            return
+        value = event.value
+        if "balance_tokens" not in value:
+            return
+        balance = value_int(value, "balance_tokens")
+        own_down = -sum(delta for who, delta in group.effects if who == pending.user)
+        # A balance hides debt, so it bounds the net from above only when no debt can exist.
+        bounds = self._b(pending.user)
+        no_debt = (not bounds.clawback_possible
+                   and initial_account(self.inp.initial, pending.user)[1] == 0)
+        self.reads_checked_count += 1
+        self._check_bounds(pending, event, observed=balance, own_down=max(own_down, 0),
+                           shown=f"a balance of {balance} tokens after it",
+                           upper_applies=no_debt)
+
+    def _check_bounds(self, pending: _Pending, event: Event, *, observed: int, own_down: int,
+                      shown: str, upper_applies: bool) -> None:
+        assert self.sampler is not None
+        assert pending.user is not None
+        user = pending.user
+        bounds = self._b(user)
+        initial_net = initial_account(self.inp.initial, user)
+        start = initial_net[0] - initial_net[1]
+        lower = start + pending.sure_up - bounds.possible_down
+        upper = start + bounds.possible_up - pending.sure_down - own_down
+        what = describe_op(event.f, pending.invoke.index, pending.invoke.value)
+        if observed < lower:
+            text = (f"Let R be {what}: it saw {shown}, but at least {lower} had to be there "
+                    f"({start} at the start, +{pending.sure_up} surely received before it "
+                    f"began, −{bounds.possible_down} at most spent or clawed back by its end).")
+            self._add(pending, event, expected=f">= {lower}", observed=observed, text=text,
+                      badness=lower - observed)
+        elif upper_applies and observed > upper:
+            text = (f"Let R be {what}: it saw {shown}, but at most {upper} could be there "
+                    f"({start} at the start, +{bounds.possible_up} at most credited or "
+                    f"received by its end, −{pending.sure_down + own_down} surely spent).")
+            self._add(pending, event, expected=f"<= {upper}", observed=observed, text=text,
+                      badness=observed - upper)
+
+    def _add(self, pending: _Pending, event: Event, *, expected: str, observed: int, text: str,
+             badness: int) -> None:
+        assert self.sampler is not None
+        self.sampler.add(Anomaly(kind="impossible_read",
+                                 event_indexes=(pending.invoke.index, event.index),
+                                 expected=expected, observed=observed, explanation=text,
+                                 user=pending.user), badness=badness)
+
+    # -- the end -------------------------------------------------------------------
+
+    def result(self) -> Ledger:
+        for pending in self.pending.values():  # never completed: indeterminate
+            if pending.group is not None and pending.group in self.groups:
+                self.groups[pending.group].info_count += 1
+        for group in self.groups.values():
+            self._close(group)
+        sure = {user: b.sure_up - b.sure_down for user, b in self.bounds.items()}
+        return Ledger(sure_tokens=sure, unknowns=tuple(self.unknowns),
+                      users=frozenset(self.users), transfer_users=frozenset(self.transfer_users),
+                      recent={user: tuple(items) for user, items in self.recent.items()},
+                      logical_ops_count=self.logical_ops_count,
+                      reads_checked_count=self.reads_checked_count)
+
+
+def _body(value: Value) -> tuple[tuple[str, int | str | None], ...]:
+    """The request body of an op as a hashable, order-free tuple."""
+    return tuple(sorted(value.items()))
