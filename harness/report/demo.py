@@ -19,7 +19,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.model import Anomaly, Verdict
+from harness.history import event_to_json, observation_to_json, provider_truth_to_json
+from harness.model import (
+    AccountState,
+    Anomaly,
+    Delivery,
+    DeliveryVariant,
+    Event,
+    F,
+    IntentTruth,
+    Kind,
+    Observation,
+    ProviderTruth,
+    Verdict,
+)
 from harness.report.html import ReportPaths, write_report
 from harness.report.record import RunRecord, Sample, ScenarioRecord, TargetInfo, iso_utc
 
@@ -46,16 +59,16 @@ def demo_run(*, seed: int = 7, ops_per_scenario: int = 400) -> DemoRun:
     lines: list[str] = []
     scenarios = []
     clock_ns = 0
-    index_base = 0
+    op_id_base = 0
     for name, shape in (("concurrent-tips", "broken"), ("dispute", "held"),
                         ("forged-webhooks", "undecided")):
         built = _Scenario(rng, name=name, seed=rng.randrange(10_000), start_ns=clock_ns,
-                          index_base=index_base, ops_count=ops_per_scenario)
+                          op_id_base=op_id_base, ops_count=ops_per_scenario)
         built.generate()
         lines.extend(built.lines())
         scenarios.append(built.record(shape))
         clock_ns = built.end_ns + 50 * _MS
-        index_base += len(built.events)
+        op_id_base += len(built.ops)
     command = "tokenchaos run --suite smoke --target reference --seed 7"
     record = RunRecord(
         run_id=f"demo-{seed}", started_at=iso_utc(_WALL_START_NS),
@@ -94,16 +107,16 @@ class _Scenario:
     """Generates one scenario's ops in time order, with a simple model of the balances."""
 
     def __init__(self, rng: random.Random, *, name: str, seed: int, start_ns: int,
-                 index_base: int, ops_count: int) -> None:
+                 op_id_base: int, ops_count: int) -> None:
         self.rng, self.name, self.seed = rng, name, seed
-        self.start_ns, self.index_base, self.ops_count = start_ns, index_base, ops_count
+        self.start_ns, self.op_id_base, self.ops_count = start_ns, op_id_base, ops_count
         self.fans = [f"fan_{i}" for i in range(6)]
         self.creators = ["creator_0", "creator_1"]
         self.balances = dict.fromkeys(self.fans + self.creators, 0)
         self.ops: list[_Op] = []
-        self.events: list[dict[str, Any]] = []
+        self.events: list[Event] = []
         self.intents: dict[str, dict[str, Any]] = {}
-        self.deliveries: list[dict[str, Any]] = []
+        self.deliveries: list[Delivery] = []
         self.samples: list[Sample] = []
         self.end_ns = start_ns
 
@@ -193,41 +206,39 @@ class _Scenario:
         copies = 2 if self.name == "concurrent-tips" and event_type.startswith("payment") else 1
         for copy in range(copies):
             started = _WALL_START_NS + at_ns + copy * _MS
-            self.deliveries.append({
-                "index": len(self.deliveries), "event_id": event_id, "event_type": event_type,
-                "intent_id": intent_id, "variant": "genuine" if copy == 0 else "duplicate",
-                "status_code": 200, "started_ns": started, "finished_ns": started + 4 * _MS,
-                "error": None})
+            self.deliveries.append(Delivery(
+                index=len(self.deliveries), event_id=event_id, event_type=event_type,
+                intent_id=intent_id,
+                variant=DeliveryVariant.GENUINE if copy == 0 else DeliveryVariant.DUPLICATE,
+                status_code=200, started_ns=started, finished_ns=started + 4 * _MS))
 
     def _index(self) -> None:
         raw = []
         for op in self.ops:
-            raw.append((op.start_ns, 0, op, "invoke"))
-            raw.append((op.end_ns, 1, op, op.kind))
+            raw.append((op.start_ns, 0, op, Kind.INVOKE))
+            raw.append((op.end_ns, 1, op, Kind(op.kind)))
         raw.sort(key=lambda r: (r[0], r[1], r[2].op_id))
         for i, (time_ns, _, op, kind) in enumerate(raw):
-            value = dict(op.value) if kind == "invoke" else {**op.value, **op.result}
-            self.events.append({
-                "type": "event", "index": self.index_base + i, "time_ns": time_ns,
-                "process": op.process, "kind": kind, "f": op.f,
-                "op_id": self.index_base + op.op_id, "value": value,
-                "idempotency_key": f"k{op.op_id}" if op.f in ("tip", "purchase") else None,
-                "error": None if kind in ("invoke", "ok") else op.error,
-                "status_code": None if kind == "invoke" else op.status_code})
+            value = dict(op.value) if kind == Kind.INVOKE else {**op.value, **op.result}
+            self.events.append(Event(
+                index=i, time_ns=time_ns, process=op.process, kind=kind, f=F(op.f),
+                op_id=self.op_id_base + op.op_id, value=value,
+                idempotency_key=f"k{op.op_id}" if op.f in ("tip", "purchase") else None,
+                error=None if kind in (Kind.INVOKE, Kind.OK) else op.error,
+                status_code=None if kind == Kind.INVOKE else op.status_code))
 
     def lines(self) -> list[str]:
         users = {u: "fan" for u in self.fans} | {c: "creator" for c in self.creators}
-        truth = {"intents": self.intents, "deliveries": self.deliveries,
-                 "pending_deliveries_count": 0}
-        accounts = {u: {"user": u, "balance_tokens": b, "debt_tokens": 0}
-                    for u, b in self.balances.items()}
+        intents = {i: IntentTruth(**d) for i, d in self.intents.items()}
+        truth = ProviderTruth(intents=intents, deliveries=tuple(self.deliveries))
+        accounts = {u: AccountState(user=u, balance_tokens=b) for u, b in self.balances.items()}
         records: list[Mapping[str, Any]] = [
             {"type": "scenario", "name": self.name, "seed": self.seed,
              "params": {"seed": self.seed, "scale": 1, "concurrency": 8}, "users": users,
              "target_ids": {u: str(i + 1) for i, u in enumerate(users)}},
-            *self.events,
-            {"type": "observation", "accounts": accounts},
-            {"type": "truth", **truth},
+            *(event_to_json(e) for e in self.events),
+            {"type": "observation", **observation_to_json(Observation(accounts=accounts))},
+            {"type": "truth", **provider_truth_to_json(truth)},
             {"type": "end", "stats": self.stats()}]
         return [json.dumps(r, separators=(",", ":")) for r in records]
 
@@ -284,7 +295,7 @@ class _Scenario:
     def _duplicate_anomaly(self) -> Anomaly:
         purchase = next(op for op in self.ops if op.f == "purchase" and op.kind == "ok")
         intent_id = purchase.result["intent_id"]
-        copies = tuple(d["index"] for d in self.deliveries if d["intent_id"] == intent_id)[:2]
+        copies = tuple(d.index for d in self.deliveries if d.intent_id == intent_id)[:2]
         index = self._completion_index(purchase)
         tokens = purchase.value["amount_tokens"]
         return Anomaly(
@@ -296,6 +307,5 @@ class _Scenario:
                          f"credited {2 * tokens} tokens, not {tokens}."))
 
     def _completion_index(self, op: _Op) -> int:
-        op_id = self.index_base + op.op_id
-        return int(next(e["index"] for e in self.events
-                        if e["op_id"] == op_id and e["kind"] != "invoke"))
+        op_id = self.op_id_base + op.op_id
+        return next(e.index for e in self.events if e.op_id == op_id and e.kind != Kind.INVOKE)

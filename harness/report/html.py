@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from html import escape
 from pathlib import Path
 
+from harness.history import load
 from harness.model import Validity
-from harness.report._history import load_history
 from harness.report._sections import (
     ScenarioRunLike,
     badge,
@@ -73,7 +73,7 @@ def write_report(record: RunRecord, history_path: Path | None, out_dir: Path) ->
         UsageError: the history exists but cannot be read.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
-    runs = load_history(history_path) if history_path is not None and history_path.exists() else []
+    runs = load(history_path) if history_path is not None and history_path.exists() else []
     paths = ReportPaths(run_json=out_dir / "run.json", junit_xml=out_dir / "junit.xml",
                         index_html=out_dir / "index.html")
     write_run_json(record, paths.run_json)

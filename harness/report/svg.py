@@ -165,15 +165,21 @@ def nice_ticks(lo: float, hi: float, count: int = 5) -> list[float]:
         lo, hi = 0.0, 1.0
     if hi < lo:
         lo, hi = hi, lo
-    if hi - lo < 1e-12:
-        hi = lo + (abs(lo) if lo else 1.0)
+    if hi - lo <= 1e-9 * max(1.0, abs(lo), abs(hi)):  # too narrow to divide in floats
+        hi = lo + max(abs(lo), 1.0)
     raw_step = (hi - lo) / count
     magnitude = 10 ** math.floor(math.log10(raw_step))
-    step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw_step)
-    first = math.floor(lo / step + 1e-9) * step
-    last = math.ceil(hi / step - 1e-9) * step
-    ticks_count = min(round((last - first) / step) + 1, _TICKS_MAX + 1)
-    return [first + i * step for i in range(ticks_count)]
+    step = next((m * magnitude for m in (1, 2, 2.5, 5) if m * magnitude >= raw_step),
+                10 * magnitude)
+    # Forgive float noise (0.30000000000000004 is 0.3), but never leave lo or hi uncovered.
+    first_count = math.floor(lo / step + 1e-9)
+    if first_count * step > lo:
+        first_count -= 1
+    last_count = math.ceil(hi / step - 1e-9)
+    if last_count * step < hi:
+        last_count += 1
+    ticks_count = min(last_count - first_count + 1, _TICKS_MAX + 1)
+    return [(first_count + i) * step for i in range(ticks_count)]
 
 
 def downsample_line(points: Sequence[tuple[float, float]], points_max: int,
@@ -212,8 +218,8 @@ def downsample_points(points: Sequence[tuple[float, float]], points_max: int,
 
 def _domain_ticks(lo: float, hi: float, *, count: int) -> tuple[float, float, list[float]]:
     """The exact domain [lo, hi] (widened if empty) and the round ticks that fall inside it."""
-    if hi - lo < 1e-12:
-        hi = lo + 1.0
+    if hi - lo <= 1e-9 * max(1.0, abs(lo), abs(hi)):
+        hi = lo + max(abs(lo), 1.0)
     slack = (hi - lo) * 1e-9
     ticks = [t for t in nice_ticks(lo, hi, count) if lo - slack <= t <= hi + slack]
     return lo, hi, ticks or [lo, hi]
