@@ -6,7 +6,7 @@ a checker that crashes into an "unknown" verdict carrying the error, as Jepsen's
 ``check-safe`` does (tests pass ``raise_errors=True`` to see the traceback instead).
 
 Nothing in this package does I/O, reads a clock, draws randomness, or imports httpx,
-psycopg or asyncio; ``tests/unit/test_checkers_purity.py`` enforces it.
+psycopg or asyncio; a unit test enforces it.
 """
 
 from __future__ import annotations

@@ -96,6 +96,7 @@ class IntentModel:
     success_acknowledged_count: int
     clawback_delivery_indexes: tuple[int, ...]  # genuine attempts of refund/dispute events
     clawback_event_count: int
+    clawback_acknowledged_count: int = 0  # 2xx answers to its refund/dispute deliveries
     purchase: str | None = None  # logical purchase name
     purchase_index: int | None = None  # history index of the purchase op that created it
     op_indexes: tuple[int, ...] = ()  # raw webhook ops about it
@@ -278,6 +279,7 @@ def _model_one(intent: IntentTruth, user: str | None, logs: Iterable[_EventLog],
         success_acknowledged_count=sum(log.acknowledged_count for log in success),
         clawback_delivery_indexes=tuple(i for log in clawback_logs for i in log.delivery_indexes),
         clawback_event_count=len(clawback_logs),
+        clawback_acknowledged_count=sum(log.acknowledged_count for log in clawback_logs),
         purchase=purchase,
         purchase_index=purchase_index,
         op_indexes=tuple(i for log in logs for i in log.op_indexes),

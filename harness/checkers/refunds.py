@@ -160,7 +160,10 @@ def _check_clawback(user: str, taken: int, allowed: _Range, sampler: Sampler) ->
 
 def _hint(taken: int, allowed: _Range) -> str:
     whole = sum(m.minted_tokens for m in allowed.models if m.intent.refunded_cents > 0)
-    if allowed.high_tokens and taken == 2 * allowed.high_tokens:
+    twice = bool(allowed.high_tokens) and taken == 2 * allowed.high_tokens
+    redelivered = any(m.clawback_acknowledged_count > m.clawback_event_count
+                      for m in allowed.models)
+    if twice and (redelivered or taken != whole):
         return ": a refund was applied twice"
     if whole and taken == whole and allowed.high_tokens < whole:
         return ": a partial refund took back the whole purchase"

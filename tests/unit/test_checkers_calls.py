@@ -1,0 +1,85 @@
+"""calls: a minute once, nothing after the end, no more charges than minutes."""
+
+from __future__ import annotations
+
+from harness.checkers.calls import check_calls
+from harness.model import F, Kind
+from tests.unit.conftest import H
+
+
+def _call() -> H:
+    h = H()
+    h.call_open("fan_0", "creator_0", "c1", 60)
+    return h
+
+
+def test_calls_hold_for_charges_until_funds_run_out() -> None:
+    h = _call()
+    h.charge("fan_0", "creator_0", "c1", 1, 60)
+    h.charge("fan_0", "creator_0", "c1", 1, 60, key="again")  # the same minute, absorbed
+    h.charge("fan_0", "creator_0", "c1", 2, 60, Kind.INFO)
+    h.charge("fan_0", "creator_0", "c1", 3, 60, Kind.FAIL, error="insufficient_funds")
+    h.charge("fan_0", "creator_0", "c1", 4, 60, Kind.FAIL, error="call_ended")
+    verdict = check_calls(h.input(None, None))
+    assert verdict.valid is True, verdict
+    assert verdict.counts["charges_refused_for_funds"] == 1
+    assert verdict.counts["charges_refused_as_ended"] == 1
+
+
+def test_calls_flag_a_minute_charged_twice() -> None:
+    h = _call()
+    first = h.charge("fan_0", "creator_0", "c1", 1, 60, charge_id="ch_a")
+    second = h.charge("fan_0", "creator_0", "c1", 1, 60, charge_id="ch_b")
+    verdict = check_calls(h.input(None, None))
+    assert verdict.valid is False
+    assert [a.kind for a in verdict.anomalies] == ["minute_charged_twice"]
+    assert verdict.anomalies[0].event_indexes == (first, second)
+
+
+def test_calls_flag_a_charge_after_the_call_ended() -> None:
+    h = _call()
+    h.charge("fan_0", "creator_0", "c1", 1, 60)
+    end = h.call_end("fan_0", "c1")
+    late = h.charge("fan_0", "creator_0", "c1", 2, 60)
+    verdict = check_calls(h.input(None, None))
+    assert verdict.valid is False
+    anomaly = verdict.anomalies[0]
+    assert anomaly.kind == "charge_after_end"
+    assert late in anomaly.event_indexes
+    assert f"call end #{end}" in anomaly.explanation
+
+
+def test_calls_flag_a_charge_accepted_after_a_refusal_for_funds() -> None:
+    h = _call()
+    h.charge("fan_0", "creator_0", "c1", 1, 60, Kind.FAIL, error="insufficient_funds")
+    h.charge("fan_0", "creator_0", "c1", 2, 60)
+    verdict = check_calls(h.input(None, None))
+    assert verdict.valid is False
+    assert verdict.anomalies[0].kind == "charge_after_refusal"
+
+
+def test_calls_charge_racing_the_end_may_be_accepted() -> None:
+    h = _call()
+    charge = h.invoke(F.CALL_CHARGE,
+                      {"user": "fan_0", "creator": "creator_0", "call": "c1", "minute": 1,
+                       "amount_tokens": 60})
+    h.call_end("fan_0", "c1")
+    h.complete(charge, Kind.OK, {"charge_id": "ch_1"})
+    assert check_calls(h.input(None, None)).valid is True
+
+
+def test_calls_flag_more_charges_than_minutes_without_ids() -> None:
+    h = _call()
+    h.op(F.CALL_CHARGE,
+         {"user": "fan_0", "creator": "creator_0", "call": "c1", "minute": 1,
+          "amount_tokens": 60})
+    h.op(F.CALL_CHARGE,
+         {"user": "fan_0", "creator": "creator_0", "call": "c1", "minute": 1,
+          "amount_tokens": 60})
+    verdict = check_calls(h.input(None, None))
+    assert verdict.valid is False
+    assert verdict.anomalies[0].kind == "too_many_charges"
+
+
+def test_calls_are_unknown_without_charges() -> None:
+    assert check_calls(_call().input(None, None)).valid == "unknown"

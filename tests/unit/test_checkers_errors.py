@@ -1,0 +1,53 @@
+"""errors: no 5xx and no op past the latency bound."""
+
+from __future__ import annotations
+
+from harness.checkers.server_errors import SERVER_ERROR, check_errors
+from harness.model import F, Kind
+from tests.unit.conftest import SUCCEEDED, H, T
+
+
+def test_errors_hold_for_fast_answers_and_4xx() -> None:
+    h = H()
+    h.tip("fan_0", "creator_0", 10, Kind.FAIL, error="insufficient_funds")
+    h.read("fan_0", 0)
+    verdict = check_errors(h.input(None, T().paid("pi_1", "fan_0", 5).build()))
+    assert verdict.valid is True, verdict
+    assert verdict.counts["ops_checked"] == 2
+
+
+def test_errors_flag_a_5xx_answer_and_a_5xx_info() -> None:
+    h = H()
+    first = h.tip("fan_0", "creator_0", 10, Kind.INFO, error=SERVER_ERROR)
+    second = h.op(F.READ_BALANCE, {"user": "fan_0"}, Kind.INFO, error="server_error_5xx",
+                  status=503)
+    verdict = check_errors(h.input(None, None))
+    assert verdict.valid is False
+    assert verdict.counts["server_error"] == 2
+    indexes = {a.event_indexes[0] for a in verdict.anomalies}
+    assert indexes == {first, second}
+
+
+def test_errors_flag_a_delivery_answered_5xx() -> None:
+    truth = T().paid("pi_1", "fan_0", 5, status=500).deliver("evt_pi_1", SUCCEEDED, "pi_1")
+    verdict = check_errors(H().input(None, truth.build()))
+    assert verdict.valid is False
+    assert verdict.anomalies[0].delivery_indexes == (0,)
+
+
+def test_errors_flag_an_op_past_the_latency_bound() -> None:
+    h = H()
+    index = h.op(F.TIP, {"sender": "fan_0", "recipient": "creator_0", "amount_tokens": 10},
+                 Kind.OK, {"tip_id": "t_1"}, latency_ms=250)
+    verdict = check_errors(h.input(None, None, latency_ms_max=100))
+    assert verdict.valid is False
+    assert verdict.anomalies[0].kind == "slow_op"
+    assert verdict.anomalies[0].event_indexes[0] == index
+    assert check_errors(h.input(None, None, latency_ms_max=1_000)).valid is True
+
+
+def test_errors_ignore_the_providers_own_api() -> None:
+    h = H()
+    h.op(F.REFUND, {"purchase": "p_0", "amount_cents": None}, Kind.INFO, error=SERVER_ERROR,
+         status=500)
+    assert check_errors(h.input(None, None)).valid == "unknown"
