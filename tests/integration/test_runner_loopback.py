@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import itertools
+import socket
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -24,7 +25,6 @@ from harness.errors import UsageError
 from harness.history import History, HistoryWriter, load
 from harness.limits import Limits
 from harness.model import F, Kind, Op
-from harness.pg import free_port
 from harness.provider.policy import DeliveryPolicy
 from harness.runner import RunDeadlineExceeded, ScenarioResult, run_scenario
 from harness.scenario import Scenario, ScenarioParams
@@ -106,10 +106,12 @@ def _stand_in(release: asyncio.Event) -> FastAPI:
 @pytest.fixture
 async def stand_in_url() -> AsyncIterator[str]:
     release = asyncio.Event()
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(_stand_in(release), host="127.0.0.1", port=port,
-                                           log_level="warning", lifespan="off"))
-    task = asyncio.create_task(server.serve())
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))  # bound here, so no other test can take the port meanwhile
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(_stand_in(release), log_level="warning",
+                                           lifespan="off"))
+    task = asyncio.create_task(server.serve(sockets=[sock]))
     for _ in range(500):  # bounded: until uvicorn says it listens
         if server.started or task.done():
             break
@@ -119,6 +121,7 @@ async def stand_in_url() -> AsyncIterator[str]:
     release.set()
     server.should_exit = True
     await task
+    sock.close()
 
 
 def _scenario(steps: list[Step], users: dict[str, str] | None = None) -> Scenario:
