@@ -29,9 +29,11 @@ from harness.model import (
 from harness.report.record import ScenarioRecord
 from harness.report.series import (
     OpSpan,
+    OpSummary,
     balance_reads,
     latency_by_f,
     op_spans,
+    op_summaries,
     supply_from_history,
     throughput_by_f,
 )
@@ -201,9 +203,32 @@ def _charts(scenario: ScenarioRecord, run: ScenarioRunLike | None, context: _Con
     supply = _supply_chart(scenario, run, context, wall_offset_ns, x_range)
     if supply:
         figures.append(supply)
+    if context.spans:
+        figures.append(_ops_table(op_summaries(context.spans)))
     if not figures:
         return '<p class="empty">No history was recorded for this scenario.</p>'
     return '<div class="charts">' + "".join(f"<figure>{f}</figure>" for f in figures) + "</div>"
+
+
+def _ops_table(summaries: Sequence[OpSummary]) -> str:
+    """How each kind of op ended and how long it took, beside the charts."""
+    def ms(value: float | None) -> str:
+        return "—" if value is None else f"{value:,.1f}"
+
+    rows = []
+    for s in summaries:
+        errors = ", ".join(f"{code} ×{n:,}" for code, n in s.errors)
+        rows.append(
+            f'<tr><td><span class="swatch" style="background:{_F_COLOURS.get(s.f, "#555")}">'
+            f'</span>{escape(s.f)}</td><td>{s.ops_count:,}</td><td class="s-ok">{s.ok_count:,}</td>'
+            f'<td class="s-fail">{s.fail_count or ""}</td>'
+            f'<td class="s-info">{s.info_count or ""}</td>'
+            f"<td>{ms(s.latency_ms_p50)}</td><td>{ms(s.latency_ms_p99)}</td>"
+            f'<td>{ms(s.latency_ms_max)}</td><td class="errs">{escape(errors)}</td></tr>')
+    return ('<div class="ops-table"><h4>Ops by kind <span>(latency in ms; info = '
+            'indeterminate)</span></h4><table><thead><tr><th>op</th><th>count</th><th>ok</th>'
+            '<th>fail</th><th>info</th><th>p50</th><th>p99</th><th>max</th><th>errors</th>'
+            f'</tr></thead><tbody>{"".join(rows)}</tbody></table></div>')
 
 
 def _supply_chart(scenario: ScenarioRecord, run: ScenarioRunLike | None, context: _Context,

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from html import escape
 from pathlib import Path
 
+from harness.checkers import CHECKERS, DESCRIPTIONS
 from harness.history import load
 from harness.model import Validity
 from harness.report._sections import (
@@ -142,10 +143,9 @@ def _header(record: RunRecord) -> str:
         ("finished", _when(record.finished_at) if record.finished_at else "did not finish"),
         ("duration", duration),
         ("exit code", "running" if record.exit_code is None else str(record.exit_code)),
-        ("version", record.tokenchaos_version),
     ]
-    meta = "".join(f'<div><dt>{escape(k)}</dt><dd title="{escape(v)}">{escape(v)}</dd></div>'
-                   for k, v in facts)
+    meta = "".join(f'<div{" class=wide" if k == "target" else ""}><dt>{escape(k)}</dt>'
+                   f'<dd title="{escape(v)}">{escape(v)}</dd></div>' for k, v in facts)
     cls = validity_class(record.valid)
     return (
         f'<header class="top v-{cls}"><div class="top-inner"><div class="headline">'
@@ -169,8 +169,9 @@ def _tally(record: RunRecord) -> str:
 
 
 def _verdict_table(record: RunRecord) -> str:
-    checkers = list(dict.fromkeys(c for s in record.scenarios for c in s.verdicts))
-    head = "".join(f"<th>{escape(c).replace('_', '_<wbr>')}</th>" for c in checkers)
+    checkers = _columns(record)
+    head = "".join(f'<th title="{escape(DESCRIPTIONS.get(c, c))}">'
+                   f"{escape(c).replace('_', '_<wbr>')}</th>" for c in checkers)
     rows = []
     for i, scenario in enumerate(record.scenarios):
         anchor = scenario_anchor(i, scenario.name)
@@ -192,6 +193,13 @@ def _verdict_table(record: RunRecord) -> str:
     if not record.scenarios:
         table = '<p class="empty">No scenario ran.</p>'
     return f'<section class="card" id="verdicts"><h2>Verdicts</h2>{table}{key}</section>'
+
+
+def _columns(record: RunRecord) -> list[str]:
+    """Checkers that judged any scenario: in the registry's order, then unknown names."""
+    seen = dict.fromkeys(c for s in record.scenarios for c in s.verdicts)
+    order = {name: i for i, name in enumerate(CHECKERS)}
+    return sorted(seen, key=lambda c: order.get(c, len(order)))
 
 
 def _cell(scenario: ScenarioRecord, checker: str, anchor: str) -> str:

@@ -14,6 +14,8 @@ Nothing here reads files, the clock, or renders markup.
 
 from __future__ import annotations
 
+import math
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from operator import attrgetter
 from typing import NamedTuple
@@ -23,9 +25,11 @@ from harness.report.svg import BarState, downsample_points
 
 __all__ = [
     "OpSpan",
+    "OpSummary",
     "balance_reads",
     "latency_by_f",
     "op_spans",
+    "op_summaries",
     "supply_from_history",
     "throughput_by_f",
 ]
@@ -80,6 +84,52 @@ def op_spans(events: Iterable[Event]) -> list[OpSpan]:
                             value=invoke.value))
     spans.sort(key=attrgetter("invoke_index"))
     return spans
+
+
+class OpSummary(NamedTuple):
+    """How the ops of one kind ended, and how long they took."""
+
+    f: str
+    ops_count: int
+    ok_count: int
+    fail_count: int
+    info_count: int
+    open_count: int
+    latency_ms_p50: float | None  # None: no op of this kind completed
+    latency_ms_p99: float | None
+    latency_ms_max: float | None
+    errors: tuple[tuple[str, int], ...]  # the most frequent error codes, most frequent first
+
+
+def op_summaries(spans: Sequence[OpSpan], *, errors_max: int = 3) -> list[OpSummary]:
+    """One summary per op kind, sorted by kind."""
+    states: dict[str, Counter[str]] = {}
+    latencies: dict[str, list[float]] = {}
+    errors: dict[str, Counter[str]] = {}
+    for span in spans:
+        states.setdefault(span.f, Counter())[span.state] += 1
+        if span.end_ns is not None:
+            latencies.setdefault(span.f, []).append((span.end_ns - span.start_ns) / 1e6)
+        if span.error:
+            errors.setdefault(span.f, Counter())[span.error] += 1
+    summaries = []
+    for f in sorted(states):
+        ordered = sorted(latencies.get(f, []))
+        summaries.append(OpSummary(
+            f=f, ops_count=sum(states[f].values()), ok_count=states[f]["ok"],
+            fail_count=states[f]["fail"], info_count=states[f]["info"],
+            open_count=states[f]["open"], latency_ms_p50=_quantile(ordered, 0.5),
+            latency_ms_p99=_quantile(ordered, 0.99),
+            latency_ms_max=ordered[-1] if ordered else None,
+            errors=tuple(errors.get(f, Counter()).most_common(errors_max))))
+    return summaries
+
+
+def _quantile(ordered: Sequence[float], q: float) -> float | None:
+    """The nearest-rank quantile of sorted values."""
+    if not ordered:
+        return None
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
 
 
 def throughput_by_f(spans: Sequence[OpSpan], *, t0_ns: int, t1_ns: int,

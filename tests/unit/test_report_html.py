@@ -127,8 +127,9 @@ def test_verdict_table_has_a_coloured_cell_per_scenario_and_checker() -> None:
     parser = _Cells()
     parser.feed(page)
     rows = [r for r in parser.rows if r]
-    assert rows == [["v-false", "v-false", "v-unknown", "v-true"],
-                    ["v-none", "v-none", "v-none", "v-true"]]
+    # Columns in the registry's order: conservation, exactly_once_credit, errors, coverage.
+    assert rows == [["v-false", "v-false", "v-true", "v-unknown"],
+                    ["v-none", "v-none", "v-true", "v-none"]]
     assert "✗ 1" in page
     assert "2 held</b>" in page  # counted over the whole run
     assert "2 broke</b>" in page
@@ -150,6 +151,7 @@ def test_charts_and_anomaly_timelines_are_inline_svg() -> None:
     assert "Throughput: completed ops per second" in titles
     assert any(t.startswith("Latency") for t in titles)
     assert "Tokens: supply, and balances as read" in titles
+    assert "Ops by kind" in page
     assert sum(t.startswith("Timeline") for t in titles) == 2
     for svg in svgs:
         ET.fromstring(svg)  # each is well-formed XML

@@ -19,6 +19,7 @@ from harness.report.series import (
     balance_reads,
     latency_by_f,
     op_spans,
+    op_summaries,
     supply_from_history,
     throughput_by_f,
 )
@@ -155,3 +156,20 @@ def test_supply_ignores_refund_before_success_until_the_credit() -> None:
     ))
     points = supply_from_history([], truth, t0_ns=0, wall_offset_ns=WALL_NS)
     assert [v for _, v in points] == [0, 500]
+
+
+def test_op_summaries_count_outcomes_quantiles_and_errors() -> None:
+    h = Recorder()
+    for i in range(100):  # latencies 1..100 ms; every tenth refused, the last one timed out
+        h.invoke(i, 0, F.TIP, i * 200)
+        kind, error = Kind.OK, None
+        if i % 10 == 9:
+            kind, error = Kind.FAIL, "insufficient_funds"
+        h.complete(i, 0, F.TIP, i * 200 + i + 1, kind=kind, error=error)
+    h.invoke(100, 1, F.READ_BALANCE, 30_000)
+    (read, tip) = op_summaries(op_spans(h.events))
+    assert (read.f, read.ops_count, read.open_count, read.latency_ms_p50) == (
+        "read_balance", 1, 1, None)
+    assert (tip.ops_count, tip.ok_count, tip.fail_count, tip.info_count) == (100, 90, 10, 0)
+    assert (tip.latency_ms_p50, tip.latency_ms_p99, tip.latency_ms_max) == (50.0, 99.0, 100.0)
+    assert tip.errors == (("insufficient_funds", 10),)
