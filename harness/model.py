@@ -108,7 +108,7 @@ class Outcome:
     status_code: int | None = None  # None when no response came back
 
     def __post_init__(self) -> None:
-        assert self.kind != Kind.INVOKE
+        assert self.kind in (Kind.OK, Kind.FAIL, Kind.INFO), self.kind  # never an invoke
         if self.kind == Kind.OK:
             assert self.error is None, self.error
 
