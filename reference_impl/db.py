@@ -18,6 +18,7 @@ import hashlib
 import importlib.resources
 import logging
 import random
+import time
 import urllib.parse
 from collections.abc import Awaitable, Callable
 from typing import ParamSpec, TypeVar
@@ -49,6 +50,7 @@ _TRANSIENT_ERRORS = (psycopg.errors.DeadlockDetected, psycopg.errors.Serializati
 # Any constant shared by every instance of the service works; this one spells "tokencha".
 _MIGRATION_LOCK_KEY = 0x746F6B656E636861
 _APPLICATION_NAME = "tokenchaos-reference"
+_OPEN_POLL_S = 0.25
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -86,19 +88,27 @@ def create_pool(settings: Settings) -> AsyncConnectionPool:
 
 
 async def open_pool(pool: AsyncConnectionPool, settings: Settings) -> None:
-    """Open the pool and wait for its first connections.
+    """Open the pool and wait until the database answers through it.
 
     Raises:
         ConfigError: the database did not answer within ``pool_open_timeout_s``.
     """
-    try:
-        await pool.open(wait=True, timeout=settings.pool_open_timeout_s)
-    except PoolTimeout as exc:
-        await pool.close()
-        raise ConfigError(
-            f"the database at {redact_url(settings.database_url)} did not accept "
-            f"connections within {settings.pool_open_timeout_s:.0f} s; check "
-            "TOKENCHAOS_DATABASE_URL and that PostgreSQL is running") from exc
+    await pool.open(wait=False)
+    deadline = time.monotonic() + settings.pool_open_timeout_s
+    while True:
+        remaining_s = deadline - time.monotonic()
+        try:
+            async with pool.connection(timeout=max(remaining_s, 0.1)) as conn:
+                await conn.execute("SELECT 1")
+            return
+        except (PoolTimeout, psycopg.OperationalError) as exc:
+            if time.monotonic() >= deadline:
+                await pool.close()
+                raise ConfigError(
+                    f"the database at {redact_url(settings.database_url)} did not accept "
+                    f"connections within {settings.pool_open_timeout_s:.0f} s ({exc}); check "
+                    "TOKENCHAOS_DATABASE_URL and that PostgreSQL is running") from exc
+            await asyncio.sleep(min(_OPEN_POLL_S, max(remaining_s, 0)))
 
 
 async def apply_migrations(pool: AsyncConnectionPool) -> list[str]:

@@ -45,7 +45,10 @@ class Settings:
     pool_idle_s_max: float = 300.0  # close connections idle this long (above pool_size_min)
     pool_lifetime_s_max: float = 1800.0  # recycle every connection after this long
     pool_waiting_max: int = 1000  # requests queued for a connection; beyond, refused at once
-    pool_reconnect_timeout_s: float = 300.0
+    # A connection that cannot be (re)made is retried with doubling delays for this long,
+    # then given up and tried afresh on demand: after an outage heals, the pool recovers
+    # within seconds instead of waiting out a backoff as long as the outage was.
+    pool_reconnect_timeout_s: float = 5.0
     pool_open_timeout_s: float = 30.0  # at start-up: the database must answer within this
     connect_timeout_s: int = 5
     statement_timeout_ms: int = 15_000  # no statement may run longer (a stuck lock, a bug)

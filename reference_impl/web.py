@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 # A body arriving in more pieces than this is refused even if small: a client trickling
 # empty chunks must not hold a request open forever.
 _BODY_CHUNKS_MAX = 4096
+# Of a body refused as too large, at most this much more is read before answering.
+_DRAIN_BYTES_MAX = 1 << 20
 _CODE_BY_STATUS = {400: "bad_request", 401: "unauthorized", 403: "forbidden",
                    404: "not_found", 405: "method_not_allowed", 413: "body_too_large",
                    415: "unsupported_media_type", 422: "invalid"}
@@ -73,6 +75,7 @@ class BodyLimitMiddleware:
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and (not declared.isdigit()
                                      or int(declared) > self.body_bytes_max):
+            await _drain(receive)
             await self._too_large(scope, receive, send)
             return
         chunks: list[bytes] = []
@@ -84,6 +87,8 @@ class BodyLimitMiddleware:
             body = message.get("body", b"")
             size_bytes += len(body)
             if size_bytes > self.body_bytes_max:
+                if message.get("more_body", False):
+                    await _drain(receive)
                 await self._too_large(scope, receive, send)
                 return
             chunks.append(body)
@@ -99,6 +104,21 @@ class BodyLimitMiddleware:
                           f"the request body is over {self.body_bytes_max} bytes",
                           headers={"Connection": "close"})
         await response(scope, receive, send)
+
+
+async def _drain(receive: Receive) -> None:
+    """Read and drop the rest of a refused body (bounded), so the client sees our 413.
+
+    A client still sending when the server answers and closes gets a connection reset
+    instead of the answer; reading what it sends, up to a bound, lets it read the 413.
+    """
+    drained_bytes = 0
+    for _ in range(_BODY_CHUNKS_MAX):
+        message = await receive()
+        drained_bytes += len(message.get("body", b""))
+        if (message["type"] == "http.disconnect" or not message.get("more_body", False)
+                or drained_bytes > _DRAIN_BYTES_MAX):
+            return
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:
