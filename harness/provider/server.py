@@ -24,12 +24,14 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import uvicorn
+from starlette.types import ASGIApp
 
 from harness.errors import ProviderError
 from harness.provider.app import ProviderConfig, create_app
 from harness.provider.signing import new_webhook_secret
 
-__all__ = ["ProviderConfig", "RunningProvider", "main", "serve_provider"]
+__all__ = ["ProviderConfig", "RunningProvider", "RunningServer", "main", "serve_asgi",
+           "serve_provider"]
 
 _START_TIMEOUT_S = 15.0
 _STOP_TIMEOUT_S = 10.0
@@ -45,18 +47,17 @@ class _EmbeddedServer(uvicorn.Server):
 
 
 @dataclass(slots=True, kw_only=True)
-class RunningProvider:
-    """A provider serving in this event loop."""
+class RunningServer:
+    """An ASGI app served by uvicorn in this event loop."""
 
     url: str  # "http://127.0.0.1:PORT", no trailing slash
     host: str
     port: int
-    config: ProviderConfig
     _server: uvicorn.Server
     _task: asyncio.Task[None]
 
     async def stop(self) -> None:
-        """Shut down gracefully (deliveries in flight are cancelled); idempotent."""
+        """Shut down gracefully (the app's lifespan ends); idempotent."""
         if self._task.done():
             return
         self._server.should_exit = True
@@ -70,9 +71,28 @@ class RunningProvider:
                 await self._task
 
 
+@dataclass(slots=True, kw_only=True)
+class RunningProvider(RunningServer):
+    """The provider served in this event loop; ``config`` is how it started."""
+
+    config: ProviderConfig
+
+
 async def serve_provider(config: ProviderConfig, *, host: str = "127.0.0.1",
                          port: int = 0) -> RunningProvider:
     """Start the provider in the running event loop; return once it accepts connections.
+
+    Raises:
+        ProviderError: the port is taken, or the server did not start in time.
+    """
+    running = await serve_asgi(create_app(config), host=host, port=port)
+    return RunningProvider(url=running.url, host=running.host, port=running.port,
+                           config=config, _server=running._server, _task=running._task)
+
+
+async def serve_asgi(app: ASGIApp, *, host: str = "127.0.0.1",
+                     port: int = 0) -> RunningServer:
+    """Serve any ASGI app with uvicorn in the running event loop (port 0: a free one).
 
     Raises:
         ProviderError: the port is taken, or the server did not start in time.
@@ -84,14 +104,14 @@ async def serve_provider(config: ProviderConfig, *, host: str = "127.0.0.1",
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
-        raise ProviderError(f"the provider cannot listen on {host}:{port}: {exc}; pick "
-                            "another port, or 0 for a free one") from exc
+        raise ProviderError(f"cannot listen on {host}:{port}: {exc}; pick another port, or 0 "
+                            "for a free one") from exc
     bound_port = int(sock.getsockname()[1])
     server = _EmbeddedServer(uvicorn.Config(
-        create_app(config), lifespan="on", log_level="warning", access_log=False,
+        app, lifespan="on", log_level="warning", access_log=False,
         timeout_graceful_shutdown=int(_STOP_TIMEOUT_S)))
     task = asyncio.get_running_loop().create_task(server.serve(sockets=[sock]),
-                                                  name=f"provider :{bound_port}")
+                                                  name=f"uvicorn :{bound_port}")
     try:
         await _wait_started(server, task)
     except BaseException:
@@ -102,8 +122,8 @@ async def serve_provider(config: ProviderConfig, *, host: str = "127.0.0.1",
         sock.close()  # on success the asyncio server owns the socket and closes it
         raise
     url_host = f"[{host}]" if family == socket.AF_INET6 else host
-    return RunningProvider(url=f"http://{url_host}:{bound_port}", host=host, port=bound_port,
-                           config=config, _server=server, _task=task)
+    return RunningServer(url=f"http://{url_host}:{bound_port}", host=host, port=bound_port,
+                         _server=server, _task=task)
 
 
 async def _wait_started(server: uvicorn.Server, task: asyncio.Task[None]) -> None:

@@ -44,6 +44,9 @@ _STALE_MARGIN_S_MIN = 600  # far enough past the window to survive clock skew of
 _STALE_MARGIN_S_MAX = 3_600
 _TAMPER_TOKENS_FLOOR = 1_000  # what a zero becomes when tampered, so it still changes
 _AMOUNT_FIELDS = ("amount", "amount_received", "amount_captured", "amount_refunded")
+# Metadata keys that hold quantities (tokens, tokenAmount, bonusTokens); user ids stay, so
+# the tampered credit lands on the real user.
+_QUANTITY_KEY_PARTS = ("token", "amount", "bonus", "credit", "quantity")
 _ALPHABET = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
 _USER_AGENT = "Stripe/1.0 (+https://stripe.com/docs/webhooks)"
 
@@ -115,9 +118,9 @@ def stale_timestamp_s(now_s: int, tolerance_s: int, rng: random.Random) -> int:
 def tamper_event(event: Mapping[str, Any], rng: random.Random) -> dict[str, Any]:
     """A copy with a new event id, and every token count and amount inflated.
 
-    Integer metadata (``tokens``, ``tokenAmount``, ``bonusTokens``…) and the object's
-    amounts are multiplied by ten (a zero becomes 1000), so a target that believes the
-    tampered body mints, or claws back, what nobody paid for.
+    Integer metadata naming a quantity (``tokens``, ``tokenAmount``, ``bonusTokens``…) and
+    the object's amounts are multiplied by ten (a zero becomes 1000), so a target that
+    believes the tampered body mints, or claws back, what nobody paid for. The user stays.
     """
     tampered = copy.deepcopy(dict(event))
     tampered["id"] = "evt_" + "".join(rng.choices(_ALPHABET, k=24))
@@ -127,7 +130,8 @@ def tamper_event(event: Mapping[str, Any], rng: random.Random) -> dict[str, Any]
     metadata = data_object.get("metadata")
     if isinstance(metadata, dict):
         for key, value in metadata.items():
-            if isinstance(value, str) and value.isdigit():
+            quantity = any(part in key.lower() for part in _QUANTITY_KEY_PARTS)
+            if quantity and isinstance(value, str) and value.isdigit():
                 metadata[key] = str(_inflate(int(value)))
     for name in _AMOUNT_FIELDS:
         value = data_object.get(name)
