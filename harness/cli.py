@@ -12,11 +12,16 @@ import json
 import signal
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from harness.errors import TokenchaosError, UsageError
+
+if TYPE_CHECKING:
+    from harness.limits import Limits
+    from harness.report.record import RunRecord
+    from harness.scenario import Scenario, ScenarioParams
 
 __all__ = ["app", "main"]
 
@@ -72,7 +77,7 @@ def serve(
     flaws = tuple(flaw or ())
     _check_flaw_names(flaws)
     config = StackConfig.from_env(flaws=flaws or None, service_port=service_port,
-                                  provider_port=provider_port)
+                                  provider_port=provider_port, service_log_level="info")
 
     async def _serve() -> None:
         async with LocalStack(config) as info:
@@ -129,3 +134,197 @@ def _existing_file(path: Path) -> Path:
     if not path.is_file():
         raise UsageError(f"{path}: no such file")
     return path
+
+
+# ---------------------------------------------------------------------------------------
+# run, check, list
+
+
+@app.command()
+def run(
+    target: Annotated[str, typer.Option(
+        help="'local' starts the local stack (reference service); otherwise a profile name "
+             "or .toml file describing a deployment you run.")] = "local",
+    suite: Annotated[str | None, typer.Option(help="smoke (default), full or load.")] = None,
+    scenario: Annotated[list[str] | None, typer.Option(
+        "--scenario", help="Run only this scenario (repeatable).")] = None,
+    seed: Annotated[list[int] | None, typer.Option(
+        "--seed", help="Seed (repeatable); default: the suite's seeds.")] = None,
+    scale: Annotated[int | None, typer.Option(help="Multiply the scenarios' sizes.")] = None,
+    concurrency: Annotated[int | None, typer.Option(help="Ops in flight at once.")] = None,
+    duration: Annotated[float | None, typer.Option(
+        help="Bound on the whole run, in seconds.")] = None,
+    report_dir: Annotated[Path | None, typer.Option(help="Where reports go.")] = None,
+    flaw: Annotated[list[str] | None, typer.Option(
+        "--flaw", help="Install this flaw in the local reference service (repeatable).")] = None,
+    target_url: Annotated[str | None, typer.Option(
+        help="Base URL of the target (overrides the profile's).")] = None,
+    provider_url: Annotated[str | None, typer.Option(
+        help="The provider simulator your target uses (tokenchaos provider).")] = None,
+    database_url: Annotated[str | None, typer.Option(
+        help="Read-only database URL for a profile with a SQL observer.")] = None,
+) -> None:
+    """Run a suite (default: the smoke suite against the local stack), judge it, report."""
+    from harness.campaign import RunPlan, run_plan
+    from harness.runner import make_progress
+
+    defaults = _project_defaults()
+    runs = _plan_runs(suite or str(defaults.get("suite", "smoke")), scenario, seed, scale,
+                      concurrency)
+    flaws = tuple(flaw or ())
+    _check_flaw_names(flaws)
+    local = target == "local"
+    if flaws and not local:
+        raise UsageError("--flaw installs flaws in the local reference service; "
+                         "use it with --target local")
+    plan = RunPlan(runs=runs, suite=None if scenario else (suite or "smoke"),
+                   profile="reference" if local else target, local=local, flaws=flaws,
+                   target_url=target_url, provider_url=provider_url,
+                   database_url=database_url,
+                   report_dir=report_dir or Path(str(defaults.get("report_dir", "reports"))),
+                   limits=_limits(duration), command=_command_line())
+    outcome = asyncio.run(run_plan(plan, progress=make_progress()))
+    _print_outcome(outcome.record, outcome.report_dir)
+    raise typer.Exit(outcome.exit_code)
+
+
+@app.command()
+def check(
+    history: Annotated[Path, typer.Argument(help="A history.jsonl written by a run.")],
+) -> None:
+    """Re-judge a saved run offline: the same checkers over the same history and state."""
+    from harness.history import load
+    from harness.judge import exit_code_for, judge
+    from harness.limits import DEFAULT_LIMITS
+    from scenarios import get_scenario
+
+    runs = load(_existing_file(history))
+    if not runs:
+        raise UsageError(f"{history}: holds no scenario")
+    validities = []
+    for loaded in runs:
+        verdicts = judge(get_scenario(loaded.name), loaded,
+                         latency_ms_max=DEFAULT_LIMITS.latency_ms_max)
+        for name, verdict in verdicts.items():
+            validities.append(verdict.valid)
+            typer.echo(f"{loaded.name:22} {name:20} {_word(verdict.valid)}")
+            for anomaly in verdict.anomalies[:3]:
+                typer.echo(f"    {anomaly.explanation}")
+    raise typer.Exit(exit_code_for(validities))
+
+
+@app.command("list")
+def list_() -> None:
+    """List scenarios, suites, checkers and flaws, one line each."""
+    from harness.checkers import DESCRIPTIONS
+    from reference_impl.flaws import FLAWS
+    from scenarios import SCENARIOS, SUITES
+
+    typer.echo("scenarios:")
+    for name, item in SCENARIOS.items():
+        typer.echo(f"  {name:22} {item.summary}")
+    typer.echo("suites:")
+    for name, suite_ in SUITES.items():
+        typer.echo(f"  {name:22} {suite_.summary}")
+    typer.echo("checkers:")
+    for name, description in DESCRIPTIONS.items():
+        typer.echo(f"  {name:22} {description}")
+    typer.echo("flaws:")
+    for name, flaw_ in FLAWS.items():
+        typer.echo(f"  {name:22} {flaw_.description}")
+
+
+def _plan_runs(suite_name: str, names: list[str] | None, seeds: list[int] | None,
+               scale: int | None, concurrency: int | None
+               ) -> tuple[tuple[Scenario, ScenarioParams], ...]:
+    import dataclasses
+
+    from scenarios import get_scenario, get_suite
+
+    suite_ = get_suite(suite_name)
+    if names:
+        for name in names:
+            get_scenario(name)  # raises UsageError naming the known ones
+        extra = [n for n in names if n not in suite_.scenarios]
+        suite_ = dataclasses.replace(suite_, scenarios=tuple(
+            [n for n in suite_.scenarios if n in names] + extra))
+    if seeds:
+        suite_ = suite_.with_seeds(seeds)
+    runs = []
+    for name, params in suite_.runs():
+        if scale is not None or concurrency is not None:
+            try:
+                params = dataclasses.replace(
+                    params, scale=scale or params.scale,
+                    concurrency=concurrency or params.concurrency)
+            except AssertionError as exc:
+                raise UsageError("--scale and --concurrency must be at least 1") from exc
+        runs.append((get_scenario(name), params))
+    return tuple(runs)
+
+
+def _limits(duration: float | None) -> Limits:
+    import dataclasses
+
+    from harness.limits import DEFAULT_LIMITS
+
+    if duration is None:
+        return DEFAULT_LIMITS
+    if not DEFAULT_LIMITS.op_timeout_s < duration <= 24 * 3600:
+        raise UsageError(f"--duration {duration}: give seconds between "
+                         f"{DEFAULT_LIMITS.op_timeout_s:.0f} and 86400")
+    return dataclasses.replace(DEFAULT_LIMITS, run_duration_s_max=duration)
+
+
+def _project_defaults(path: Path = Path("pyproject.toml")) -> dict[str, object]:
+    """``[tool.tokenchaos]`` of the pyproject in the working directory, if any."""
+    import tomllib
+
+    if not path.is_file():
+        return {}
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise UsageError(f"{path}: cannot read [tool.tokenchaos]: {exc}") from exc
+    section = data.get("tool", {}).get("tokenchaos", {})
+    return dict(section) if isinstance(section, dict) else {}
+
+
+def _command_line() -> str:
+    import shlex
+
+    return shlex.join(["tokenchaos", *sys.argv[1:]])
+
+
+def _word(valid: object) -> str:
+    return "held" if valid is True else "BROKE" if valid is False else "unknown"
+
+
+def _print_outcome(record: RunRecord, report_dir: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(stderr=False, highlight=False)
+    table = Table(title=f"tokenchaos run {record.run_id}")
+    table.add_column("scenario")
+    table.add_column("verdict")
+    table.add_column("checkers that did not hold")
+    for scenario in record.scenarios:
+        bad = [f"{name} ({_word(v.valid)})" for name, v in scenario.verdicts.items()
+               if v.valid is not True]
+        table.add_row(scenario.name, _word(scenario.valid), ", ".join(bad) or "-")
+    console.print(table)
+    for scenario in record.scenarios:
+        if scenario.valid is True:
+            continue
+        console.print(f"\n[bold]{scenario.name}[/bold] (seed {scenario.seed}): "
+                      f"{_word(scenario.valid)}")
+        for name, verdict in scenario.verdicts.items():
+            if verdict.valid is True:
+                continue
+            console.print(f"  {name}: {_word(verdict.valid)}"
+                          + (f" — {verdict.note}" if verdict.note else ""))
+            for anomaly in verdict.anomalies[:3]:
+                console.print(f"    {anomaly.explanation}")
+        console.print(f"  reproduce: {scenario.reproduce}")
+    console.print(f"\nverdict: {_word(record.valid)}; report: {report_dir / 'index.html'}")

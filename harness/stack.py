@@ -48,6 +48,7 @@ class StackConfig:
     service_port: int | None = None  # None: a free port
     provider_port: int | None = None
     seed: int = 0
+    service_log_level: str = "warning"  # the service's own log on our stderr
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> StackConfig:
@@ -123,7 +124,8 @@ class LocalStack:
             "TOKENCHAOS_FLAWS": ",".join(config.flaws),
         }
         self._service_argv = [sys.executable, "-m", "reference_impl",
-                              "--host", config.host, "--port", str(service_port)]
+                              "--host", config.host, "--port", str(service_port),
+                              "--log-level", config.service_log_level]
         self._spawn_service()
         await self._wait_healthy(service_url)
         assert self._service is not None

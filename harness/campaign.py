@@ -1,0 +1,162 @@
+"""A whole run: scenarios against one target, each judged, then the report written.
+
+scenario → runner → history → observer → checkers → verdict → report: this module only
+sequences those stages for a list of scenario runs. It starts the local stack when asked,
+opens one target session and one provider client for the run, gives every scenario the
+same run deadline, judges each scenario as it ends (``harness.judge``), and writes
+``run.json``, ``junit.xml`` and ``index.html`` beside ``history.jsonl``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import shlex
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from harness.history import HistoryWriter
+from harness.judge import exit_code_for, judge
+from harness.limits import DEFAULT_LIMITS, Limits
+from harness.model import merge_validity
+from harness.provider.client import ProviderClient
+from harness.report.html import write_report
+from harness.report.junit import write_junit
+from harness.report.record import (
+    RunRecord,
+    ScenarioRecord,
+    TargetInfo,
+    iso_utc,
+    write_run_json,
+)
+from harness.runner import Progress, run_scenario
+from harness.scenario import Scenario, ScenarioParams
+from harness.stack import LocalStack, StackConfig
+from harness.targets.profile import load_profile
+from harness.targets.session import TargetSession
+
+__all__ = ["RunOutcome", "RunPlan", "reproduce_command", "run_plan"]
+
+VERSION = "0.1.0"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunPlan:
+    """What to run, against what, and where to write the report."""
+
+    runs: tuple[tuple[Scenario, ScenarioParams], ...]
+    suite: str | None  # the suite's name, or None when scenarios were named one by one
+    profile: str = "reference"  # a shipped profile name or a .toml path
+    local: bool = True  # start the local stack (embedded PostgreSQL + provider + service)
+    flaws: tuple[str, ...] = ()  # flaws to install in the local reference service
+    target_url: str | None = None  # remote target: overrides the profile's base URL
+    provider_url: str | None = None  # remote provider simulator, if the target uses one
+    database_url: str | None = None  # for a SQL observer of a remote target
+    report_dir: Path = Path("reports")
+    limits: Limits = DEFAULT_LIMITS
+    command: str = "tokenchaos run"
+
+    def __post_init__(self) -> None:
+        assert self.runs, "a plan runs at least one scenario"
+        if self.flaws:
+            assert self.local, "flaws can only be installed in the local reference service"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunOutcome:
+    """A finished run: its record, where the report went, and the exit code."""
+
+    record: RunRecord
+    report_dir: Path
+    exit_code: int
+
+
+async def run_plan(plan: RunPlan, *, progress: Progress | None = None) -> RunOutcome:
+    """Run every scenario of the plan, judge each, and write the report.
+
+    Raises:
+        TokenchaosError: the harness could not work with the target or the stack (exit 2);
+            the history written so far stays on disk.
+    """
+    started_ns = time.time_ns()
+    run_id = _run_id(started_ns)
+    out_dir = plan.report_dir / run_id
+    history_path = out_dir / "history.jsonl"
+    deadline_s = time.monotonic() + plan.limits.run_duration_s_max
+    records: list[ScenarioRecord] = []
+    async with _target(plan) as (session, provider, target):
+        with HistoryWriter(history_path) as writer:
+            for scenario, params in plan.runs:
+                scenario_started_ns = time.monotonic_ns()
+                result = await run_scenario(scenario, params, session=session,
+                                            provider=provider, writer=writer,
+                                            limits=plan.limits, progress=progress,
+                                            deadline_s=deadline_s)
+                verdicts = judge(scenario, result, latency_ms_max=plan.limits.latency_ms_max)
+                records.append(ScenarioRecord(
+                    name=scenario.name, seed=params.seed,
+                    params={"seed": params.seed, "scale": params.scale,
+                            "concurrency": params.concurrency},
+                    started_ns=0, duration_s=(time.monotonic_ns() - scenario_started_ns) / 1e9,
+                    ops_count=sum(1 for e in result.events if e.kind == "invoke"),
+                    stats=dict(result.stats), verdicts=verdicts,
+                    reproduce=reproduce_command(plan, scenario.name, params)))
+    valid = merge_validity(*(r.valid for r in records))
+    exit_code = exit_code_for([valid])
+    record = RunRecord(run_id=run_id, started_at=iso_utc(started_ns),
+                       finished_at=iso_utc(time.time_ns()), tokenchaos_version=VERSION,
+                       target=target, suite=plan.suite, command=plan.command, valid=valid,
+                       exit_code=exit_code, scenarios=tuple(records))
+    write_run_json(record, out_dir / "run.json")
+    write_junit(record, out_dir / "junit.xml")
+    write_report(record, history_path, out_dir)
+    return RunOutcome(record=record, report_dir=out_dir, exit_code=exit_code)
+
+
+def reproduce_command(plan: RunPlan, scenario: str, params: ScenarioParams) -> str:
+    """The one command that re-runs exactly this scenario with these parameters."""
+    words = ["tokenchaos", "run", "--scenario", scenario, "--seed", str(params.seed),
+             "--scale", str(params.scale), "--concurrency", str(params.concurrency)]
+    if plan.profile != "reference" or not plan.local:
+        words += ["--target", plan.profile]
+    for flaw in plan.flaws:
+        words += ["--flaw", flaw]
+    return shlex.join(words)
+
+
+@contextlib.asynccontextmanager
+async def _target(plan: RunPlan) -> AsyncIterator[
+        tuple[TargetSession, ProviderClient | None, TargetInfo]]:
+    """The session, provider client and description of the run's target."""
+    profile = load_profile(plan.profile)
+    async with contextlib.AsyncExitStack() as stack:
+        target_url: str | None
+        provider_url: str | None
+        admin_key: str | None
+        database_url: str | None
+        if plan.local:
+            info = await stack.enter_async_context(
+                LocalStack(StackConfig.from_env(flaws=plan.flaws or None)))
+            target_url, provider_url = info.service_url, info.provider_url
+            admin_key, database_url = info.admin_key, info.database_url
+        else:
+            target_url, provider_url = plan.target_url, plan.provider_url
+            admin_key, database_url = None, plan.database_url
+        session = await stack.enter_async_context(TargetSession.open(
+            profile, limits=plan.limits, base_url=target_url, admin_key=admin_key,
+            provider_url=provider_url, database_url=database_url))
+        await session.check_health()
+        provider = None
+        if provider_url:
+            provider = await stack.enter_async_context(
+                ProviderClient(provider_url, timeout_s=plan.limits.op_timeout_s))
+        yield session, provider, TargetInfo(profile=plan.profile, service_url=session.base_url,
+                                            provider_url=provider_url)
+
+
+def _run_id(started_ns: int) -> str:
+    stamp = datetime.fromtimestamp(started_ns / 1e9, tz=UTC).strftime("%Y%m%dT%H%M%SZ")
+    return f"{stamp}-{secrets.token_hex(3)}"
