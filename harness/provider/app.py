@@ -329,8 +329,8 @@ async def _envelope(request: Request) -> Response:
 
 async def _reset(request: Request) -> Response:
     runtime = _runtime(request)
+    runtime.state.forget_events()  # before awaiting: later events belong to the next scenario
     await runtime.dispatcher.reset()
-    runtime.state.forget_events()
     return JSONResponse({"reset": True, "intents_kept": len(runtime.state.intents)})
 
 

@@ -96,7 +96,7 @@ class Dispatcher:
         self._clock_ns = clock_ns
         self._policy = DeliveryPolicy()
         self._rng = random.Random(self._policy.seed)
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: dict[asyncio.Task[None], int] = {}  # task -> its event's generation
         self._deliveries: dict[int, Delivery] = {}
         self._next_index = 0
         self._generation = 0
@@ -164,13 +164,15 @@ class Dispatcher:
 
     async def reset(self) -> None:
         """Forget deliveries and cancel those in flight, between scenarios."""
-        await self._cancel_all()
+        # A new generation first: events submitted while we wait for the cancelled ones
+        # belong to the next scenario and must be neither cancelled nor forgotten.
         self._generation += 1
         self._deliveries.clear()
         self._next_index = 0
         self._first_done.clear()
         self._waiters.clear()
         self.errors.clear()
+        await self._cancel_all(generation_below=self._generation)
 
     def submit(self, event: Mapping[str, Any]) -> bool:
         """Start delivering ``event``; False (stored only) when no webhook_url is configured.
@@ -186,9 +188,12 @@ class Dispatcher:
         plan = self._plan(event, self.webhook_url)
         task = asyncio.get_running_loop().create_task(self._run(plan),
                                                       name=f"webhook {plan.event_id}")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks[task] = plan.generation
+        task.add_done_callback(self._forget_task)
         return True
+
+    def _forget_task(self, task: asyncio.Task[None]) -> None:
+        self._tasks.pop(task, None)
 
     def _plan(self, event: Mapping[str, Any], url: str) -> _Plan:
         """Draw every random choice for ``event`` now, in submission order."""
@@ -309,14 +314,17 @@ class Dispatcher:
                 started_ns=started_ns, finished_ns=finished_ns, error=error)
         return status_code
 
-    async def _cancel_all(self) -> None:
-        tasks = list(self._tasks)
+    async def _cancel_all(self, *, generation_below: int | None = None) -> None:
+        """Cancel the tasks in flight (of older generations only, when given) and await them."""
+        tasks = [task for task, generation in self._tasks.items()
+                 if generation_below is None or generation < generation_below]
         for task in tasks:
             task.cancel()
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        self._tasks.difference_update(tasks)
+        for task in tasks:
+            self._tasks.pop(task, None)
 
 
 async def _post(client: httpx.AsyncClient, url: str, body: str,

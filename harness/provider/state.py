@@ -24,6 +24,7 @@ compare the target against. Transitions:
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import time
 from collections import OrderedDict
@@ -76,6 +77,16 @@ class Answer:
     replayed: bool = False  # an idempotent replay of an earlier answer
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Remembered:
+    """An answer kept for its idempotency key."""
+
+    fingerprint: str  # digest of (operation, object id, parameters)
+    status_code: int
+    body_json: str
+    request_id: str
+
+
 class ProviderState:
     """PaymentIntents, Charges, Refunds, Disputes and Events, with Stripe's rules.
 
@@ -88,7 +99,7 @@ class ProviderState:
     """
 
     def __init__(self, *, seed: int, clock: Callable[[], float] = time.time,
-                 objects_max: int = 2_000_000, idempotency_keys_max: int = 200_000) -> None:
+                 objects_max: int = 2_000_000, idempotency_keys_max: int = 100_000) -> None:
         assert objects_max >= 1
         assert idempotency_keys_max >= 1
         self.ids = IdMaker(seed)
@@ -104,7 +115,7 @@ class ProviderState:
         self.events: list[dict[str, Any]] = []
         self._events_by_id: dict[str, dict[str, Any]] = {}
         self._event_intents: dict[str, str | None] = {}
-        self._idempotency: OrderedDict[str, tuple[str, Answer]] = OrderedDict()
+        self._idempotency: OrderedDict[str, _Remembered] = OrderedDict()
         self._outbox: list[dict[str, Any]] = []
         self._request: dict[str, str | None] = {"id": None, "idempotency_key": None}
         self.webhook_endpoints_count = 0  # what events say in ``pending_webhooks``
@@ -158,20 +169,21 @@ class ProviderState:
         cached = self._idempotency.get(key)
         if cached is None:
             return None
-        seen_fingerprint, answer = cached
-        if seen_fingerprint != fingerprint:
+        if cached.fingerprint != _digest(fingerprint):
             error = StripeError(
                 400, f"Keys for idempotent requests can only be used with the same parameters "
                 f"they were first used with. Try using a key other than '{key}' if you meant "
                 "to execute a different request.", type="idempotency_error")
             return Answer(status_code=400, body=error.to_json(), request_id=request_id)
-        return Answer(status_code=answer.status_code, body=copy.deepcopy(answer.body),
-                      request_id=answer.request_id, replayed=True)
+        return Answer(status_code=cached.status_code, body=json.loads(cached.body_json),
+                      request_id=cached.request_id, replayed=True)
 
     def _remember(self, key: str, fingerprint: str, answer: Answer) -> None:
-        stored = Answer(status_code=answer.status_code, body=copy.deepcopy(answer.body),
-                        request_id=answer.request_id)
-        self._idempotency[key] = (fingerprint, stored)
+        # Compact: the SDK sends a key with every POST, so there may be very many.
+        self._idempotency[key] = _Remembered(
+            fingerprint=_digest(fingerprint), status_code=answer.status_code,
+            body_json=json.dumps(answer.body, separators=(",", ":")),
+            request_id=answer.request_id)
         if len(self._idempotency) > self._idempotency_keys_max:
             self._idempotency.popitem(last=False)
 
@@ -327,6 +339,10 @@ def build_event(event_id: str, event_type: str, data: Mapping[str, Any], *, crea
         "data": dict(data), "livemode": False, "pending_webhooks": pending_webhooks,
         "request": dict(request), "type": event_type,
     }
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _type_matches(event_type: str, wanted: str) -> bool:

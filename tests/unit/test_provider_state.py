@@ -139,6 +139,14 @@ def test_a_decline_is_replayed_by_its_key_but_a_validation_error_is_not_remember
     assert fixed.status_code == 200
 
 
+def test_the_oldest_key_is_forgotten_past_the_limit_so_memory_stays_bounded() -> None:
+    state = _state(idempotency_keys_max=1)
+    _pay(state, key="old")
+    _pay(state, key="new")
+    assert _pay(state, key="new", amount=9999).status_code == 400  # remembered
+    assert _pay(state, key="old", amount=9999).status_code == 200  # forgotten: runs anew
+
+
 def test_ids_follow_the_seed_and_reads_do_not_shift_them() -> None:
     first, second, third = _state(seed=3), _state(seed=3), _state(seed=4)
     a = _pay(first).body["id"]
