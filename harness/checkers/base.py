@@ -319,14 +319,16 @@ def conclude(sampler: Sampler, counts: Mapping[str, int], *, checked: bool,
 # Subset sums.
 
 SUBSET_SUM_BITS_MAX = 1 << 22  # widest bitset a subset-sum check builds (512 KiB)
+SUBSET_SUMS_MAX = 1 << 16  # distinct sums the set-based fallback keeps
 
 
 def reaches(deltas: Sequence[int], low: int, high: int) -> bool | None:
     """Whether some subset of ``deltas`` sums into ``[low, high]``.
 
     A bitset dynamic programme over the reachable sums, after dividing by the deltas'
-    common divisor. Returns ``None`` when the sums span more than
-    ``SUBSET_SUM_BITS_MAX`` values and only the interval test was possible (and passed).
+    common divisor; when the sums span more than ``SUBSET_SUM_BITS_MAX`` values, a set of
+    the distinct sums instead, up to ``SUBSET_SUMS_MAX`` of them. Returns ``None`` when
+    both would be too big and only the interval test was possible (and passed).
     """
     if low > high:
         return False
@@ -347,7 +349,7 @@ def reaches(deltas: Sequence[int], low: int, high: int) -> bool | None:
     negative //= divisor
     positive //= divisor
     if positive - negative + 1 > SUBSET_SUM_BITS_MAX:
-        return None
+        return _reaches_by_set([d // divisor for d in items], low, high)
     bits = 1 << -negative
     for d in items:
         step = d // divisor
@@ -357,3 +359,13 @@ def reaches(deltas: Sequence[int], low: int, high: int) -> bool | None:
     if low_bit > high_bit:
         return False
     return (bits >> low_bit) & ((1 << (high_bit - low_bit + 1)) - 1) != 0
+
+
+def _reaches_by_set(items: Sequence[int], low: int, high: int) -> bool | None:
+    """The subset-sum test over a set of distinct sums, or ``None`` past the cap."""
+    sums = {0}
+    for d in items:
+        sums |= {s + d for s in sums}
+        if len(sums) > SUBSET_SUMS_MAX:
+            return None
+    return any(low <= s <= high for s in sums)

@@ -111,22 +111,63 @@ def _measure(inp: CheckInput, user: str, account: AccountState | None,
 
 
 def _check_account(account: _Account, sampler: Sampler) -> None:
-    term = account.term
-    residual = account.observed_tokens - term.sure_tokens
-    options = [d for d, _ in term.options]
-    if reaches(options, residual - term.slack_tokens, residual) is not False:
+    if _explained_by(account, 0):
         return
-    high = term.max_tokens
-    if account.observed_tokens > high:
-        _too_much(account, account.observed_tokens - high, sampler)
-    elif account.observed_tokens < term.sure_tokens:
-        _too_little(account, term.sure_tokens - account.observed_tokens, sampler)
+    kind, culprit = _classify(account)
+    term = account.term
+    observed = account.observed_tokens
+    measure = "was credited" if account.gross else "gained"
+    expected = _expected(account)
+    involved: Sequence[IntentModel] = [culprit] if culprit is not None else account.intents
+    if culprit is None and observed > term.sure_tokens:
+        text = (f"Let U be {account.user}, whose intents ({describe_intents(account.intents)})"
+                f" account for {expected} tokens. Then {account.user} {measure} {observed} "
+                "tokens, more than its delivered success webhooks explain.")
+    elif culprit is None:
+        text = (f"Let U be {account.user}, whose intents ({describe_intents(account.intents)})"
+                f" account for {expected} tokens. Then {account.user} {measure} {observed} "
+                "tokens: acknowledged credit is missing.")
     else:
-        _too_little(account, high - account.observed_tokens, sampler)
+        status = (f", which the provider says is {culprit.intent.status}"
+                  if kind == "phantom_credit" else "")
+        verdict = {"duplicated_credit": "A was credited twice",
+                   "lost_credit": "A was never credited",
+                   "phantom_credit": "A was credited without a delivered success"}[kind]
+        text = (f"Let A be {culprit.describe()}{status}, {culprit.describe_deliveries()}. "
+                f"Then {account.user} {measure} {observed} tokens, not {expected}: {verdict}.")
+    badness = max(observed - term.max_tokens, term.sure_tokens - observed, 1)
+    sampler.add(_anomaly(kind, account, involved, text), badness=badness)
 
 
-def _measure_name(account: _Account) -> str:
-    return "was credited" if account.gross else "gained"
+def _explained_by(account: _Account, shift_tokens: int) -> bool:
+    """Whether the observed credit, less ``shift_tokens``, is one the model allows."""
+    term = account.term
+    residual = account.observed_tokens - term.sure_tokens - shift_tokens
+    options = [d for d, _ in term.options]
+    return reaches(options, residual - term.slack_tokens, residual) is not False
+
+
+def _classify(account: _Account) -> tuple[str, IntentModel | None]:
+    """The intent whose one extra or missing credit explains what was observed, if any."""
+    credited = sorted((m for m in account.intents if m.credit == Credit.CREDITED),
+                      key=lambda m: -m.success_acknowledged_count)
+    never = [m for m in account.intents if m.credit == Credit.NONE]
+    for model in credited:
+        if model.success_acknowledged_count >= 2 and _explained_by(account, _worth(model,
+                                                                                   account)):
+            return "duplicated_credit", model
+    for model in never:
+        if _explained_by(account, model.minted_tokens):
+            return "phantom_credit", model
+    for model in credited:
+        if _explained_by(account, _worth(model, account)):
+            return "duplicated_credit", model
+    for model in credited:
+        if _explained_by(account, -_worth(model, account)):
+            return "lost_credit", model
+    if account.observed_tokens > account.term.sure_tokens:
+        return ("duplicated_credit" if credited else "phantom_credit"), None
+    return "lost_credit", None
 
 
 def _worth(model: IntentModel, account: _Account) -> int:
@@ -137,59 +178,6 @@ def _expected(account: _Account) -> str:
     term = account.term
     high = term.max_tokens
     return str(term.sure_tokens) if high == term.sure_tokens else f"{term.sure_tokens}..{high}"
-
-
-def _too_much(account: _Account, extra: int, sampler: Sampler) -> None:
-    credited = [m for m in account.intents if m.credit == Credit.CREDITED]
-    never = [m for m in account.intents if m.credit == Credit.NONE]
-    doubled = [m for m in credited if _worth(m, account) == extra]
-    doubled.sort(key=lambda m: -m.success_acknowledged_count)
-    phantom = [m for m in never if m.minted_tokens == extra]
-    if doubled and (doubled[0].success_acknowledged_count >= 2 or not phantom):
-        culprit, kind = doubled[0], "duplicated_credit"
-    elif phantom:
-        culprit, kind = phantom[0], "phantom_credit"
-    else:
-        culprit = None
-        kind = "duplicated_credit" if credited else "phantom_credit"
-    measure = _measure_name(account)
-    if culprit is None:
-        text = (f"Let U be {account.user}, whose intents ({describe_intents(account.intents)})"
-                f" account for {_expected(account)} tokens. Then {account.user} {measure} "
-                f"{account.observed_tokens} tokens: {extra} more than any delivered "
-                "success webhook explains.")
-        involved: Sequence[IntentModel] = account.intents
-    elif kind == "duplicated_credit":
-        text = (f"Let A be {culprit.describe()}, {culprit.describe_deliveries()}. Then "
-                f"{account.user} {measure} {account.observed_tokens} tokens, not "
-                f"{_expected(account)}: A was credited twice.")
-        involved = [culprit]
-    else:
-        text = (f"Let A be {culprit.describe()}, which the provider says is "
-                f"{culprit.intent.status}, {culprit.describe_deliveries()}. Then "
-                f"{account.user} {measure} {account.observed_tokens} tokens, not "
-                f"{_expected(account)}: A was credited without a delivered success.")
-        involved = [culprit]
-    sampler.add(_anomaly(kind, account, involved, text), badness=extra)
-
-
-def _too_little(account: _Account, missing: int, sampler: Sampler) -> None:
-    credited = [m for m in account.intents if m.credit == Credit.CREDITED]
-    lost = [m for m in credited if _worth(m, account) == missing]
-    measure = _measure_name(account)
-    if lost:
-        culprit = lost[0]
-        text = (f"Let A be {culprit.describe()}, {culprit.describe_deliveries()}. Then "
-                f"{account.user} {measure} {account.observed_tokens} tokens, not "
-                f"{_expected(account)}: A was never credited.")
-        involved: Sequence[IntentModel] = [culprit]
-    else:
-        text = (f"Let U be {account.user}, whose acknowledged intents "
-                f"({describe_intents(credited)}) account for {_expected(account)} tokens. "
-                f"Then {account.user} {measure} {account.observed_tokens} tokens: {missing} "
-                "tokens of acknowledged credit are missing.")
-        involved = credited
-    sampler.add(_anomaly("lost_credit", account, involved, text), badness=missing)
 
 
 def _anomaly(kind: str, account: _Account, involved: Sequence[IntentModel],

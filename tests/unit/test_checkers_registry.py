@@ -143,7 +143,13 @@ def test_reaches_decides_subset_sums(deltas: list[int], low: int, high: int,
     assert reaches(deltas, low, high) is expected
 
 
-def test_reaches_falls_back_to_bounds_when_sums_get_too_wide() -> None:
+def test_reaches_uses_a_set_of_sums_when_a_bitset_would_be_too_wide() -> None:
+    deltas = [1 << k for k in range(0, 60, 6)]
+    assert reaches(deltas, 1 + (1 << 54), 1 + (1 << 54)) is True
+    assert reaches(deltas, 2, 63) is False
+
+
+def test_reaches_falls_back_to_bounds_when_sums_get_too_many() -> None:
     deltas = [1 << k for k in range(40)] + [3]
     assert reaches(deltas, 5, 5) is None
     assert reaches(deltas, -5, -1) is False
