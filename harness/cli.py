@@ -96,7 +96,9 @@ def provider(
         help="Where to deliver webhooks (your service's endpoint).")] = None,
     webhook_secret: Annotated[str | None, typer.Option(
         help="Signing secret (whsec_...); drawn fresh if not given.")] = None,
-    seed: Annotated[int, typer.Option(help="Seed for ids and delivery chaos.")] = 0,
+    seed: Annotated[int | None, typer.Option(
+        help="Seed for ids (default: fresh ids every start, so a database that outlives "
+             "the provider never sees an id twice).")] = None,
 ) -> None:
     """Run the payment-provider simulator alone, for a staging service pointed at it."""
     import secrets

@@ -47,7 +47,7 @@ class StackConfig:
     host: str = "127.0.0.1"
     service_port: int | None = None  # None: a free port
     provider_port: int | None = None
-    seed: int = 0
+    seed: int | None = None  # provider ids; None draws fresh ones (a reused database stays valid)
     service_log_level: str = "warning"  # the service's own log on our stderr
 
     @classmethod
