@@ -173,13 +173,21 @@ class RunRecord:
         """Read a record, refusing a schema version this code does not know.
 
         Raises:
-            UsageError: the data is of another schema version.
+            UsageError: the data is of another schema version, or malformed.
         """
         version = data.get("schema_version")
         if version != SCHEMA_VERSION:
             raise UsageError(
                 f"run.json has schema_version {version!r}; this tokenchaos reads version "
                 f"{SCHEMA_VERSION}: render it with the tokenchaos version that wrote it")
+        try:
+            return cls._from_json(data)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise UsageError(f"run.json is malformed ({type(exc).__name__}: {exc}); it must "
+                             f"match {SCHEMA_PATH.name}") from exc
+
+    @classmethod
+    def _from_json(cls, data: Mapping[str, Any]) -> RunRecord:
         target = data["target"]
         return cls(
             schema_version=SCHEMA_VERSION,

@@ -15,7 +15,7 @@ Nothing here reads files, the clock, or renders markup.
 from __future__ import annotations
 
 import math
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from operator import attrgetter
 from typing import NamedTuple
@@ -103,25 +103,25 @@ class OpSummary(NamedTuple):
 
 def op_summaries(spans: Sequence[OpSpan], *, errors_max: int = 3) -> list[OpSummary]:
     """One summary per op kind, sorted by kind."""
-    states: dict[str, Counter[str]] = {}
-    latencies: dict[str, list[float]] = {}
-    errors: dict[str, Counter[str]] = {}
+    states: defaultdict[str, Counter[str]] = defaultdict(Counter)
+    latencies: defaultdict[str, list[float]] = defaultdict(list)
+    errors: defaultdict[str, Counter[str]] = defaultdict(Counter)
     for span in spans:
-        states.setdefault(span.f, Counter())[span.state] += 1
+        states[span.f][span.state] += 1
         if span.end_ns is not None:
-            latencies.setdefault(span.f, []).append((span.end_ns - span.start_ns) / 1e6)
+            latencies[span.f].append((span.end_ns - span.start_ns) / 1e6)
         if span.error:
-            errors.setdefault(span.f, Counter())[span.error] += 1
+            errors[span.f][span.error] += 1
     summaries = []
     for f in sorted(states):
-        ordered = sorted(latencies.get(f, []))
+        ordered = sorted(latencies[f])
         summaries.append(OpSummary(
             f=f, ops_count=sum(states[f].values()), ok_count=states[f]["ok"],
             fail_count=states[f]["fail"], info_count=states[f]["info"],
             open_count=states[f]["open"], latency_ms_p50=_quantile(ordered, 0.5),
             latency_ms_p99=_quantile(ordered, 0.99),
             latency_ms_max=ordered[-1] if ordered else None,
-            errors=tuple(errors.get(f, Counter()).most_common(errors_max))))
+            errors=tuple(errors[f].most_common(errors_max))))
     return summaries
 
 
@@ -143,11 +143,15 @@ def throughput_by_f(spans: Sequence[OpSpan], *, t0_ns: int, t1_ns: int,
     span_ns = max(t1_ns - t0_ns, 1)
     bucket_ns = max(span_ns / buckets_count, 1.0)
     counts: dict[str, list[int]] = {}
+    last = buckets_count - 1
     for span in spans:
         if span.end_ns is None:
             continue
-        row = counts.setdefault(span.f, [0] * buckets_count)
-        row[min(max(int((span.end_ns - t0_ns) / bucket_ns), 0), buckets_count - 1)] += 1
+        row = counts.get(span.f)
+        if row is None:
+            row = counts[span.f] = [0] * buckets_count
+        bucket = int((span.end_ns - t0_ns) / bucket_ns)
+        row[0 if bucket < 0 else last if bucket > last else bucket] += 1
     bucket_s = bucket_ns / _NS_PER_S
     return {f: [((i + 0.5) * bucket_s, n / bucket_s) for i, n in enumerate(row)]
             for f, row in sorted(counts.items())}
@@ -159,10 +163,10 @@ def latency_by_f(spans: Sequence[OpSpan], *, t0_ns: int, points_max: int = 4_000
 
     Each kind keeps at most ``points_max`` points: its slowest tenth, then an even stride.
     """
-    points: dict[str, list[tuple[float, float]]] = {}
+    points: defaultdict[str, list[tuple[float, float]]] = defaultdict(list)
     for span in spans:
         if span.end_ns is not None:
-            points.setdefault(span.f, []).append(
+            points[span.f].append(
                 ((span.start_ns - t0_ns) / _NS_PER_S, (span.end_ns - span.start_ns) / 1e6))
     return {f: downsample_points(p, points_max) for f, p in sorted(points.items())}
 

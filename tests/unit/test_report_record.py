@@ -212,3 +212,13 @@ def _is_type(value: Any, name: str) -> bool:
 def _same(a: Any, b: Any) -> bool:
     """JSON equality: true is not 1."""
     return type(a) is type(b) and a == b
+
+
+def test_from_json_names_what_is_malformed() -> None:
+    data = make_record().to_json()
+    data["started_at"] = "yesterday"
+    with pytest.raises(UsageError, match=r"malformed.*yesterday"):
+        RunRecord.from_json(data)
+    del data["target"]
+    with pytest.raises(UsageError, match=r"malformed.*target"):
+        RunRecord.from_json(data)
