@@ -278,6 +278,20 @@ class Sampler:
     def __bool__(self) -> bool:
         return bool(self._samples)
 
+    def merge(self, later: Sampler) -> None:
+        """Take in the samples and totals of ``later``, whose anomalies came after ours."""
+        for kind, total in later.totals.items():
+            self.totals[kind] = self.totals.get(kind, 0) + total
+        for kind, theirs in later._samples.items():
+            ours = self._samples.get(kind)
+            if ours is None:
+                self._samples[kind] = _Samples(theirs.first, theirs.worst, theirs.worst_badness,
+                                               theirs.last)
+                continue
+            if theirs.worst_badness > ours.worst_badness:
+                ours.worst, ours.worst_badness = theirs.worst, theirs.worst_badness
+            ours.last = theirs.last
+
     def anomalies(self) -> tuple[Anomaly, ...]:
         """First, worst and last of each kind, without repeats, kinds in order of appearance."""
         result: list[Anomaly] = []

@@ -29,9 +29,8 @@ from harness.checkers.intents import (
     Intents,
     credit_terms,
     describe_intents,
-    model_intents,
 )
-from harness.checkers.ledger import fold_ledger
+from harness.checkers.ledger import account_model
 from harness.model import Anomaly, Totals, Verdict
 
 __all__ = ["check_conservation"]
@@ -50,7 +49,7 @@ def check_conservation(inp: CheckInput) -> Verdict:
     """
     sampler = Sampler()
     counts: dict[str, int] = {}
-    intents = model_intents(inp)
+    intents, ledger = account_model(inp)
     notes: list[str] = []
     checked = False
     if inp.observation is None:
@@ -62,7 +61,6 @@ def check_conservation(inp: CheckInput) -> Verdict:
     if intents is None:
         notes.append("no provider truth: accounts were not compared with what was minted")
     else:
-        ledger = fold_ledger(inp, intents)
         involved = ledger.users | intents.users()
         missing = sorted(involved - set(inp.observation.accounts))
         if missing:

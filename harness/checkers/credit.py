@@ -25,9 +25,8 @@ from harness.checkers.intents import (
     IntentModel,
     credit_terms,
     describe_intents,
-    model_intents,
 )
-from harness.checkers.ledger import fold_ledger
+from harness.checkers.ledger import account_model
 from harness.model import AccountState, Anomaly, Verdict
 
 __all__ = ["check_exactly_once_credit"]
@@ -53,7 +52,7 @@ def check_exactly_once_credit(inp: CheckInput) -> Verdict:
     ``intents_not_credited``, ``users_checked``, ``users_undecidable``.
     """
     sampler = Sampler()
-    intents = model_intents(inp)
+    intents, ledger = account_model(inp)
     if intents is None:
         return conclude(sampler, {}, checked=False, unknown_note="no provider truth")
     models = list(intents.models.values())
@@ -72,7 +71,7 @@ def check_exactly_once_credit(inp: CheckInput) -> Verdict:
                         unknown_note="no payment intent was part of this scenario")
     gross_terms = credit_terms(intents, gross=True)
     net_terms = credit_terms(intents)
-    transfer_users = fold_ledger(inp, intents).transfer_users
+    transfer_users = ledger.transfer_users
     for user in sorted(intents.users()):
         account = _measure(inp, user, inp.observation.accounts.get(user), transfer_users,
                            gross_terms.get(user, CreditTerms()),

@@ -9,7 +9,8 @@ Ops are grouped by (op kind, sender, idempotency key). Within a group:
 - an op with another body reuses the key for a different request: it must be refused
   (``409 idempotency_conflict``), so at most one body of a key may be acknowledged.
 
-Memory is bounded by the idempotency keys, each holding a few indexes per body.
+Two passes: the first counts each key's uses, so the second remembers only reused keys
+(a few indexes per body); memory is bounded by the keys.
 """
 
 from __future__ import annotations
@@ -43,8 +44,17 @@ class _Body:
 
 @dataclass(slots=True)
 class _Key:
-    bodies: dict[tuple[tuple[str, int | str | None], ...], _Body] = field(default_factory=dict)
+    bodies: list[tuple[Value, _Body]] = field(default_factory=list)  # body -> its ops
     ops_count: int = 0
+
+    def body(self, pair: OpPair) -> _Body:
+        value = pair.invoke.value
+        for known, body in self.bodies:
+            if known == value:
+                return body
+        body = _Body(label=describe_op(pair.f, pair.index, value), first_index=pair.index)
+        self.bodies.append((value, body))
+        return body
 
 
 def check_idempotency(inp: CheckInput) -> Verdict:
@@ -58,32 +68,37 @@ def check_idempotency(inp: CheckInput) -> Verdict:
     ``conflicts_rejected``, ``answers_without_id``.
     """
     sampler = Sampler()
-    keys: dict[tuple[F, str | None, str], _Key] = {}
     counts = {"keys": 0, "keys_reused": 0, "replays_acknowledged": 0,
               "conflicts_rejected": 0, "answers_without_id": 0}
+    # First pass: how often each key was used, so only reused keys are remembered.
+    uses: dict[tuple[F, str | None, str], int] = {}
+    for event in inp.history:
+        key = event.idempotency_key
+        if event.kind == Kind.INVOKE and key is not None and event.f in ANSWER_ID_FIELDS:
+            name = (event.f, _sender(event.value), key)
+            uses[name] = uses.get(name, 0) + 1
+    counts["keys"] = len(uses)
+    keys: dict[tuple[F, str | None, str], _Key] = {}
     for pair in pairs(inp.history):
         key = pair.invoke.idempotency_key
         if key is None or pair.f not in ANSWER_ID_FIELDS:
             continue
-        sender = _sender(pair.invoke.value)
-        entry = keys.setdefault((pair.f, sender, key), _Key())
+        name = (pair.f, _sender(pair.invoke.value), key)
+        if pair.kind == Kind.FAIL and pair.error == _CONFLICT:
+            counts["conflicts_rejected"] += 1
+        if uses[name] < 2:
+            continue
+        entry = keys.setdefault(name, _Key())
         entry.ops_count += 1
-        body_key = tuple(sorted(pair.invoke.value.items()))
-        body = entry.bodies.get(body_key)
-        if body is None:
-            body = entry.bodies[body_key] = _Body(
-                label=describe_op(pair.f, pair.index, pair.invoke.value), first_index=pair.index)
+        body = entry.body(pair)
         body.ops_count += 1
         _record(pair, body, counts)
     for (f, sender, key), entry in keys.items():
-        counts["keys"] += 1
-        if entry.ops_count < 2:
-            continue
         counts["keys_reused"] += 1
-        for body in entry.bodies.values():
+        for _, body in entry.bodies:
             if len(body.answers) > 1:
                 _different_answers(f, sender, key, body, sampler)
-        accepted = sorted((b for b in entry.bodies.values() if b.ok_indexes),
+        accepted = sorted((b for _, b in entry.bodies if b.ok_indexes),
                           key=lambda b: b.ok_indexes[0])
         for later in accepted[1:]:
             _reuse_accepted(sender, key, accepted[0], later, sampler)
@@ -98,8 +113,6 @@ def _sender(value: Value) -> str | None:
 
 
 def _record(pair: OpPair, body: _Body, counts: dict[str, int]) -> None:
-    if pair.kind == Kind.FAIL and pair.error == _CONFLICT:
-        counts["conflicts_rejected"] += 1
     if pair.kind != Kind.OK:
         return
     if body.ok_indexes:

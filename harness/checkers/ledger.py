@@ -36,12 +36,13 @@ from harness.checkers.base import (
     value_int,
     value_str,
 )
-from harness.checkers.intents import Credit, Intents
+from harness.checkers.intents import Credit, Intents, model_intents
 from harness.model import Anomaly, Event, F, Kind, Value
 
-__all__ = ["Ledger", "Recent", "Unknown", "fold_ledger", "transfer_effects"]
+__all__ = ["Ledger", "Recent", "Unknown", "account_model", "fold_ledger", "transfer_effects"]
 
 RECENT_OPS_PER_USER_MAX = 8  # acknowledged ops kept per account, to name in prose
+_GROUP_INDEXES_MAX = 16  # history indexes one logical op keeps, to name in prose
 GroupKey = tuple[object, ...]
 
 
@@ -62,8 +63,13 @@ class Recent:
     """An acknowledged op touching an account, kept to name in anomaly prose."""
 
     index: int
-    label: str
+    f: F
+    value: Value  # the op's arguments (shared with the history, not copied)
     delta_tokens: int
+
+    @property
+    def label(self) -> str:
+        return describe_op(self.f, self.index, self.value)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -77,6 +83,7 @@ class Ledger:
     recent: Mapping[str, tuple[Recent, ...]]
     logical_ops_count: int
     reads_checked_count: int
+    reads: Sampler  # impossible reads found on the way (merge it, do not add to it)
 
 
 @dataclass(slots=True)
@@ -93,7 +100,9 @@ class _Group:
     """One logical op being assembled from its ops."""
 
     effects: tuple[tuple[str, int], ...]
-    label: str
+    f: F
+    index: int  # the first op's invoke index
+    value: Value  # the first op's arguments (shared with the history, not copied)
     keyed: bool  # more ops may join it later (same key, or same call minute)
     is_purchase: bool = False
     invoked_count: int = 0
@@ -102,6 +111,10 @@ class _Group:
     info_count: int = 0
     counted: bool = False  # its effects are in the possible bounds
     event_indexes: list[int] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        return describe_op(self.f, self.index, self.value)
 
 
 @dataclass(slots=True)
@@ -135,17 +148,15 @@ def transfer_effects(f: F, value: Value,
     return payer, tuple((user, delta) for user, delta in net.items() if delta != 0)
 
 
-def fold_ledger(inp: CheckInput, intents: Intents | None,
-                sampler: Sampler | None = None) -> Ledger:
-    """Fold the history once; with a ``sampler``, check reads and spend answers on the way.
+def fold_ledger(inp: CheckInput, intents: Intents | None) -> Ledger:
+    """Fold the history once, checking reads and spend answers on the way.
 
     Args:
         inp: the history and the initial state.
         intents: the provider-side model, to bound what purchases may credit and what
             refunds may take back; ``None`` when there is no truth (bounds get looser).
-        sampler: where ``impossible_read`` anomalies go; ``None`` skips those checks.
     """
-    fold = _Fold(inp, intents, sampler)
+    fold = _Fold(inp, intents)
     for event in inp.history:
         if event.kind == Kind.INVOKE:
             fold.invoke(event)
@@ -154,15 +165,35 @@ def fold_ledger(inp: CheckInput, intents: Intents | None,
     return fold.result()
 
 
+_last_model: list[tuple[CheckInput, int, Intents | None, Ledger]] = []
+
+
+def account_model(inp: CheckInput) -> tuple[Intents | None, Ledger]:
+    """``model_intents`` and ``fold_ledger`` of ``inp``, computed once per input.
+
+    Several checkers need the same fold; the last input's result is kept (a cache of one,
+    keyed by identity and history length), so ``check_all`` folds the history once.
+    """
+    if _last_model:
+        cached, length, intents, ledger = _last_model[0]
+        if cached is inp and length == len(inp.history):
+            return intents, ledger
+    intents = model_intents(inp)
+    ledger = fold_ledger(inp, intents)
+    _last_model[:] = [(inp, len(inp.history), intents, ledger)]
+    return intents, ledger
+
+
 class _Fold:
     """The state of one pass; see the module docstring."""
 
-    def __init__(self, inp: CheckInput, intents: Intents | None, sampler: Sampler | None):
+    def __init__(self, inp: CheckInput, intents: Intents | None):
         self.inp = inp
         self.intents = intents
-        self.sampler = sampler
+        self.sampler = Sampler()
         self.bounds: dict[str, _Bounds] = {}
         self.groups: dict[GroupKey, _Group] = {}
+        self.done: dict[GroupKey, Value] = {}  # acknowledged keyed logical ops, settled
         self.pending: dict[int, _Pending] = {}
         self.calls: dict[str, tuple[str | None, str | None, int]] = {}
         self.disputes: dict[str, str] = {}  # logical dispute -> logical purchase
@@ -210,7 +241,7 @@ class _Fold:
             invoke=event, group=key, user=user, sure_up=bounds.sure_up,
             sure_down=bounds.sure_down, first=group is None or group.invoked_count == 1)
 
-    def _invoke_transfer(self, event: Event) -> tuple[str | None, GroupKey]:
+    def _invoke_transfer(self, event: Event) -> tuple[str | None, GroupKey | None]:
         value = event.value
         payer, effects = transfer_effects(event.f, value, self.calls)
         for user, _ in effects:
@@ -220,13 +251,16 @@ class _Fold:
             key: GroupKey = ("charge", value_str(value, "call"), value_int(value, "minute"))
             keyed = True
         elif event.idempotency_key is not None:
-            key = ("tip", payer, event.idempotency_key, _body(value))
+            key = self._keyed(("tip", payer, event.idempotency_key), value)
             keyed = True
         else:
             key = ("op", event.op_id)
             keyed = False
-        group = self._join(key, effects, describe_op(event.f, event.index, value), keyed)
-        group.event_indexes.append(event.index)
+        if key in self.done:
+            return payer, None  # a replay of an acknowledged logical op: nothing moves
+        group = self._join(key, effects, event, keyed)
+        if len(group.event_indexes) < _GROUP_INDEXES_MAX:
+            group.event_indexes.append(event.index)
         if not group.ok and not group.counted:
             group.counted = True
             for user, delta in effects:
@@ -236,11 +270,20 @@ class _Fold:
                     self._b(user).possible_down -= delta
         return payer, key
 
-    def _join(self, key: GroupKey, effects: tuple[tuple[str, int], ...], label: str,
+    def _keyed(self, key: GroupKey, value: Value) -> GroupKey:
+        """The group of an op with an idempotency key: the key, or key and body if reused."""
+        group = self.groups.get(key)
+        first = self.done.get(key) if group is None else group.value
+        if first is None or first == value:
+            return key
+        return (*key, tuple(sorted(value.items())))
+
+    def _join(self, key: GroupKey, effects: tuple[tuple[str, int], ...], event: Event,
               keyed: bool) -> _Group:
         group = self.groups.get(key)
         if group is None:
-            group = self.groups[key] = _Group(effects=effects, label=label, keyed=keyed)
+            group = self.groups[key] = _Group(effects=effects, f=event.f, index=event.index,
+                                              value=event.value, keyed=keyed)
             self.logical_ops_count += 1
         group.invoked_count += 1
         group.outstanding_count += 1
@@ -255,7 +298,7 @@ class _Fold:
             if purchase is not None:
                 self.purchase_users[purchase] = user
         if event.idempotency_key is not None:
-            key: GroupKey = ("purchase", user, event.idempotency_key, _body(value))
+            key: GroupKey = self._keyed(("purchase", user, event.idempotency_key), value)
         else:
             key = ("op", event.op_id)
         if self.intents is None:
@@ -263,7 +306,7 @@ class _Fold:
         else:
             cap = self.cap_by_user.get(user or "", 0)
         effects = ((user, cap),) if user is not None and cap > 0 else ()
-        group = self._join(key, effects, describe_op(event.f, event.index, value), keyed=True)
+        group = self._join(key, effects, event, keyed=True)
         group.is_purchase = True
         if not group.ok and not group.counted:
             group.counted = True
@@ -306,14 +349,15 @@ class _Fold:
         assert pending is not None, f"completion #{event.index} has no invoke"
         if pending.group is not None:
             self._complete_group(pending, event)
-        elif event.f == F.READ_BALANCE and event.kind == Kind.OK and pending.user is not None:
+        elif event.f == F.READ_BALANCE and event.kind == Kind.OK:
             self._check_read(pending, event)
 
     def _complete_group(self, pending: _Pending, event: Event) -> None:
         assert pending.group is not None
         group = self.groups[pending.group]
         group.outstanding_count -= 1
-        group.event_indexes.append(event.index)
+        if len(group.event_indexes) < _GROUP_INDEXES_MAX:
+            group.event_indexes.append(event.index)
         if event.kind == Kind.OK:
             if group.is_purchase:
                 self._refine_purchase(group, event)
@@ -326,9 +370,15 @@ class _Fold:
             group.info_count += 1
         elif not group.ok and group.info_count == 0 and group.outstanding_count == 0:
             self._uncount(group)
-        if not group.keyed and group.outstanding_count == 0:
+        if group.outstanding_count > 0:
+            return
+        if not group.keyed:
             del self.groups[pending.group]
             self._close(group)
+        elif group.ok and not group.is_purchase:
+            # Keep only what a later retry needs: the body, to tell a replay from a reuse.
+            del self.groups[pending.group]
+            self.done[pending.group] = group.value
 
     def _apply_sure(self, group: _Group, index: int) -> None:
         for user, delta in group.effects:
@@ -338,7 +388,8 @@ class _Fold:
             else:
                 bounds.sure_down -= delta
             recent = self.recent.setdefault(user, deque(maxlen=RECENT_OPS_PER_USER_MAX))
-            recent.append(Recent(index=index, label=group.label, delta_tokens=delta))
+            recent.append(Recent(index=index, f=group.f, value=group.value,
+                                 delta_tokens=delta))
 
     def _uncount(self, group: _Group) -> None:
         if not group.counted:
@@ -373,7 +424,7 @@ class _Fold:
     # -- bound checks ----------------------------------------------------------------
 
     def _check_read(self, pending: _Pending, event: Event) -> None:
-        if self.sampler is None or pending.user is None:
+        if pending.user is None:
             return
         value = event.value
         if "balance_tokens" not in value:
@@ -386,7 +437,7 @@ class _Fold:
                            upper_applies=True)
 
     def _check_spend(self, pending: _Pending, event: Event, group: _Group) -> None:
-        if self.sampler is None or pending.user is None:
+        if pending.user is None:
             return
         value = event.value
         if "balance_tokens" not in value:
@@ -404,7 +455,6 @@ class _Fold:
 
     def _check_bounds(self, pending: _Pending, event: Event, *, observed: int, own_down: int,
                       shown: str, upper_applies: bool) -> None:
-        assert self.sampler is not None
         assert pending.user is not None
         user = pending.user
         bounds = self._b(user)
@@ -428,7 +478,6 @@ class _Fold:
 
     def _add(self, pending: _Pending, event: Event, *, expected: str, observed: int, text: str,
              badness: int) -> None:
-        assert self.sampler is not None
         self.sampler.add(Anomaly(kind="impossible_read",
                                  event_indexes=(pending.invoke.index, event.index),
                                  expected=expected, observed=observed, explanation=text,
@@ -447,9 +496,5 @@ class _Fold:
                       users=frozenset(self.users), transfer_users=frozenset(self.transfer_users),
                       recent={user: tuple(items) for user, items in self.recent.items()},
                       logical_ops_count=self.logical_ops_count,
-                      reads_checked_count=self.reads_checked_count)
-
-
-def _body(value: Value) -> tuple[tuple[str, int | str | None], ...]:
-    """The request body of an op as a hashable, order-free tuple."""
-    return tuple(sorted(value.items()))
+                      reads_checked_count=self.reads_checked_count,
+                      reads=self.sampler)

@@ -32,8 +32,8 @@ from harness.checkers.base import (
     plural,
     reaches,
 )
-from harness.checkers.intents import CreditTerms, IntentModel, credit_terms, model_intents
-from harness.checkers.ledger import Ledger, Unknown, fold_ledger
+from harness.checkers.intents import CreditTerms, IntentModel, credit_terms
+from harness.checkers.ledger import Ledger, Unknown, account_model
 from harness.model import AccountState, Anomaly, F, Verdict
 
 __all__ = ["EXACT_UNKNOWNS_MAX", "SEARCH_NODES_MAX", "check_reconciliation"]
@@ -56,8 +56,8 @@ def check_reconciliation(inp: CheckInput) -> Verdict:
     ``components_bounded``.
     """
     sampler = Sampler()
-    intents = model_intents(inp)
-    ledger = fold_ledger(inp, intents, sampler)
+    intents, ledger = account_model(inp)
+    sampler.merge(ledger.reads)
     counts = {"logical_ops": ledger.logical_ops_count,
               "reads_checked": ledger.reads_checked_count,
               "indeterminate_ops": len(ledger.unknowns)}

@@ -24,9 +24,8 @@ from harness.checkers.intents import (
     Intents,
     credit_terms,
     describe_intents,
-    model_intents,
 )
-from harness.checkers.ledger import Ledger, fold_ledger
+from harness.checkers.ledger import Ledger, account_model
 from harness.model import AccountState, Anomaly, Verdict
 
 __all__ = ["check_refunds"]
@@ -54,7 +53,7 @@ def check_refunds(inp: CheckInput) -> Verdict:
     ``accounts_undecidable``, ``accounts_in_debt``.
     """
     sampler = Sampler()
-    intents = model_intents(inp)
+    intents, ledger = account_model(inp)
     if intents is None:
         return conclude(sampler, {}, checked=False, unknown_note="no provider truth")
     refunded = [m for m in intents.models.values() if _clawback_involved(m)]
@@ -68,7 +67,6 @@ def check_refunds(inp: CheckInput) -> Verdict:
     observation = inp.observation
     if observation is None:
         return conclude(sampler, counts, checked=False, unknown_note="no end state was observed")
-    ledger = fold_ledger(inp, intents)
     users = sorted({m.user for m in refunded if m.user is not None})
     for user in users:
         account = observation.accounts.get(user)

@@ -21,9 +21,9 @@ from harness.checkers.intents import (
     CreditTerms,
     Intents,
     credit_terms,
-    model_intents,
     parse_variant,
 )
+from harness.checkers.ledger import account_model
 from harness.model import Anomaly, DeliveryVariant, Kind, Verdict
 
 __all__ = ["check_webhook_auth"]
@@ -65,7 +65,7 @@ def check_webhook_auth(inp: CheckInput) -> Verdict:
             if delivery.event_type == SUCCEEDED_EVENT_TYPE and delivery.intent_id:
                 successes.append(_ForgedSuccess(intent_id=delivery.intent_id, label=label,
                                                 delivery_indexes=(delivery.index,)))
-    intents = model_intents(inp)
+    intents, _ = account_model(inp)
     for pair in pairs(inp.history):
         variant = parse_variant(value_str(pair.invoke.value, "variant"))
         if pair.f != "webhook" or variant is None or not variant.forged:
