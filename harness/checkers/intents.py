@@ -15,7 +15,8 @@ success is applied when the success arrives), zero when none was, and a range ot
 
 Only intents this scenario touched are in scope: those with an event in this truth (the
 provider forgets events between scenarios, intents stay) or named by a purchase of this
-history. Raw ``webhook`` ops the harness sent with a genuine signature count as deliveries.
+history. Raw ``webhook`` ops the harness sent with a genuine signature count as deliveries
+of the event they carry.
 Nothing here judges: the checkers do.
 """
 
@@ -189,7 +190,7 @@ def model_intents(inp: CheckInput) -> Intents | None:
     purchase_intents: dict[str, str] = {}
     purchase_users: dict[str, str] = {}
     purchase_indexes: dict[str, int] = {}
-    raw_webhooks: list[tuple[int, str | None, str | None, str, Kind]] = []
+    raw_webhooks: list[tuple[int, str | None, str | None, str | None, str, Kind]] = []
     for pair in pairs(inp.history):
         value = pair.value
         purchase = value_str(value, "purchase")
@@ -205,16 +206,19 @@ def model_intents(inp: CheckInput) -> Intents | None:
             variant = parse_variant(value_str(value, "variant"))
             event_type = value_str(value, "event_type")
             if variant is not None and not variant.forged and event_type is not None:
-                raw_webhooks.append((pair.index, purchase, intent_id, event_type, pair.kind))
+                raw_webhooks.append((pair.index, purchase, intent_id,
+                                     value_str(value, "event_id"), event_type, pair.kind))
     logs = _event_logs(truth)
-    for op_index, purchase, intent_id, event_type, kind in raw_webhooks:
-        resolved = intent_id or (purchase_intents.get(purchase) if purchase else None)
-        if resolved is None:
-            continue
-        log = _EventLog(event_type=event_type, intent_id=resolved, op_indexes=[op_index])
+    for op_index, purchase, intent_id, event_id, event_type, kind in raw_webhooks:
+        log = logs.get(event_id or "")  # a genuine envelope re-sends a real event
+        if log is None:
+            resolved = intent_id or (purchase_intents.get(purchase) if purchase else None)
+            if resolved is None:
+                continue
+            log = logs[f"op:{op_index}"] = _EventLog(event_type=event_type, intent_id=resolved)
+        log.op_indexes.append(op_index)
         # An indeterminate op counts as an unanswered attempt.
         log.record({Kind.OK: 200, Kind.FAIL: 400}.get(kind))
-        logs[f"op:{op_index}"] = log
     by_intent: dict[str, list[_EventLog]] = {}
     for log in logs.values():
         by_intent.setdefault(log.intent_id, []).append(log)
