@@ -317,6 +317,8 @@ def conclude(sampler: Sampler, counts: Mapping[str, int], *, checked: bool,
     merged = dict(counts)
     for kind, total in sampler.totals.items():
         merged[kind] = merged.get(kind, 0) + total
+    if not checked and not unknown_note:
+        unknown_note = "nothing to check"
     notes = [text for text in (unknown_note, note) if text]
     valid: Validity
     if sampler:

@@ -29,6 +29,7 @@ from harness.checkers.intents import (
     Intents,
     credit_terms,
     describe_intents,
+    pending_note,
 )
 from harness.checkers.ledger import account_model
 from harness.model import Anomaly, Totals, Verdict
@@ -71,6 +72,9 @@ def check_conservation(inp: CheckInput) -> Verdict:
         else:
             _check_accounts(inp, intents, terms, counts, sampler)
             checked = True
+    pending = pending_note(inp.truth)
+    if pending:
+        notes.append(pending)
     totals = inp.observation.totals
     if totals is not None:
         before = inp.initial.totals if inp.initial is not None else None

@@ -25,6 +25,7 @@ from harness.checkers.intents import (
     IntentModel,
     credit_terms,
     describe_intents,
+    pending_note,
 )
 from harness.checkers.ledger import account_model
 from harness.model import AccountState, Anomaly, Verdict
@@ -88,7 +89,7 @@ def check_exactly_once_credit(inp: CheckInput) -> Verdict:
     if intents.unattributed_count:
         notes.append(f"{intents.unattributed_count} credited intent(s) have no known owner")
     return conclude(sampler, counts, checked=counts["users_checked"] > 0,
-                    unknown_note="; ".join(notes) or None)
+                    unknown_note="; ".join(notes) or None, note=pending_note(inp.truth))
 
 
 def _measure(inp: CheckInput, user: str, account: AccountState | None,

@@ -40,6 +40,7 @@ __all__ = [
     "describe_intents",
     "model_intents",
     "parse_variant",
+    "pending_note",
 ]
 
 SUCCEEDED_EVENT_TYPE = "payment_intent.succeeded"
@@ -364,3 +365,12 @@ def credit_terms(intents: Intents, *, gross: bool = False) -> dict[str | None, C
         else:
             term.slack_tokens += high
     return terms
+
+
+def pending_note(truth: ProviderTruth | None) -> str | None:
+    """A remark when the provider still had deliveries queued: the end state may move."""
+    if truth is None or truth.pending_deliveries_count <= 0:
+        return None
+    count = truth.pending_deliveries_count
+    return (f"the provider still had {count} {'delivery' if count == 1 else 'deliveries'} "
+            "pending when its truth was read: a late webhook may explain a difference")

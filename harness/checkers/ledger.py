@@ -432,9 +432,16 @@ class _Fold:
         balance = value_int(value, "balance_tokens")
         debt = value_int(value, "debt_tokens")
         self.reads_checked_count += 1
+        # A read that shows no debt bounds the net from above only when no debt can exist.
+        upper_applies = "debt_tokens" in value or self._debt_impossible(pending.user)
         self._check_bounds(pending, event, observed=balance - debt, own_down=0,
                            shown=f"net {balance - debt} tokens (balance {balance}, debt {debt})",
-                           upper_applies=True)
+                           upper_applies=upper_applies)
+
+    def _debt_impossible(self, user: str) -> bool:
+        """No debt at the start and no clawback possible yet: balance equals net."""
+        return (not self._b(user).clawback_possible
+                and initial_account(self.inp.initial, user)[1] == 0)
 
     def _check_spend(self, pending: _Pending, event: Event, group: _Group) -> None:
         if pending.user is None:
@@ -445,13 +452,10 @@ class _Fold:
         balance = value_int(value, "balance_tokens")
         own_down = -sum(delta for who, delta in group.effects if who == pending.user)
         # A balance hides debt, so it bounds the net from above only when no debt can exist.
-        bounds = self._b(pending.user)
-        no_debt = (not bounds.clawback_possible
-                   and initial_account(self.inp.initial, pending.user)[1] == 0)
         self.reads_checked_count += 1
         self._check_bounds(pending, event, observed=balance, own_down=max(own_down, 0),
                            shown=f"a balance of {balance} tokens after it",
-                           upper_applies=no_debt)
+                           upper_applies=self._debt_impossible(pending.user))
 
     def _check_bounds(self, pending: _Pending, event: Event, *, observed: int, own_down: int,
                       shown: str, upper_applies: bool) -> None:

@@ -32,7 +32,7 @@ from harness.checkers.base import (
     plural,
     reaches,
 )
-from harness.checkers.intents import CreditTerms, IntentModel, credit_terms
+from harness.checkers.intents import CreditTerms, IntentModel, credit_terms, pending_note
 from harness.checkers.ledger import Ledger, Unknown, account_model
 from harness.model import AccountState, Anomaly, F, Verdict
 
@@ -90,6 +90,9 @@ def check_reconciliation(inp: CheckInput) -> Verdict:
         else:
             exact = _decide_jointly(problem, users, unknowns, sampler)
         counts["components_exact" if exact else "components_bounded"] += 1
+    pending = pending_note(inp.truth)
+    if pending:
+        notes.append(pending)
     if counts["components_bounded"]:
         notes.append(f"{plural(counts['components_bounded'], 'component')} had too many "
                      "indeterminate ops to search: each account was checked on its own "

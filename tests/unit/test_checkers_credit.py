@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from harness.checkers.credit import check_exactly_once_credit
-from harness.model import Kind
+from harness.model import F, Kind
 from tests.unit.conftest import SUCCEEDED, H, T, observe
 
 
@@ -103,3 +103,18 @@ def test_exactly_once_credit_is_unknown_without_intents() -> None:
     verdict = check_exactly_once_credit(h.input(observe({"fan_0": 0}), T().build()))
     assert verdict.valid == "unknown"
     assert check_exactly_once_credit(h.input(observe({"fan_0": 0}), None)).valid == "unknown"
+
+
+@pytest.mark.parametrize(("kind", "credited", "valid"), [
+    (Kind.OK, 500, True), (Kind.OK, 0, False), (Kind.INFO, 0, True), (Kind.FAIL, 500, True)])
+def test_exactly_once_credit_counts_a_genuine_webhook_the_harness_resent(
+        kind: Kind, credited: int, valid: bool) -> None:
+    h = H()
+    h.purchase("fan_0", "p_0", 500, "pi_1")
+    h.op(F.WEBHOOK, {"purchase": "p_0", "event_type": SUCCEEDED, "variant": "genuine"}, kind,
+         {"event_id": "evt_pi_1", "intent_id": "pi_1"},
+         error=None if kind == Kind.OK else "read_timeout")
+    truth = T().paid("pi_1", "fan_0", 500, status=None).build()  # the provider's got no answer
+    verdict = check_exactly_once_credit(h.input(observe({"fan_0": credited},
+                                                        credited={"fan_0": credited}), truth))
+    assert (verdict.valid is True) == valid, verdict

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from harness.checkers.reconciliation import EXACT_UNKNOWNS_MAX, check_reconciliation
@@ -205,3 +207,29 @@ def test_reconciliation_many_unknowns_fall_back_to_per_account_checks() -> None:
     end["creator_0"] = 5  # below every tip: no subset reaches it
     bad = check_reconciliation(h.input(observe(end), None, initial=start))
     assert bad.valid is False
+
+
+def test_reconciliation_read_without_a_debt_field_is_not_bounded_above_once_debt_can_exist(
+        ) -> None:
+    h = H()
+    h.purchase("fan_0", "p_0", 1000, "pi_1")
+    h.tip("fan_0", "creator_0", 800)
+    h.refund("p_0", None, "pi_1")
+    # A service that reports no debt: 200 − 1000 leaves balance 0 and a hidden debt of 800.
+    h.op(F.READ_BALANCE, {"user": "fan_0"}, Kind.OK, {"balance_tokens": 0})
+    truth = (T().intent("pi_1", "fan_0", 1000, refunded_cents=5000)
+             .deliver("evt_s", "payment_intent.succeeded", "pi_1")
+             .deliver("evt_r", "charge.refunded", "pi_1").build())
+    verdict = check_reconciliation(h.input(observe({"fan_0": (0, 800), "creator_0": 800}),
+                                           truth))
+    assert verdict.valid is True, verdict
+    assert verdict.counts["reads_checked"] == 1
+
+
+def test_reconciliation_notes_deliveries_still_pending() -> None:
+    h, t = _funded()
+    truth = dataclasses.replace(t.build(), pending_deliveries_count=2)
+    verdict = check_reconciliation(h.input(observe({"fan_0": 1000}), truth))
+    assert verdict.valid is True
+    assert "2 deliverys" not in (verdict.note or "")
+    assert "pending" in (verdict.note or "")
