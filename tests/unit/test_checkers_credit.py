@@ -118,3 +118,14 @@ def test_exactly_once_credit_counts_a_genuine_webhook_the_harness_resent(
     verdict = check_exactly_once_credit(h.input(observe({"fan_0": credited},
                                                         credited={"fan_0": credited}), truth))
     assert (verdict.valid is True) == valid, verdict
+
+
+@pytest.mark.parametrize(("credited", "valid"), [(500, True), (0, False)])
+def test_exactly_once_credit_a_purchase_call_that_timed_out_still_credits_by_webhook(
+        credited: int, valid: bool) -> None:
+    h = H()
+    h.purchase("fan_0", "p_0", 500, None, Kind.INFO, error="read_timeout")
+    truth = T().paid("pi_1", "fan_0", 500).build()
+    verdict = check_exactly_once_credit(h.input(observe({"fan_0": credited},
+                                                        credited={"fan_0": credited}), truth))
+    assert (verdict.valid is True) == valid, verdict

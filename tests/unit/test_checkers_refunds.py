@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from harness.checkers.refunds import check_refunds
+from harness.model import Kind
 from tests.unit.conftest import REFUNDED, SUCCEEDED, H, T, observe
 
 DISPUTE_CREATED = "charge.dispute.created"
@@ -142,3 +143,15 @@ def test_refunds_are_unknown_without_refunds_or_debt() -> None:
                                              T().paid("pi_1", "fan_0", 1000).build()))
     assert verdict.valid == "unknown"
     assert check_refunds(_history().input(observe({"fan_0": 0}), None)).valid == "unknown"
+
+
+@pytest.mark.parametrize(("fan", "creator"), [((0, 500), 500), ((0, 800), 800)])
+def test_refunds_hold_whether_an_indeterminate_tip_before_the_refund_applied(
+        fan: tuple[int, int], creator: int) -> None:
+    h = _history()
+    h.tip("fan_0", "creator_0", 500)
+    h.tip("fan_0", "creator_0", 300, Kind.INFO)
+    h.refund("p_0", None, "pi_1")
+    verdict = check_refunds(h.input(observe({"fan_0": fan, "creator_0": creator},
+                                            clawed={"fan_0": 1000}), _refunded(5000).build()))
+    assert verdict.valid is True, verdict
