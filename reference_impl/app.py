@@ -55,6 +55,7 @@ def create_app(settings: Settings, *,
                   docs_url=None, redoc_url=None, openapi_url=None)
     app.state.settings = settings
     app.state.operations = MappingProxyType(registry)
+    app.state.user_ids_by_token = {}  # bearer token -> account id, filled as users call
     app.add_middleware(BodyLimitMiddleware, body_bytes_max=settings.request_body_bytes_max)
     install_error_handlers(app)
     app.include_router(routes.router)

@@ -2,7 +2,9 @@
 
 This module knows how to reach PostgreSQL and keep its schema current; it knows nothing of
 tokens. Operations live in ``service.py`` and ``payments.py``; they take the pool made
-here and wrap themselves in ``retry_transient``.
+here, open their one transaction with ``transaction(pool)`` (``pool.connection()`` plus
+``conn.transaction()``, telling a connection lost before COMMIT from one lost during it),
+and wrap themselves in ``retry_transient``.
 
 Migrations are the ``migrations/*.sql`` files, applied in name order, each once, each
 recorded with its checksum in ``schema_migrations``. Start-up takes a transaction-scoped
@@ -20,11 +22,13 @@ import logging
 import random
 import time
 import urllib.parse
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import ParamSpec, TypeVar
 
 import psycopg
 import psycopg.errors
+from psycopg import AsyncConnection, pq
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from reference_impl.errors import ConfigError
@@ -32,11 +36,14 @@ from reference_impl.settings import Settings
 
 __all__ = [
     "TRANSACTION_ATTEMPTS_MAX",
+    "ConnectionLost",
     "apply_migrations",
+    "connection",
     "create_pool",
     "open_pool",
     "redact_url",
     "retry_transient",
+    "transaction",
 ]
 
 log = logging.getLogger(__name__)
@@ -46,7 +53,6 @@ log = logging.getLogger(__name__)
 # most) bound the extra latency to well under a second.
 TRANSACTION_ATTEMPTS_MAX = 5
 RETRY_BACKOFF_MS_BASE = 5
-_TRANSIENT_ERRORS = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
 # Any constant shared by every instance of the service works; this one spells "tokencha".
 _MIGRATION_LOCK_KEY = 0x746F6B656E636861
 _APPLICATION_NAME = "tokenchaos-reference"
@@ -73,7 +79,7 @@ def create_pool(settings: Settings) -> AsyncConnectionPool:
         max_size=settings.pool_size_max,
         open=False,
         configure=None,
-        check=AsyncConnectionPool.check_connection,  # a connection killed by a fault is replaced
+        check=_check_connection,  # a connection killed by a fault is replaced, not used
         reset=None,
         name=_APPLICATION_NAME,
         close_returns=False,
@@ -144,8 +150,69 @@ async def apply_migrations(pool: AsyncConnectionPool) -> list[str]:
     return newly_applied
 
 
+async def _check_connection(conn: psycopg.AsyncConnection) -> None:
+    """Refuse a pooled connection the server has hung up on, without a round trip.
+
+    Run on every checkout. The pool's own check sends an empty query (a round trip per
+    request); this one only reads what arrived while the connection sat idle: a backend
+    terminated by an operator or a restart has sent a FATAL error and closed the socket,
+    which shows up here, so the pool replaces the connection and the request never sees it.
+    """
+    pgconn = conn.pgconn
+    if conn.closed or pgconn.status != pq.ConnStatus.OK:
+        raise psycopg.OperationalError("the pooled connection is closed")
+    pgconn.consume_input()  # raises when the server closed the socket
+    if pgconn.status != pq.ConnStatus.OK:
+        raise psycopg.OperationalError("the server closed the pooled connection")
+    if not pgconn.is_busy() and pgconn.get_result() is not None:
+        raise psycopg.OperationalError("the server sent an error to an idle connection")
+
+
+class ConnectionLost(Exception):
+    """The database connection broke before COMMIT was sent: nothing was applied.
+
+    Raised by ``transaction`` and ``connection`` in place of psycopg's OperationalError
+    when that is certain, so ``retry_transient`` may run the work again on a fresh
+    connection. A connection lost *during* COMMIT leaves the outcome unknown; that error
+    propagates unchanged (the caller answers 503 and the client retries with its key).
+    """
+
+
+@asynccontextmanager
+async def transaction(pool: AsyncConnectionPool) -> AsyncIterator[AsyncConnection]:
+    """``async with pool.connection() as conn, conn.transaction():``, with lost connections
+    told apart: before COMMIT, ``ConnectionLost`` (safe to retry); during it, unchanged."""
+    async with pool.connection() as conn:
+        committing = False
+        try:
+            async with conn.transaction():
+                yield conn
+                committing = True
+        except psycopg.OperationalError as exc:
+            if conn.broken and not committing:
+                raise ConnectionLost(str(exc)) from exc
+            raise
+
+
+@asynccontextmanager
+async def connection(pool: AsyncConnectionPool) -> AsyncIterator[AsyncConnection]:
+    """A connection for reads outside a transaction; a lost one is ``ConnectionLost``."""
+    async with pool.connection() as conn:
+        try:
+            yield conn
+        except psycopg.OperationalError as exc:
+            if conn.broken:
+                raise ConnectionLost(str(exc)) from exc
+            raise
+
+
+_TRANSIENT_ERRORS = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure,
+                     ConnectionLost)
+
+
 def retry_transient(operation: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
-    """Run ``operation`` again when its transaction died of a deadlock or serialization failure.
+    """Run ``operation`` again when its transaction died of a deadlock, a serialization
+    failure, or a connection lost before COMMIT (``ConnectionLost``).
 
     The operation must own its whole transaction (it opens and commits it), so running it
     again is running the transaction again. At most ``TRANSACTION_ATTEMPTS_MAX`` attempts;

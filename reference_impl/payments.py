@@ -30,7 +30,7 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from reference_impl import idempotency, ledger
-from reference_impl.db import retry_transient
+from reference_impl.db import connection, retry_transient, transaction
 from reference_impl.errors import Answer, ApiError, Result, WebhookRejected
 from reference_impl.money import DisputeStatus, Package, clawback_target_tokens, package_for
 from reference_impl.schemas import PaymentFacts
@@ -72,10 +72,8 @@ async def create_purchase(pool: AsyncConnectionPool, *, stripe_client: stripe.St
     request_fingerprint = idempotency.fingerprint(
         "create_purchase", {"tokens": tokens, "payment_method": payment_method})
     if idempotency_key is not None:
-        async with pool.connection() as conn:
-            stored = await idempotency.lookup(
-                conn, account_id=user_id, key=idempotency_key, operation="create_purchase",
-                request_fingerprint=request_fingerprint)
+        stored = await _stored_answer(pool, user_id=user_id, key=idempotency_key,
+                                      request_fingerprint=request_fingerprint)
         if stored is not None:
             return stored
     answer, intent_id = await _confirm_intent(
@@ -86,6 +84,15 @@ async def create_purchase(pool: AsyncConnectionPool, *, stripe_client: stripe.St
     return await _record_purchase(
         pool, user_id=user_id, package=package, answer=answer, intent_id=intent_id,
         idempotency_key=idempotency_key, request_fingerprint=request_fingerprint)
+
+
+@retry_transient
+async def _stored_answer(pool: AsyncConnectionPool, *, user_id: int, key: str,
+                         request_fingerprint: str) -> Answer | None:
+    async with connection(pool) as conn:
+        return await idempotency.lookup(conn, account_id=user_id, key=key,
+                                        operation="create_purchase",
+                                        request_fingerprint=request_fingerprint)
 
 
 async def _confirm_intent(stripe_client: stripe.StripeClient, *, user_id: int,
@@ -150,7 +157,7 @@ def _provider_key(user_id: int, key: str) -> str:
 async def _record_purchase(pool: AsyncConnectionPool, *, user_id: int, package: Package,
                            answer: Answer, intent_id: str | None, idempotency_key: str | None,
                            request_fingerprint: str) -> Answer:
-    async with pool.connection() as conn, conn.transaction():
+    async with transaction(pool) as conn:
         stored = await idempotency.claim(
             conn, account_id=user_id, key=idempotency_key, operation="create_purchase",
             request_fingerprint=request_fingerprint)
@@ -219,7 +226,7 @@ class _Payment:
 async def apply_payment_succeeded(pool: AsyncConnectionPool, *, event_id: str,
                                   facts: PaymentFacts | None) -> Answer:
     """Credit the intent's minted tokens once, then apply any refund or dispute recorded."""
-    async with pool.connection() as conn, conn.transaction():
+    async with transaction(pool) as conn:
         if not await _claim_event(conn, event_id, "payment_intent.succeeded", facts):
             return _webhook_answer(Result.DUPLICATE_EVENT, event_id)
         payment = await _payment_for_update(conn, facts)
@@ -245,7 +252,7 @@ async def apply_payment_succeeded(pool: AsyncConnectionPool, *, event_id: str,
 async def apply_charge_refunded(pool: AsyncConnectionPool, *, event_id: str,
                                 facts: PaymentFacts | None, refunded_cents: int) -> Answer:
     """Take back the increase of ``floor(t * R / a)``; R only ever grows."""
-    async with pool.connection() as conn, conn.transaction():
+    async with transaction(pool) as conn:
         if not await _claim_event(conn, event_id, "charge.refunded", facts):
             return _webhook_answer(Result.DUPLICATE_EVENT, event_id)
         payment = await _payment_for_update(conn, facts)
@@ -282,7 +289,7 @@ async def apply_dispute_closed(pool: AsyncConnectionPool, *, event_id: str,
 async def _apply_dispute(pool: AsyncConnectionPool, *, event_id: str, event_type: str,
                          facts: PaymentFacts | None, dispute_id: str,
                          status: DisputeStatus) -> Answer:
-    async with pool.connection() as conn, conn.transaction():
+    async with transaction(pool) as conn:
         if not await _claim_event(conn, event_id, event_type, facts):
             return _webhook_answer(Result.DUPLICATE_EVENT, event_id)
         payment = await _payment_for_update(conn, facts)
@@ -307,7 +314,7 @@ async def _apply_dispute(pool: AsyncConnectionPool, *, event_id: str, event_type
 async def acknowledge_event(pool: AsyncConnectionPool, *, event_id: str,
                             event_type: str) -> Answer:
     """An event type the service does not act on: remember it, answer 200."""
-    async with pool.connection() as conn, conn.transaction():
+    async with transaction(pool) as conn:
         await conn.execute(
             "INSERT INTO webhook_events (event_id, event_type, result) VALUES (%s, %s, %s)"
             " ON CONFLICT (event_id) DO NOTHING", (event_id, event_type, str(Result.IGNORED)))

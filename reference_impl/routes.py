@@ -40,6 +40,7 @@ router = APIRouter()
 ModelT = TypeVar("ModelT", bound=BaseModel)
 _KEY_PATTERN = re.compile(rf"^[\x21-\x7e]{{1,{IDEMPOTENCY_KEY_CHARS_MAX}}}$")
 _ID_PATTERN = re.compile(r"^[1-9][0-9]{0,18}$")
+_USER_CACHE_ENTRIES_MAX = 100_000  # tokens remembered per process (a few MB at most)
 
 
 @router.get("/healthz")
@@ -172,9 +173,18 @@ async def _require_user(request: Request) -> int:
     token = _bearer(request)
     if _is_admin(request, token):
         raise ApiError(403, "forbidden", "the admin key cannot act as a user; use a user token")
-    user_id: int | None = await _call(request, "authenticate", token=token)
+    cache: dict[str, int] = request.app.state.user_ids_by_token
+    user_id = cache.get(token)
+    if user_id is not None:
+        return user_id
+    user_id = await _call(request, "authenticate", token=token)
     if user_id is None:
         raise ApiError(401, "unauthorized", "the bearer token is not valid")
+    # Tokens are never reissued or revoked and accounts never deleted, so a token that was
+    # valid stays valid for the same account: remember it, and save a query per request.
+    if len(cache) >= _USER_CACHE_ENTRIES_MAX:
+        cache.pop(next(iter(cache)))  # the oldest entry
+    cache[token] = user_id
     return user_id
 
 

@@ -25,7 +25,7 @@ from typing import Any
 from psycopg_pool import AsyncConnectionPool
 
 from reference_impl import idempotency, ledger, payments
-from reference_impl.db import retry_transient
+from reference_impl.db import connection, retry_transient, transaction
 from reference_impl.errors import Answer, Result
 
 __all__ = [
@@ -57,7 +57,7 @@ async def create_user(pool: AsyncConnectionPool, *, kind: str) -> Answer:
     """A new fan or creator with a fresh random bearer token (returned once, stored hashed)."""
     assert kind in ("fan", "creator"), kind
     token = _TOKEN_PREFIX + secrets.token_urlsafe(32)
-    async with pool.connection() as conn, conn.transaction():
+    async with transaction(pool) as conn:
         cursor = await conn.execute(
             "INSERT INTO accounts (kind, token_hash) VALUES (%s, %s) RETURNING id",
             (kind, hash_token(token)))
@@ -66,9 +66,10 @@ async def create_user(pool: AsyncConnectionPool, *, kind: str) -> Answer:
     return Answer(result=Result.CREATED, body={"id": int(row[0]), "token": token})
 
 
+@retry_transient
 async def authenticate(pool: AsyncConnectionPool, *, token: str) -> int | None:
     """The id of the user account this bearer token belongs to, or None."""
-    async with pool.connection() as conn:
+    async with connection(pool) as conn:
         cursor = await conn.execute(
             "SELECT id FROM accounts WHERE token_hash = %s AND kind <> 'system'",
             (hash_token(token),))
@@ -76,9 +77,10 @@ async def authenticate(pool: AsyncConnectionPool, *, token: str) -> int | None:
     return None if row is None else int(row[0])
 
 
+@retry_transient
 async def read_account(pool: AsyncConnectionPool, *, account_id: int) -> Answer:
     """``{id, balance, debt, status}`` of one user account."""
-    async with pool.connection() as conn:
+    async with connection(pool) as conn:
         cursor = await conn.execute(
             "SELECT id, balance, debt, status FROM accounts WHERE id = %s AND kind <> 'system'",
             (account_id,))
@@ -102,7 +104,7 @@ async def tip(pool: AsyncConnectionPool, *, sender_id: int, recipient_id: int,
     assert amount_tokens > 0, amount_tokens
     request_fingerprint = idempotency.fingerprint(
         "tip", {"to": recipient_id, "amount": amount_tokens})
-    async with pool.connection() as conn, conn.transaction():
+    async with transaction(pool) as conn:
         stored = await idempotency.claim(conn, account_id=sender_id, key=idempotency_key,
                                          operation="tip", request_fingerprint=request_fingerprint)
         if stored is not None:
@@ -140,7 +142,7 @@ async def open_call(pool: AsyncConnectionPool, *, fan_id: int, creator_id: int,
     assert fan_id != creator_id, "the route refuses calls with oneself"
     request_fingerprint = idempotency.fingerprint(
         "open_call", {"creator": creator_id, "rate_per_minute": rate_tokens_per_minute})
-    async with pool.connection() as conn, conn.transaction():
+    async with transaction(pool) as conn:
         stored = await idempotency.claim(conn, account_id=fan_id, key=idempotency_key,
                                          operation="open_call",
                                          request_fingerprint=request_fingerprint)
@@ -172,7 +174,7 @@ async def charge_minute(pool: AsyncConnectionPool, *, fan_id: int, call_id: int,
     """
     request_fingerprint = idempotency.fingerprint(
         "charge_minute", {"call_id": call_id, "minute": minute})
-    async with pool.connection() as conn, conn.transaction():
+    async with transaction(pool) as conn:
         stored = await idempotency.claim(conn, account_id=fan_id, key=idempotency_key,
                                          operation="charge_minute",
                                          request_fingerprint=request_fingerprint)
@@ -230,7 +232,7 @@ async def end_call(pool: AsyncConnectionPool, *, fan_id: int, call_id: int,
                    idempotency_key: str | None) -> Answer:
     """End a call (again is fine). Returns ``ok`` ``{call_id, ended: true}``."""
     request_fingerprint = idempotency.fingerprint("end_call", {"call_id": call_id})
-    async with pool.connection() as conn, conn.transaction():
+    async with transaction(pool) as conn:
         stored = await idempotency.claim(conn, account_id=fan_id, key=idempotency_key,
                                          operation="end_call",
                                          request_fingerprint=request_fingerprint)
@@ -287,13 +289,14 @@ SELECT
 """
 
 
+@retry_transient
 async def audit_accounts(pool: AsyncConnectionPool) -> list[dict[str, Any]]:
     """Every user account with its ledger sum and what its payments credited and clawed back.
 
     Keys: ``id, kind, balance, debt, status, ledger_sum, debt_sum, credited, clawed_back``;
     ``balance == ledger_sum`` and ``debt == debt_sum`` hold for a correct service.
     """
-    async with pool.connection() as conn, conn.transaction():
+    async with transaction(pool) as conn:
         await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         cursor = await conn.execute(_AUDIT_ACCOUNTS_SQL)
         rows = await cursor.fetchall()
@@ -302,6 +305,7 @@ async def audit_accounts(pool: AsyncConnectionPool) -> list[dict[str, Any]]:
     return [dict(zip(keys, row, strict=True)) for row in rows]
 
 
+@retry_transient
 async def audit_totals(pool: AsyncConnectionPool) -> dict[str, int]:
     """Sums over every user account, from one snapshot.
 
@@ -317,7 +321,7 @@ async def audit_totals(pool: AsyncConnectionPool) -> dict[str, int]:
     drift_accounts = sum(1 for account in accounts
                          if account["balance"] != account["ledger_sum"]
                          or account["debt"] != account["debt_sum"])
-    async with pool.connection() as conn, conn.transaction():
+    async with transaction(pool) as conn:
         await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         cursor = await conn.execute(_AUDIT_TOTALS_SQL, {
             "issuance": ledger.ISSUANCE_ACCOUNT_ID, "clawback": ledger.CLAWBACK_ACCOUNT_ID})

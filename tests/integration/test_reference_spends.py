@@ -12,6 +12,8 @@ import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
 
+import httpx
+import psycopg
 import pytest
 
 from reference_impl.settings import Settings
@@ -27,6 +29,9 @@ from reference_impl.testing import (
 pytestmark = pytest.mark.integration
 
 ADMIN_KEY = "adm_spends_0123456789"
+# Requests outstanding at once in the races below: twice the harness's default
+# ops_in_flight_max, and more than the pool has connections, so requests queue for them.
+IN_FLIGHT_MAX = 64
 SECRET = "whsec_spends"
 
 
@@ -75,9 +80,15 @@ async def test_two_users_tipping_each_other_200_times_at_once_conserve_tokens(
     alice, bob = await service.create_user("creator"), await service.create_user("creator")
     await service.fund(alice, 1000)
     await service.fund(bob, 1000)
+    in_flight = asyncio.Semaphore(IN_FLIGHT_MAX)
+
+    async def tip(sender: User, recipient: User, amount: int) -> httpx.Response:
+        async with in_flight:
+            return await service.tip(sender, recipient, amount)
+
     calls = []
     for _ in range(200):
-        calls += [service.tip(alice, bob, 3), service.tip(bob, alice, 5)]
+        calls += [tip(alice, bob, 3), tip(bob, alice, 5)]
     answers = await asyncio.gather(*calls)
     statuses = Counter(r.status_code for r in answers)
     assert set(statuses) <= {201, 402}, statuses
@@ -243,3 +254,20 @@ async def test_a_tip_a_charge_and_a_tip_of_400_from_1000_two_succeed(
         service.tip(fan, creator, 400))
     assert Counter(r.status_code for r in answers) == Counter({201: 2, 402: 1})
     assert (await service.me(fan))["balance"] == 200
+
+
+async def test_spends_right_after_the_database_sessions_are_killed_all_succeed(
+        service: ServiceClient, database_url: str) -> None:
+    fan, creator = await service.create_user(), await service.create_user("creator")
+    await service.fund(fan, 500)
+    await asyncio.gather(*(service.me(fan) for _ in range(10)))  # fill the pool
+    name = database_url.rsplit("/", 1)[-1]
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as admin:
+        cursor = await admin.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE datname = %s AND pid <> pg_backend_pid()", (name,))
+        killed = await cursor.fetchone()
+    assert killed is not None and killed[0] >= 1
+    answers = await asyncio.gather(*(service.tip(fan, creator, 10) for _ in range(10)))
+    assert [r.status_code for r in answers] == [201] * 10, [r.text for r in answers]
+    assert (await service.me(fan))["balance"] == 400
