@@ -81,5 +81,5 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         )
         yield
     finally:
-        await http_client.close_async()
+        await http_client.close_async()  # type: ignore[no-untyped-call]
         await pool.close()

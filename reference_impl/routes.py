@@ -177,9 +177,10 @@ async def _require_user(request: Request) -> int:
     user_id = cache.get(token)
     if user_id is not None:
         return user_id
-    user_id = await _call(request, "authenticate", token=token)
-    if user_id is None:
+    found: int | None = await _call(request, "authenticate", token=token)
+    if found is None:
         raise ApiError(401, "unauthorized", "the bearer token is not valid")
+    user_id = found
     # Tokens are never reissued or revoked and accounts never deleted, so a token that was
     # valid stays valid for the same account: remember it, and save a query per request.
     if len(cache) >= _USER_CACHE_ENTRIES_MAX:

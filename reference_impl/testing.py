@@ -18,8 +18,8 @@ import json
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -103,6 +103,14 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+class _EmbeddedServer(uvicorn.Server):
+    """uvicorn without its signal capture: the test runner keeps its own Ctrl-C."""
+
+    @contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
 @asynccontextmanager
 async def serving(settings: Settings, *,
                   operations: Mapping[str, Callable[..., Any]] | None = None
@@ -111,7 +119,7 @@ async def serving(settings: Settings, *,
     port = _free_port()
     config = uvicorn.Config(create_app(settings, operations=operations), host="127.0.0.1",
                             port=port, log_config=None, access_log=False, lifespan="on")
-    server = uvicorn.Server(config)
+    server = _EmbeddedServer(config)
     task = asyncio.create_task(server.serve())
     deadline = time.monotonic() + _STARTUP_TIMEOUT_S
     while not server.started:
