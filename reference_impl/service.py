@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any
 
+from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from reference_impl import idempotency, ledger, payments
@@ -185,7 +186,8 @@ async def charge_minute(pool: AsyncConnectionPool, *, fan_id: int, call_id: int,
         return answer
 
 
-async def _charge_locked_call(conn: Any, *, fan_id: int, call_id: int, minute: int) -> Answer:
+async def _charge_locked_call(conn: AsyncConnection, *, fan_id: int, call_id: int,
+                             minute: int) -> Answer:
     """The decision of ``charge_minute``: lock the call, then the two accounts in id order."""
     cursor = await conn.execute(
         "SELECT fan_id, creator_id, rate_tokens_per_minute, ended FROM calls"
