@@ -191,7 +191,7 @@ async def _charge_locked_call(conn: AsyncConnection, *, fan_id: int, call_id: in
     """The decision of ``charge_minute``: lock the call, then the two accounts in id order."""
     cursor = await conn.execute(
         "SELECT fan_id, creator_id, rate_tokens_per_minute, ended FROM calls"
-        " WHERE id = %s FOR UPDATE", (call_id,))
+        " WHERE id = %s FOR NO KEY UPDATE", (call_id,))
     call = await cursor.fetchone()
     if call is None:
         return Answer(result=Result.NOT_FOUND, body={"message": f"no call {call_id}"})
@@ -240,7 +240,7 @@ async def end_call(pool: AsyncConnectionPool, *, fan_id: int, call_id: int,
                                          request_fingerprint=request_fingerprint)
         if stored is not None:
             return stored
-        cursor = await conn.execute("SELECT fan_id FROM calls WHERE id = %s FOR UPDATE",
+        cursor = await conn.execute("SELECT fan_id FROM calls WHERE id = %s FOR NO KEY UPDATE",
                                     (call_id,))
         row = await cursor.fetchone()
         if row is None:

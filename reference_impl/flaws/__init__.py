@@ -8,6 +8,14 @@ checkers (``harness.checkers.CHECKERS`` names) that must catch it.
 
 ``install_flaws`` resolves names from ``TOKENCHAOS_FLAWS``; an unknown name, or two flaws
 replacing one operation, stops the service with a message listing the known flaws.
+
+For whoever writes a flaw: a replacement may reuse ``ledger``, ``idempotency`` and
+``db`` helpers, but remember what the schema itself still enforces, whatever the Python
+does: ``balance >= 0``, ``debt >= 0``, never both a balance and a debt, ledger
+transactions that sum to zero (checked at COMMIT), and append-only journals. A flaw that
+must show drift therefore changes ``accounts.balance`` without writing ledger entries; one
+that writes unbalanced entries only produces 500s. Leave ``retry_transient`` off a flaw
+that must deadlock, or the service quietly recovers from its own bug.
 """
 
 from __future__ import annotations
