@@ -75,7 +75,8 @@ def synthetic_input(ops_count: int, *, seed: int) -> CheckInput:
     for op_id in range(ops_count):
         sender, recipient = rng.sample(users, 2)
         amount = rng.randint(1, 400)
-        value = {"sender": sender, "recipient": recipient, "amount_tokens": amount}
+        value: dict[str, int | str | None] = {"sender": sender, "recipient": recipient,
+                                              "amount_tokens": amount}
         process = op_id % 32
         clock_ns += 1_000
         events.append(Event(index=len(events), time_ns=clock_ns, process=process,
