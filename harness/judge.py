@@ -23,7 +23,7 @@ EXIT_CANNOT_JUDGE = 2
 
 
 class JudgedRun(Protocol):
-    """What a run, live (``ScenarioResult``) or loaded (``ScenarioRun``), offers a judge."""
+    """What a run offers a judge (``ScenarioRun``, live from the runner or loaded from disk)."""
 
     @property
     def events(self) -> Sequence[Event]: ...

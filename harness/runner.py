@@ -29,11 +29,10 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any, Protocol, TextIO
 
 from harness.errors import ProviderError, TargetError, TokenchaosError, UsageError
-from harness.history import History, HistoryWriter
+from harness.history import History, HistoryWriter, ScenarioRun
 from harness.limits import Limits
 from harness.model import Event, Kind, Observation, Op, Outcome, ProviderTruth
 from harness.protocol import (
@@ -85,24 +84,9 @@ class ProviderControl(Protocol):
     async def reset(self) -> Any: ...
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ScenarioResult:
-    """One scenario's run: what was done, what was seen at the end, and counts."""
-
-    name: str
-    seed: int
-    params: Mapping[str, Any]
-    users: Mapping[str, str]  # logical name -> "fan" | "creator"
-    target_ids: Mapping[str, str]  # logical name -> the target's id
-    history: History
-    initial: Observation | None  # before the first step (None: not observable)
-    observation: Observation | None  # at quiescence (None: not observable)
-    truth: ProviderTruth | None  # None: no provider in this run
-    stats: Mapping[str, int | str] = field(default_factory=dict)
-
-    @property
-    def events(self) -> Sequence[Event]:
-        return self.history
+# What a run returns is what the history file holds for it: one type for both, so the
+# judge and the report read a live run and a loaded one alike.
+ScenarioResult = ScenarioRun
 
 
 async def run_scenario(scenario: Scenario, params: ScenarioParams, *, session: TargetSession,
@@ -200,10 +184,10 @@ class _Execution:
         self.writer.end(stats)
         if self.progress is not None:
             self.progress.scenario_finished(self.scenario.name, stats=stats)
-        return ScenarioResult(name=self.scenario.name, seed=self.params.seed,
-                              params=dataclasses.asdict(self.params), users=users,
-                              target_ids=target_ids, history=self.history, initial=initial,
-                              observation=observation, truth=truth, stats=stats)
+        return ScenarioRun(name=self.scenario.name, seed=self.params.seed,
+                           params=dataclasses.asdict(self.params), users=users,
+                           target_ids=target_ids, history=self.history, initial=initial,
+                           observation=observation, truth=truth, stats=stats, complete=True)
 
     def now_ns(self) -> int:
         return time.monotonic_ns() - self.start_ns
