@@ -1,12 +1,87 @@
-"""pytest entry point (``pytest11``): options, fixtures and markers, all prefixed ``tokenchaos``."""
+"""pytest entry point (``pytest11``): run tokenchaos scenarios from a project's own tests.
+
+Everything is prefixed ``tokenchaos``: the options ``--tokenchaos-target`` (``local``
+starts the local stack; otherwise a profile name or file), ``--tokenchaos-target-url``,
+``--tokenchaos-provider-url`` and ``--tokenchaos-report-dir``, and the fixture
+``tokenchaos_run``::
+
+    def test_tips_survive_a_cycle(tokenchaos_run):
+        outcome = tokenchaos_run("tip-cycle", seed=3)
+        assert outcome.valid is True, outcome.summary
+
+Each call runs one scenario through the same path as ``tokenchaos run`` (stack, runner,
+checkers, report) and writes its report under the report directory, in a folder of its
+own per xdist worker, so parallel workers never share ports, databases or files.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
 import pytest
 
-__all__ = ["pytest_configure"]
+from harness.model import Validity
+
+__all__ = ["ScenarioOutcome", "pytest_addoption", "tokenchaos_run"]
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers", "tokenchaos_scenario(name): run a tokenchaos scenario against the target")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ScenarioOutcome:
+    """One scenario's verdict, the checkers that did not hold, and where the report is."""
+
+    valid: Validity
+    exit_code: int
+    not_held: Mapping[str, Validity]
+    report_dir: Path
+    summary: str  # the anomalies in words, and the command that reproduces the run
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("tokenchaos", "tokenchaos scenarios")
+    group.addoption("--tokenchaos-target", default="local",
+                    help="'local' (start the local stack) or a target profile name or file")
+    group.addoption("--tokenchaos-target-url", default=None,
+                    help="base URL of the target, overriding the profile's")
+    group.addoption("--tokenchaos-provider-url", default=None,
+                    help="the provider simulator the target uses")
+    group.addoption("--tokenchaos-report-dir", default="reports",
+                    help="where scenario reports are written")
+
+
+@pytest.fixture
+def tokenchaos_run(request: pytest.FixtureRequest) -> Callable[..., ScenarioOutcome]:
+    """Run one scenario against the configured target and return its outcome."""
+    from harness.campaign import RunPlan, run_plan
+    from harness.scenario import ScenarioParams
+    from scenarios import get_scenario
+
+    config = request.config
+    target = str(config.getoption("--tokenchaos-target"))
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    report_dir = Path(str(config.getoption("--tokenchaos-report-dir"))) / f"pytest-{worker}"
+
+    def _run(name: str, *, seed: int = 1, scale: int = 1,
+             concurrency: int = 32) -> ScenarioOutcome:
+        params = ScenarioParams(seed=seed, scale=scale, concurrency=concurrency)
+        plan = RunPlan(runs=((get_scenario(name), params),), suite=None,
+                       profile="reference" if target == "local" else target,
+                       local=target == "local",
+                       target_url=config.getoption("--tokenchaos-target-url"),
+                       provider_url=config.getoption("--tokenchaos-provider-url"),
+                       report_dir=report_dir, command=f"tokenchaos run --scenario {name}")
+        outcome = asyncio.run(run_plan(plan))
+        (scenario,) = outcome.record.scenarios
+        not_held = {checker: verdict.valid for checker, verdict in scenario.verdicts.items()
+                    if verdict.valid is not True}
+        lines = [anomaly.explanation for verdict in scenario.verdicts.values()
+                 for anomaly in verdict.anomalies[:3]]
+        lines.append(f"reproduce: {scenario.reproduce}")
+        return ScenarioOutcome(valid=scenario.valid, exit_code=outcome.exit_code,
+                               not_held=not_held, report_dir=outcome.report_dir,
+                               summary="\n".join(lines))
+
+    return _run
