@@ -3,44 +3,70 @@
 A flaw is a buggy function with the same signature as the correct operation it replaces
 (``service.OPERATIONS[flaw.operation]``); the correct code never branches on flaws. Each
 flaw module under this package defines one replacement, whose docstring's first line
-names the real bug, and registers a ``Flaw`` in ``FLAWS``. ``caught_by`` lists the
-checkers (``harness.checkers.CHECKERS`` names) that must catch it.
+names the real bug, a ``caught_by`` tuple naming the checkers (``harness.checkers.CHECKERS``
+names) that must catch it, and one ``FLAW``; ``FLAWS`` collects them by name.
+
+Flaws are written as the bug looks in real code, reusing the correct modules' helpers
+(``ledger``, ``idempotency``, ``db``, and the internals of ``payments``) wherever the bug
+is elsewhere: a flaw is the correct operation with one thing wrong, and sharing the rest
+keeps it so as the correct code changes. Helpers only flaws need live in the ``_``
+modules here. Nothing outside ``app.py`` imports this package at run time.
 
 ``install_flaws`` resolves names from ``TOKENCHAOS_FLAWS``; an unknown name, or two flaws
 replacing one operation, stops the service with a message listing the known flaws.
-
-For whoever writes a flaw: a replacement may reuse ``ledger``, ``idempotency`` and
-``db`` helpers, but remember what the schema itself still enforces, whatever the Python
-does: ``balance >= 0``, ``debt >= 0``, never both a balance and a debt, ledger
-transactions that sum to zero (checked at COMMIT), and append-only journals. A flaw that
-must show drift therefore changes ``accounts.balance`` without writing ledger entries; one
-that writes unbalanced entries only produces 500s. Leave ``retry_transient`` off a flaw
-that must deadlock, or the service quietly recovers from its own bug.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from reference_impl.errors import ConfigError
+from reference_impl.flaws import (
+    call_charge_no_lock,
+    call_minute_charged_twice,
+    credit_every_delivery,
+    dispute_won_not_reinstated,
+    partial_refund_claws_whole,
+    purchase_blocks_credit,
+    refund_before_success_dropped,
+    refund_ignores_bonus,
+    refund_not_idempotent,
+    refund_zeroes_balance_without_ledger,
+    tip_ignores_idempotency_key,
+    tip_lock_order_deadlock,
+    tip_lost_update,
+    webhook_signature_not_verified,
+    webhook_timestamp_not_enforced,
+)
+from reference_impl.flaws._flaw import Flaw
 
 __all__ = ["FLAWS", "Flaw", "install_flaws"]
 
+# The thirteen of the design first, in its order; then the ones added since.
+_MODULES = (
+    tip_lost_update,
+    call_charge_no_lock,
+    credit_every_delivery,
+    refund_not_idempotent,
+    refund_zeroes_balance_without_ledger,
+    purchase_blocks_credit,
+    tip_lock_order_deadlock,
+    tip_ignores_idempotency_key,
+    partial_refund_claws_whole,
+    call_minute_charged_twice,
+    refund_before_success_dropped,
+    webhook_signature_not_verified,
+    webhook_timestamp_not_enforced,
+    dispute_won_not_reinstated,
+    refund_ignores_bonus,
+)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Flaw:
-    """One bug seen in real token systems, as a replacement of one operation."""
-
-    name: str  # kebab- or snake-case, as on the command line: "tip_lost_update"
-    operation: str  # the key in service.OPERATIONS it replaces
-    replacement: Callable[..., Any]
-    description: str  # one sentence: what goes wrong, as a QA engineer would say it
-    caught_by: tuple[str, ...]  # checkers that must flag it
-
-
-FLAWS: dict[str, Flaw] = {}
+FLAWS: dict[str, Flaw] = {module.FLAW.name: module.FLAW for module in _MODULES}
+assert len(FLAWS) == len(_MODULES), "two flaws share a name"
+for _module in _MODULES:
+    assert _module.FLAW.name == _module.__name__.rsplit(".", 1)[-1], _module.__name__
+    assert _module.FLAW.caught_by == _module.caught_by, _module.__name__
 
 
 def install_flaws(operations: Mapping[str, Callable[..., Any]],
