@@ -67,7 +67,7 @@ def check_ledger_drift(inp: CheckInput) -> Verdict:
     """Check ``balance == sum(ledger)`` per account wherever the ledger is visible.
 
     Anomaly kinds: ``drift`` (one account), ``drift_reported`` (the service's totals count
-    drifting accounts).
+    more drifting accounts than before the run).
 
     Count keys: ``accounts_checked``, ``accounts_without_ledger``.
     """
@@ -91,13 +91,19 @@ def check_ledger_drift(inp: CheckInput) -> Verdict:
                             f"{'appeared' if drift > 0 else 'vanished'} without an entry."),
                 badness=abs(drift))
     totals = observation.totals
-    if totals is not None and totals.drift_accounts_count:
+    # The audit counts every account of the service, also those of earlier runs: only
+    # drift that appeared during this run is this run's finding.
+    drift_before = 0
+    if inp.initial is not None and inp.initial.totals is not None:
+        drift_before = inp.initial.totals.drift_accounts_count
+    if totals is not None and totals.drift_accounts_count > drift_before:
+        before = f" ({drift_before} before the run)" if drift_before else ""
         sampler.add(Anomaly(
-            kind="drift_reported", event_indexes=(), expected=0,
+            kind="drift_reported", event_indexes=(), expected=drift_before,
             observed=totals.drift_accounts_count,
             explanation=f"The service's own audit counts {totals.drift_accounts_count} "
-                        "account(s) whose balance differs from the sum of its ledger."),
-            badness=totals.drift_accounts_count)
+                        f"account(s) whose balance differs from the sum of its ledger{before}."),
+            badness=totals.drift_accounts_count - drift_before)
     checked = counts["accounts_checked"] > 0 or totals is not None
     return conclude(sampler, counts, checked=checked,
                     unknown_note=None if checked else "the observer sees no ledger")

@@ -62,6 +62,23 @@ def test_ledger_drift_flags_drift_the_service_reports() -> None:
     assert verdict.anomalies[0].kind == "drift_reported"
 
 
+def test_ledger_drift_ignores_drift_the_service_reported_before_the_run() -> None:
+    def totals(drift_accounts_count: int) -> Totals:
+        return Totals(minted_tokens=0, clawed_back_tokens=0, balances_tokens=0,
+                      debts_tokens=0, drift_accounts_count=drift_accounts_count)
+
+    initial = observe({"fan_0": 0}, totals=totals(3))
+    same = observe({"fan_0": 0}, ledger={"fan_0": 0}, totals=totals(3))
+    verdict = check_ledger_drift(H().input(same, None, initial=initial))
+    assert verdict.valid is True, verdict
+    more = observe({"fan_0": 0}, ledger={"fan_0": 0}, totals=totals(4))
+    verdict = check_ledger_drift(H().input(more, None, initial=initial))
+    assert verdict.valid is False
+    assert verdict.anomalies[0].kind == "drift_reported"
+    assert (verdict.anomalies[0].expected, verdict.anomalies[0].observed) == (3, 4)
+    assert "3 before the run" in verdict.anomalies[0].explanation
+
+
 def test_ledger_drift_is_unknown_without_a_visible_ledger() -> None:
     assert check_ledger_drift(H().input(observe({"fan_0": 0}), None)).valid == "unknown"
     assert check_ledger_drift(H().input(None, None)).valid == "unknown"
