@@ -55,6 +55,8 @@ class RunPlan:
     target_url: str | None = None  # remote target: overrides the profile's base URL
     provider_url: str | None = None  # remote provider simulator, if the target uses one
     database_url: str | None = None  # for a SQL observer of a remote target
+    local_database_url: str | None = None  # the local stack's database (None: env, embedded)
+    local_log_level: str | None = None  # the local service's log level (None: warning)
     report_dir: Path = Path("reports")
     limits: Limits = DEFAULT_LIMITS
     command: str = "tokenchaos run"
@@ -63,6 +65,8 @@ class RunPlan:
         assert self.runs, "a plan runs at least one scenario"
         if self.flaws:
             assert self.local, "flaws can only be installed in the local reference service"
+        if self.local_database_url is not None or self.local_log_level is not None:
+            assert self.local, "local_database_url and local_log_level are the local stack's"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -139,7 +143,9 @@ async def _target(plan: RunPlan) -> AsyncIterator[
         database_url: str | None
         if plan.local:
             info = await stack.enter_async_context(
-                LocalStack(StackConfig.from_env(flaws=plan.flaws or None)))
+                LocalStack(StackConfig.from_env(flaws=plan.flaws or None,
+                                                database_url=plan.local_database_url,
+                                                service_log_level=plan.local_log_level)))
             target_url, provider_url = info.service_url, info.provider_url
             admin_key, database_url = info.admin_key, info.database_url
         else:

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from harness.limits import Limits
     from harness.report.record import RunRecord
     from harness.scenario import Scenario, ScenarioParams
+    from harness.zoo import Zoo, ZooRow
 
 __all__ = ["app", "main"]
 
@@ -139,7 +140,7 @@ def _existing_file(path: Path) -> Path:
 
 
 # ---------------------------------------------------------------------------------------
-# run, check, list
+# run, check, list, zoo
 
 
 @app.command()
@@ -234,6 +235,78 @@ def list_() -> None:
     typer.echo("flaws:")
     for name, flaw_ in FLAWS.items():
         typer.echo(f"  {name:22} {flaw_.description}")
+
+
+@app.command()
+def zoo(
+    flaw: Annotated[list[str] | None, typer.Option(
+        "--flaw", help="Only this flaw (repeatable); default: every flaw.")] = None,
+    seed: Annotated[int, typer.Option(help="The smoke suite's seed for every run.")] = 1,
+    report_dir: Annotated[Path | None, typer.Option(
+        help="Where zoo.json, zoo.md and every run's report go.")] = None,
+    update_readme: Annotated[bool, typer.Option(
+        "--update-readme", help="Rewrite the matrix block of the README.")] = False,
+    readme: Annotated[Path, typer.Option(help="The README to update.")] = Path("README.md"),
+) -> None:
+    """Run the smoke suite against the correct service and each flaw; print the matrix.
+
+    Exits 0 when the correct service is clean and every flaw is caught by a checker its
+    description names, 1 otherwise.
+    """
+    from harness.zoo import run_zoo, write_zoo, zoo_markdown
+    from harness.zoo import update_readme as rewrite_readme
+
+    flaws = tuple(flaw or ())
+    _check_flaw_names(flaws)
+    if update_readme and flaws:
+        raise UsageError("--update-readme writes the whole matrix; run it without --flaw")
+    defaults = _project_defaults()
+    out_dir = report_dir or Path(str(defaults.get("report_dir", "reports")))
+    result = asyncio.run(run_zoo(flaws=flaws or None, seed=seed, report_dir=out_dir,
+                                 on_row=_print_zoo_row))
+    json_path, markdown_path = write_zoo(result, out_dir)
+    _print_zoo(result)
+    typer.echo(f"matrix: {json_path}, {markdown_path}")
+    if update_readme:
+        changed = rewrite_readme(readme, zoo_markdown(result))
+        typer.echo(f"{readme}: {'updated' if changed else 'unchanged'}")
+    raise typer.Exit(EXIT_OK if result.ok else EXIT_INVARIANT_BROKE)
+
+
+def _print_zoo_row(row: ZooRow) -> None:
+    name = row.flaw or "correct service"
+    if row.flaw is None:
+        verdict = "clean" if row.clean else f"NOT CLEAN ({_word(row.valid)})"
+    elif not row.caught:
+        verdict = "NOT CAUGHT"
+    else:
+        verdict = (f"caught by {', '.join(row.checkers_fired)} in "
+                   f"{len(row.scenarios_caught)} scenario(s)")
+        if not row.caught_as_described:
+            verdict += f", NOT by {' or '.join(row.caught_by)}"
+    typer.echo(f"tokenchaos zoo: {name}: {verdict} ({row.wall_s:.1f} s)", err=True)
+
+
+def _print_zoo(result: Zoo) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"tokenchaos zoo (smoke suite, seed {result.seed})")
+    for column in ("flaw", "scenarios that caught it", "checkers that fired",
+                   "ops to detection", "wall time"):
+        table.add_column(column)
+    for row in (result.correct, *result.flaws):
+        if row.flaw is None:
+            scenarios = "none: clean" if row.clean else f"NOT CLEAN ({_word(row.valid)})"
+        else:
+            scenarios = ", ".join(row.scenarios_caught) or "NOT CAUGHT"
+        checkers = ", ".join(f"[bold]{n}[/bold]" if n in row.caught_by else n
+                             for n in row.checkers_fired) or "-"
+        table.add_row(row.flaw or "correct service", scenarios, checkers,
+                      "-" if row.ops_to_detection is None else str(row.ops_to_detection),
+                      f"{row.wall_s:.1f} s")
+    Console(highlight=False).print(table)
+    typer.echo(f"verdict: {'every flaw caught, correct service clean' if result.ok else 'NOT OK'}")
 
 
 def _plan_runs(suite_name: str, names: list[str] | None, seeds: list[int] | None,

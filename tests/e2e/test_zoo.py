@@ -1,0 +1,70 @@
+"""The detection matrix, end to end: the smoke suite catches every flaw, and the correct
+service is clean under several seeds.
+
+Each test runs the whole smoke suite, with its default settings, against a local stack
+(a fresh database on this worker's PostgreSQL, the provider, the reference service as a
+child process) with one flaw installed through ``TOKENCHAOS_FLAWS``, exactly as
+``tokenchaos run --flaw NAME`` does.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from harness.campaign import run_plan
+from harness.history import load
+from harness.zoo import ZooRow, smoke_plan, zoo_row
+from reference_impl.flaws import FLAWS
+from scenarios import SMOKE_SEED
+
+pytestmark = pytest.mark.e2e
+
+CORRECT_SEEDS = (1, 2, 3, 4, 5)
+
+
+async def _run(database_url: str, tmp_path: Path, *, seed: int,
+               flaw: str | None) -> ZooRow:
+    plan = smoke_plan(seed=seed, flaws=() if flaw is None else (flaw,), report_dir=tmp_path,
+                      local_database_url=database_url)
+    started_s = time.monotonic()
+    outcome = await run_plan(plan)
+    wall_s = time.monotonic() - started_s
+    runs = load(outcome.report_dir / "history.jsonl")
+    return zoo_row(None if flaw is None else FLAWS[flaw], outcome, runs, wall_s=wall_s)
+
+
+def _findings(row: ZooRow) -> str:
+    from harness.report.record import load_run_json
+
+    record = load_run_json(Path(row.report_dir) / "run.json")
+    lines = [f"verdict {row.valid}; checkers that fired: {row.checkers_fired}; "
+             f"scenarios: {row.scenarios_caught}; unknown: {row.scenarios_unknown}"]
+    for scenario in record.scenarios:
+        for name, verdict in scenario.verdicts.items():
+            if verdict.valid is not True:
+                lines.append(f"{scenario.name} {name} {verdict.valid}: {verdict.note or ''}")
+                lines += [f"    {a.explanation}" for a in verdict.anomalies[:2]]
+    return "\n".join(lines)
+
+
+@pytest.mark.parametrize("name", list(FLAWS))
+async def test_smoke_suite_catches_flaw_by_the_checker_its_description_names(
+        name: str, database_url: str, tmp_path: Path) -> None:
+    row = await _run(database_url, tmp_path, seed=SMOKE_SEED, flaw=name)
+    assert row.valid is False, _findings(row)
+    assert row.caught_as_described, (
+        f"{name} names {FLAWS[name].caught_by}\n{_findings(row)}")
+    assert row.ops_to_detection is not None
+
+
+@pytest.mark.parametrize("seed", CORRECT_SEEDS)
+async def test_correct_service_passes_the_smoke_suite_without_an_anomaly(
+        seed: int, database_url: str, tmp_path: Path) -> None:
+    row = await _run(database_url, tmp_path, seed=seed, flaw=None)
+    assert row.clean, _findings(row)
+    assert row.valid is True
+    assert row.anomalies_count == 0
+    assert row.ops_to_detection is None
