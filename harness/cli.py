@@ -35,9 +35,13 @@ EXIT_CANNOT_JUDGE = 2
 
 
 def main() -> None:
-    """Console-script entry point: run the app, mapping our errors to exit 2."""
+    """Console-script entry point: run the app, mapping our errors to exit 2.
+
+    Outside standalone mode, click returns the code of a command's ``typer.Exit`` instead
+    of exiting with it: that code is the process's exit code (1 when an invariant broke).
+    """
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)
     except TokenchaosError as exc:
         typer.echo(f"tokenchaos: {exc}", err=True)
         sys.exit(exc.exit_code)
@@ -54,6 +58,7 @@ def main() -> None:
             exc.show()
             sys.exit(EXIT_CANNOT_JUDGE)
         raise
+    sys.exit(code if isinstance(code, int) else EXIT_OK)
 
 
 async def _wait_for_signal() -> None:

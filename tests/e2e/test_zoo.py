@@ -9,6 +9,9 @@ child process) with one flaw installed through ``TOKENCHAOS_FLAWS``, exactly as
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -23,6 +26,7 @@ from scenarios import SMOKE_SEED
 pytestmark = pytest.mark.e2e
 
 CORRECT_SEEDS = (1, 2, 3, 4, 5)
+_CLI_TIMEOUT_S = 300
 
 
 async def _run(database_url: str, tmp_path: Path, *, seed: int,
@@ -68,3 +72,16 @@ async def test_correct_service_passes_the_smoke_suite_without_an_anomaly(
     assert row.valid is True
     assert row.anomalies_count == 0
     assert row.ops_to_detection is None
+
+
+def test_run_with_a_flaw_on_the_command_line_breaks_and_exits_1(
+        database_url: str, tmp_path: Path) -> None:
+    command = [sys.executable, "-c", "from harness.cli import main; main()", "run",
+               "--scenario", "dispute", "--flaw", "dispute_won_not_reinstated",
+               "--report-dir", str(tmp_path)]
+    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True,
+                          timeout=_CLI_TIMEOUT_S, check=False,
+                          env={**os.environ, "CI": "1", "TOKENCHAOS_DATABASE_URL": database_url})
+    assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-3000:]
+    reproduce = done.stdout.split("reproduce:", 1)[-1]
+    assert "dispute_won_not_reinstated" in reproduce, done.stdout
