@@ -4,7 +4,7 @@
 reference service and once per flaw of ``reference_impl.flaws.FLAWS``, one after another,
 each on a fresh local stack. ``zoo_row`` reduces one run to a row of the matrix: which
 scenarios caught the flaw (verdict false), which checkers fired, how many ops the suite
-had invoked when the first op an anomaly names was invoked, and the wall time. A flaw is
+had invoked by the time the first anomaly could be seen, and the wall time. A flaw is
 *caught* when some checker is false, and *caught as described* when one of the checkers
 its ``caught_by`` names is; the correct service is *clean* when every verdict holds and
 no anomaly was found.
@@ -171,7 +171,6 @@ def smoke_plan(*, seed: int, flaws: tuple[str, ...] = (), report_dir: Path,
 
 async def run_zoo(*, flaws: Sequence[str] | None = None, seed: int = 1,
                   report_dir: Path = Path("reports"), limits: Limits = DEFAULT_LIMITS,
-                  database_url_for: Callable[[str | None], str | None] | None = None,
                   progress: Progress | None = None,
                   on_row: Callable[[ZooRow], None] | None = None) -> Zoo:
     """Run the smoke suite against the correct service, then against each flaw, in turn.
@@ -181,8 +180,6 @@ async def run_zoo(*, flaws: Sequence[str] | None = None, seed: int = 1,
         seed: the suite's seed, the same for every run.
         report_dir: where every run writes its report (``<report_dir>/<run-id>/``).
         limits: the runs' limits.
-        database_url_for: the local stack's database for one run (the flaw's name, None
-            for the correct service); None for the default (environment, else embedded).
         progress: passed to each run's runner.
         on_row: called with each row as its run ends.
 
@@ -198,9 +195,7 @@ async def run_zoo(*, flaws: Sequence[str] | None = None, seed: int = 1,
     rows: list[ZooRow] = []
     for flaw in [None, *(FLAWS[name] for name in names)]:
         plan = smoke_plan(seed=seed, flaws=() if flaw is None else (flaw.name,),
-                          report_dir=report_dir, limits=limits,
-                          local_database_url=None if database_url_for is None
-                          else database_url_for(None if flaw is None else flaw.name))
+                          report_dir=report_dir, limits=limits)
         started_s = time.monotonic()
         outcome = await run_plan(plan, progress=progress)
         wall_s = time.monotonic() - started_s
@@ -234,23 +229,26 @@ def zoo_row(flaw: Flaw | None, outcome: RunOutcome, runs: Sequence[ScenarioRun],
 
 
 def ops_to_first_detection(record: RunRecord, runs: Sequence[ScenarioRun]) -> int | None:
-    """Ops the suite had invoked up to and including the first op an anomaly names.
+    """Ops the suite had invoked when the first anomaly could be seen.
 
     Scenarios before the first one with a false verdict count in full. In that scenario,
-    the earliest op any of its anomalies names ends the count; anomalies that name only
-    webhook deliveries or the end state end it at the scenario's last op.
+    an anomaly can be seen once the last op it names has been invoked (a double charge
+    needs both charges; a lost credit only its purchase): the earliest such op of any of
+    its anomalies ends the count. Anomalies that name only webhook deliveries or the end
+    state are seen at the scenario's end, its last op.
 
     Returns:
         The count, or None when no scenario's verdict is false.
     """
-    by_name = {run.name: run for run in runs}
     ops_before = 0
-    for scenario in record.scenarios:
+    for position, scenario in enumerate(record.scenarios):
         if scenario.valid is not False:
             ops_before += scenario.ops_count
             continue
-        first_index = _first_named_index(scenario)
-        run = by_name.get(scenario.name)
+        first_index = _detection_index(scenario)
+        run = runs[position] if position < len(runs) else None  # a crash may cut it short
+        if run is not None:
+            assert run.name == scenario.name, (run.name, scenario.name)
         if first_index is None or run is None:
             return ops_before + scenario.ops_count
         invoked = sum(1 for event in run.events
@@ -260,9 +258,11 @@ def ops_to_first_detection(record: RunRecord, runs: Sequence[ScenarioRun]) -> in
     return None
 
 
-def _first_named_index(scenario: ScenarioRecord) -> int | None:
-    indexes = [index for verdict in scenario.verdicts.values() if verdict.valid is False
-               for anomaly in verdict.anomalies for index in anomaly.event_indexes]
+def _detection_index(scenario: ScenarioRecord) -> int | None:
+    """The earliest history index at which one of the scenario's anomalies was complete."""
+    indexes = [max(anomaly.event_indexes) for verdict in scenario.verdicts.values()
+               if verdict.valid is False for anomaly in verdict.anomalies
+               if anomaly.event_indexes]
     return min(indexes) if indexes else None
 
 
@@ -278,8 +278,9 @@ def zoo_markdown(zoo: Zoo) -> str:
     lines = [
         f"Smoke suite, seed {zoo.seed}, generated by `tokenchaos zoo` on "
         f"{zoo.generated_at[:10]}. Checkers in **bold** are the ones the flaw's "
-        "description names; ops to first detection counts the ops the suite had invoked "
-        "up to the first op an anomaly names.",
+        "description names. Ops to first detection: the ops the suite had invoked when the "
+        "last op named by the earliest complete anomaly was invoked (the end of its "
+        "scenario when an anomaly names no op).",
         "",
         "| flaw | replaces | scenarios that caught it | checkers that fired "
         "| ops to first detection | wall time |",
