@@ -263,16 +263,26 @@ async def end_call(pool: AsyncConnectionPool, *, fan_id: int, call_id: int,
 _AUDIT_ACCOUNTS_SQL = """
 WITH ledger AS (SELECT account_id, sum(amount) AS total FROM ledger_entries GROUP BY account_id),
      debts AS (SELECT account_id, sum(amount) AS total FROM debt_entries GROUP BY account_id),
-     paid AS (SELECT account_id,
-                     sum(minted_tokens) FILTER (WHERE succeeded) AS credited,
-                     sum(clawed_tokens) AS clawed_back
+     -- What credits really moved, from the journals (a credit that pays debt moves the
+     -- debt journal, not the balance), so a credit posted twice or never shows here.
+     credited AS (SELECT account_id, sum(amount) AS total FROM (
+                      SELECT e.account_id, e.amount FROM ledger_entries e
+                      JOIN ledger_transactions t ON t.id = e.transaction_id
+                      WHERE t.kind = 'credit'
+                      UNION ALL
+                      SELECT d.account_id, -d.amount FROM debt_entries d
+                      JOIN ledger_transactions t ON t.id = d.transaction_id
+                      WHERE t.kind = 'credit') AS moves
+                  GROUP BY account_id),
+     paid AS (SELECT account_id, sum(clawed_tokens) AS clawed_back
               FROM payments GROUP BY account_id)
 SELECT a.id, a.kind, a.balance, a.debt, a.status,
        COALESCE(ledger.total, 0)::bigint, COALESCE(debts.total, 0)::bigint,
-       COALESCE(paid.credited, 0)::bigint, COALESCE(paid.clawed_back, 0)::bigint
+       COALESCE(credited.total, 0)::bigint, COALESCE(paid.clawed_back, 0)::bigint
 FROM accounts a
 LEFT JOIN ledger ON ledger.account_id = a.id
 LEFT JOIN debts ON debts.account_id = a.id
+LEFT JOIN credited ON credited.account_id = a.id
 LEFT JOIN paid ON paid.account_id = a.id
 WHERE a.kind <> 'system'
 ORDER BY a.id
@@ -293,7 +303,7 @@ SELECT
 
 @retry_transient
 async def audit_accounts(pool: AsyncConnectionPool) -> list[dict[str, Any]]:
-    """Every user account with its ledger sum and what its payments credited and clawed back.
+    """Every user account with its ledger sum, the credits its journals show, and clawbacks.
 
     Keys: ``id, kind, balance, debt, status, ledger_sum, debt_sum, credited, clawed_back``;
     ``balance == ledger_sum`` and ``debt == debt_sum`` hold for a correct service.

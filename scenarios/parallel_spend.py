@@ -4,7 +4,8 @@ Each fan buys 500 tokens and fires a burst of concurrent tips of 300 and 100 (mo
 the balance, so some must be refused for funds), then a burst of concurrent call charges
 of different minutes mixed with tips. A tip that reads, checks and writes its balance in
 application code loses updates here (conservation, reconciliation); a call charge that
-does not lock the account row overspends (non_negative, calls, errors).
+does not lock the account row overspends: where the schema forbids a negative balance that
+surfaces as 5xx answers (errors), where it does not, as a balance below zero (non_negative).
 
 Only op generators and ``SCENARIO`` live here; the runner executes the steps.
 """

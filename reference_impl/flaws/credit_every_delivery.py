@@ -28,7 +28,7 @@ from reference_impl.schemas import PaymentFacts
 
 __all__ = ["FLAW", "apply_payment_succeeded", "caught_by"]
 
-caught_by = ("conservation", "reconciliation")
+caught_by = ("conservation", "exactly_once_credit", "reconciliation")
 
 
 @retry_transient
@@ -59,4 +59,4 @@ FLAW = Flaw(
     name="credit_every_delivery", operation="apply_payment_succeeded",
     replacement=apply_payment_succeeded, caught_by=caught_by,
     description="every delivery of a success webhook credits the purchase again: no event or "
-                "intent uniqueness (conservation, reconciliation)")
+                "intent uniqueness (conservation, exactly_once_credit, reconciliation)")

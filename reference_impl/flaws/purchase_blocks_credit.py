@@ -23,7 +23,7 @@ from reference_impl.payments import _confirm_intent, _stored_answer
 
 __all__ = ["FLAW", "caught_by", "create_purchase"]
 
-caught_by = ("conservation", "reconciliation")
+caught_by = ("conservation", "exactly_once_credit", "reconciliation")
 
 
 async def create_purchase(pool: AsyncConnectionPool, *, stripe_client: stripe.StripeClient,
@@ -82,4 +82,4 @@ FLAW = Flaw(
     name="purchase_blocks_credit", operation="create_purchase", replacement=create_purchase,
     caught_by=caught_by,
     description="the purchase call writes its intent as settled, so the success webhook finds "
-                "it credited and never credits (conservation, reconciliation)")
+                "it credited and never credits (conservation, exactly_once_credit, reconciliation)")
