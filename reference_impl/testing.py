@@ -33,6 +33,7 @@ from reference_impl.settings import Settings
 __all__ = [
     "ServiceClient",
     "User",
+    "assert_books_balance",
     "books_problems",
     "charge_object",
     "dispute_object",
@@ -244,3 +245,15 @@ async def books_problems(database_url: str) -> list[str]:
             if row[0]:
                 problems.append(f"{problem} ({row[0]})")
     return problems
+
+
+async def assert_books_balance(client: ServiceClient, database_url: str) -> None:
+    """Assert what a correct service keeps after every test: zero drift, conserved totals,
+    ledger figures equal to the payment figures, and every ledger invariant."""
+    totals = await client.totals()
+    assert totals["drift_accounts"] == 0, totals
+    assert totals["minted"] - totals["clawed_back"] == totals["balances"] - totals["debts"], \
+        totals
+    assert totals["ledger_minted"] == totals["minted"], totals
+    assert totals["ledger_clawed_back"] == totals["clawed_back"], totals
+    assert await books_problems(database_url) == []

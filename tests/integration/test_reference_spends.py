@@ -20,7 +20,7 @@ from reference_impl.settings import Settings
 from reference_impl.testing import (
     ServiceClient,
     User,
-    books_problems,
+    assert_books_balance,
     charge_object,
     serving,
     stripe_event,
@@ -43,11 +43,7 @@ async def service(database_url: str) -> AsyncIterator[ServiceClient]:
         client = ServiceClient(base_url, admin_key=ADMIN_KEY, webhook_secret=SECRET)
         try:
             yield client
-            totals = await client.totals()
-            assert totals["drift_accounts"] == 0, totals
-            assert totals["minted"] - totals["clawed_back"] == \
-                totals["balances"] - totals["debts"], totals
-            assert await books_problems(database_url) == []
+            await assert_books_balance(client, database_url)
         finally:
             await client.aclose()
 
