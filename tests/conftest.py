@@ -2,7 +2,9 @@
 
 ``TOKENCHAOS_DATABASE_URL`` points the tests at a server you run (its database is used as
 the admin connection for creating test databases); otherwise each worker starts the
-embedded PostgreSQL on a free port.
+embedded PostgreSQL on a free port, in ``Durability.FAST`` mode (no fsync, no synchronous
+commit): these tests never crash the server, so they do not need what a crash would lose.
+Tests that crash it start their own durable server.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from harness.pg import EmbeddedPostgres, create_database, drop_database
+from harness.pg import Durability, EmbeddedPostgres, create_database, drop_database
 
 
 @pytest.fixture(scope="session")
@@ -22,7 +24,7 @@ def pg_admin_url() -> Iterator[str]:
     if url:
         yield url
         return
-    with EmbeddedPostgres() as server:
+    with EmbeddedPostgres(durability=Durability.FAST) as server:
         yield server.url
 
 

@@ -1,6 +1,7 @@
 """Integration fixtures: the real local stack, one per test module.
 
-A fresh database on this worker's PostgreSQL, the provider simulator, and the reference
+A fresh database on this worker's PostgreSQL, owned by a fresh role that is no superuser
+(as the local stack gives the service), the provider simulator, and the reference
 service as a child process, all on free loopback ports. After every test, the audit must
 show zero drift and ``minted − clawed == balances − debts``.
 """
@@ -11,14 +12,14 @@ from collections.abc import Iterator
 
 import pytest
 
-from harness.pg import create_database
+from harness.pg import create_service_database
 from harness.stack import StackConfig
 from tests.integration.stackapi import Api, StackThread
 
 
 @pytest.fixture(scope="module")
 def stack_thread(pg_admin_url: str) -> Iterator[StackThread]:
-    config = StackConfig(database_url=create_database(pg_admin_url))
+    config = StackConfig(database_url=create_service_database(pg_admin_url))
     runner = StackThread(config)
     with runner:
         yield runner
