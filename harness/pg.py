@@ -41,6 +41,7 @@ import secrets
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import tempfile
 import time
@@ -391,6 +392,7 @@ def reachable_install(source: Path, user: pwd.struct_passwd | None) -> Path:
     target = INSTALL_CACHE_DIR / f"pginstall-{_wheel_version()}-{_tree_digest(site, parts)}"
     if not target.is_dir():
         _copy_install(site, parts, target)
+    _assert_root_owned(target)
     installed = target / source.relative_to(site)
     if not _user_can_run(installed, user):
         raise StackError(
@@ -477,6 +479,7 @@ def _install_parts(source: Path) -> tuple[Path, ...]:
 
 def _copy_install(site: Path, parts: tuple[Path, ...], target: Path) -> None:
     INSTALL_CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    _assert_root_owned(INSTALL_CACHE_DIR)
     os.chmod(INSTALL_CACHE_DIR, 0o755)  # whatever the umask: the system user must enter
     staging = Path(tempfile.mkdtemp(prefix=".tmp-", dir=INSTALL_CACHE_DIR))
     try:
@@ -494,6 +497,15 @@ def _copy_install(site: Path, parts: tuple[Path, ...], target: Path) -> None:
                          "set TOKENCHAOS_DATABASE_URL to a PostgreSQL you run") from exc
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _assert_root_owned(path: Path) -> None:
+    """Refuse a cache someone else could have planted binaries in."""
+    status = os.lstat(path)
+    if status.st_uid != 0 or not stat.S_ISDIR(status.st_mode) or status.st_mode & 0o022:
+        raise StackError(
+            f"{path} is not a directory owned by root and writable only by root; PostgreSQL "
+            "will not be run from it. Remove it (it is a cache) and start again")
 
 
 def _make_world_readable(tree: Path) -> None:
