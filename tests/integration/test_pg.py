@@ -19,13 +19,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from harness.pg import (
-    INSTALL_CACHE_DIR,
-    Durability,
-    EmbeddedPostgres,
-    create_service_database,
-    install_dir,
-)
+from harness.pg import Durability, EmbeddedPostgres, create_service_database
+from harness.pg_install import INSTALL_CACHE_DIR, install_dir
 from harness.stack import LocalStack, StackConfig
 
 _WRITERS_COUNT = 8
