@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from harness.errors import UsageError
 from harness.history import HistoryWriter
 from harness.judge import exit_code_for, judge
 from harness.limits import DEFAULT_LIMITS, Limits
@@ -54,6 +55,7 @@ class RunPlan:
     flaws: tuple[str, ...] = ()  # flaws to install in the local reference service
     target_url: str | None = None  # remote target: overrides the profile's base URL
     provider_url: str | None = None  # remote provider simulator, if the target uses one
+    provider_key: str | None = None  # its control key (what tokenchaos provider printed)
     database_url: str | None = None  # for a SQL observer of a remote target
     local_database_url: str | None = None  # the local stack's database (None: env, embedded)
     local_log_level: str | None = None  # the local service's log level (None: warning)
@@ -65,6 +67,10 @@ class RunPlan:
         assert self.runs, "a plan runs at least one scenario"
         if self.flaws:
             assert self.local, "flaws can only be installed in the local reference service"
+        if self.provider_url is not None and not self.provider_key:
+            raise UsageError("--provider-url needs the provider's control key: pass "
+                             "--provider-key or set TOKENCHAOS_PROVIDER_KEY to the "
+                             "provider_key that tokenchaos provider printed")
         if self.local_database_url is not None or self.local_log_level is not None:
             assert self.local, "local_database_url and local_log_level are the local stack's"
 
@@ -139,6 +145,7 @@ async def _target(plan: RunPlan) -> AsyncIterator[
     async with contextlib.AsyncExitStack() as stack:
         target_url: str | None
         provider_url: str | None
+        provider_key: str | None
         admin_key: str | None
         database_url: str | None
         if plan.local:
@@ -148,17 +155,21 @@ async def _target(plan: RunPlan) -> AsyncIterator[
                                                 service_log_level=plan.local_log_level)))
             target_url, provider_url = info.service_url, info.provider_url
             admin_key, database_url = info.admin_key, info.database_url
+            provider_key = info.control_key
         else:
             target_url, provider_url = plan.target_url, plan.provider_url
             admin_key, database_url = None, plan.database_url
+            provider_key = plan.provider_key
         session = await stack.enter_async_context(TargetSession.open(
             profile, limits=plan.limits, base_url=target_url, admin_key=admin_key,
             provider_url=provider_url, database_url=database_url))
         await session.check_health()
         provider = None
         if provider_url:
+            assert provider_key, "RunPlan refuses a provider URL without its key"
             provider = await stack.enter_async_context(
-                ProviderClient(provider_url, timeout_s=plan.limits.op_timeout_s))
+                ProviderClient(provider_url, control_key=provider_key,
+                               timeout_s=plan.limits.op_timeout_s))
         yield session, provider, TargetInfo(profile=plan.profile, service_url=session.base_url,
                                             provider_url=provider_url)
 

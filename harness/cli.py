@@ -76,6 +76,10 @@ def serve(
         "--flaw", help="Install this flaw in the reference service (repeatable).")] = None,
     service_port: Annotated[int | None, typer.Option(help="Port of the service.")] = None,
     provider_port: Annotated[int | None, typer.Option(help="Port of the provider.")] = None,
+    provider_key: Annotated[str | None, typer.Option(
+        envvar="TOKENCHAOS_PROVIDER_KEY", show_envvar=False,
+        help="The provider's control key (default: drawn fresh, printed as provider_key)."
+    )] = None,
 ) -> None:
     """Start the local stack, print one JSON line with its URLs and secrets, serve until Ctrl-C."""
     from harness.stack import LocalStack, StackConfig
@@ -83,7 +87,8 @@ def serve(
     flaws = tuple(flaw or ())
     _check_flaw_names(flaws)
     config = StackConfig.from_env(flaws=flaws or None, service_port=service_port,
-                                  provider_port=provider_port, service_log_level="info")
+                                  provider_port=provider_port, control_key=provider_key,
+                                  service_log_level="info")
 
     async def _serve() -> None:
         async with LocalStack(config) as info:
@@ -105,20 +110,32 @@ def provider(
     seed: Annotated[int | None, typer.Option(
         help="Seed for ids (default: fresh ids every start, so a database that outlives "
              "the provider never sees an id twice).")] = None,
+    provider_key: Annotated[str | None, typer.Option(
+        envvar="TOKENCHAOS_PROVIDER_KEY", show_envvar=False,
+        help="Control key of /_tokenchaos (default: drawn fresh, printed as provider_key)."
+    )] = None,
 ) -> None:
-    """Run the payment-provider simulator alone, for a staging service pointed at it."""
+    """Run the payment-provider simulator alone, for a staging service pointed at it.
+
+    Prints one JSON line: provider_url, provider_key (give it to tokenchaos run
+    --provider-key) and webhook_secret (give it to your service).
+    """
     import secrets
 
-    from harness.provider.server import ProviderConfig, serve_provider
+    from harness.provider.app import new_control_key
+    from harness.provider.server import ProviderConfig, announcement, serve_provider
 
     secret = webhook_secret or "whsec_" + secrets.token_urlsafe(24)
+    try:
+        config = ProviderConfig(webhook_url=webhook_url, webhook_secret=secret,
+                                control_key=provider_key or new_control_key(), seed=seed)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
 
     async def _serve() -> None:
-        running = await serve_provider(
-            ProviderConfig(webhook_url=webhook_url, webhook_secret=secret, seed=seed),
-            host=host, port=port)
+        running = await serve_provider(config, host=host, port=port)
         try:
-            typer.echo(json.dumps({"provider_url": str(running.url), "webhook_secret": secret}))
+            typer.echo(json.dumps(announcement(running)))
             sys.stdout.flush()
             await _wait_for_signal()
         finally:
@@ -169,6 +186,9 @@ def run(
         help="Base URL of the target (overrides the profile's).")] = None,
     provider_url: Annotated[str | None, typer.Option(
         help="The provider simulator your target uses (tokenchaos provider).")] = None,
+    provider_key: Annotated[str | None, typer.Option(
+        envvar="TOKENCHAOS_PROVIDER_KEY", show_envvar=False,
+        help="The control key that provider printed (provider_key).")] = None,
     database_url: Annotated[str | None, typer.Option(
         help="Read-only database URL for a profile with a SQL observer.")] = None,
 ) -> None:
@@ -188,7 +208,7 @@ def run(
     plan = RunPlan(runs=runs, suite=None if scenario else (suite or "smoke"),
                    profile="reference" if local else target, local=local, flaws=flaws,
                    target_url=target_url, provider_url=provider_url,
-                   database_url=database_url,
+                   provider_key=provider_key, database_url=database_url,
                    report_dir=report_dir or Path(str(defaults.get("report_dir", "reports"))),
                    limits=_limits(duration), command=_command_line())
     outcome = asyncio.run(run_plan(plan, progress=make_progress()))

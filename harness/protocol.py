@@ -179,6 +179,7 @@ class Endpoints:
     target_url: str
     provider_url: str | None = None
     provider_api_key: str = PROVIDER_API_KEY_DEFAULT
+    provider_control_key: str | None = None  # the simulator's /_tokenchaos key, for envelopes
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -488,9 +489,11 @@ def _envelope_request(op: Op, ctx: FlowContext) -> HttpRequest:
                           "has no provider")
     body = {"intent_id": intent_id, "event_type": op.value.get("event_type"),
             "variant": op.value.get("variant", "genuine")}
+    headers = [("Content-Type", "application/json"), ("Accept", "application/json")]
+    if ctx.endpoints.provider_control_key is not None:
+        headers.append(("Authorization", f"Bearer {ctx.endpoints.provider_control_key}"))
     return HttpRequest(method="POST", url=provider_url + "/_tokenchaos/envelope",
-                       headers=(("Content-Type", "application/json"),
-                                ("Accept", "application/json")),
+                       headers=tuple(headers),
                        body=json.dumps(body, separators=(",", ":")).encode())
 
 

@@ -48,3 +48,17 @@ def test_zoo_refuses_to_rewrite_the_readme_with_part_of_the_matrix(
         cli.main()
     assert exited.value.code == 2
     assert "without --flaw" in capsys.readouterr().err
+
+
+def test_run_against_a_remote_provider_without_its_key_is_a_usage_error(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.delenv("TOKENCHAOS_PROVIDER_KEY", raising=False)
+    monkeypatch.setattr(sys, "argv", ["tokenchaos", "run", "--target", "reference",
+                                      "--scenario", "parallel-spend",
+                                      "--provider-url", "http://127.0.0.1:9"])
+    with pytest.raises(SystemExit) as exited:
+        cli.main()
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert "--provider-key" in err
+    assert "TOKENCHAOS_PROVIDER_KEY" in err

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import urllib.parse
 from collections.abc import Callable
@@ -315,6 +316,15 @@ def test_webhook_asks_the_provider_for_an_envelope_then_posts_it_to_the_target()
     assert [name for name, _ in post.headers].count("Content-Type") == 1
     assert outcome == Outcome(kind=Kind.OK, status_code=200,
                               value={"event_id": "evt_1", "intent_id": "pi_1"})
+
+
+def test_webhook_envelope_request_carries_the_providers_control_key() -> None:
+    ctx = _ctx(resolver=_with_intent())
+    keyed = dataclasses.replace(ctx, endpoints=dataclasses.replace(
+        ctx.endpoints, provider_control_key="tck_0123456789abcdef"))
+    (ask, post), _ = _run(_webhook(), keyed, ENVELOPE, HttpResponse(status_code=200, body=b"{}"))
+    assert _headers(ask)["Authorization"] == "Bearer tck_0123456789abcdef"
+    assert "tck_0123456789abcdef" not in str(post.headers)  # the target never sees it
 
 
 @pytest.mark.parametrize(("status", "kind", "error"), [
