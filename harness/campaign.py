@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from harness.checkers.latency import measure_latency
 from harness.errors import UsageError
 from harness.history import HistoryWriter
 from harness.judge import exit_code_for, judge
@@ -106,6 +107,9 @@ async def run_plan(plan: RunPlan, *, progress: Progress | None = None) -> RunOut
                                             limits=plan.limits, progress=progress,
                                             deadline_s=deadline_s)
                 verdicts = judge(scenario, result, latency_ms_max=plan.limits.latency_ms_max)
+                performance = measure_latency(result.events,
+                                              latency_ms_slow=plan.limits.latency_ms_slow,
+                                              latency_ms_max=plan.limits.latency_ms_max)
                 records.append(ScenarioRecord(
                     name=scenario.name, seed=params.seed,
                     params={"seed": params.seed, "scale": params.scale,
@@ -113,7 +117,8 @@ async def run_plan(plan: RunPlan, *, progress: Progress | None = None) -> RunOut
                     started_ns=0, duration_s=(time.monotonic_ns() - scenario_started_ns) / 1e9,
                     ops_count=sum(1 for e in result.events if e.kind == "invoke"),
                     stats=dict(result.stats), verdicts=verdicts,
-                    reproduce=reproduce_command(plan, scenario.name, params)))
+                    reproduce=reproduce_command(plan, scenario.name, params),
+                    performance=performance))
     valid = merge_validity(*(r.valid for r in records))
     exit_code = exit_code_for([valid])
     record = RunRecord(run_id=run_id, started_at=iso_utc(started_ns),
@@ -134,6 +139,8 @@ def reproduce_command(plan: RunPlan, scenario: str, params: ScenarioParams) -> s
         words += ["--target", plan.profile]
     for flaw in plan.flaws:
         words += ["--flaw", flaw]
+    if plan.limits.latency_ms_max is not None:  # a slow_op only reproduces under its bound
+        words += ["--latency-bound-ms", str(plan.limits.latency_ms_max)]
     return shlex.join(words)
 
 

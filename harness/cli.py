@@ -19,6 +19,8 @@ import typer
 from harness.errors import TokenchaosError, UsageError
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from harness.limits import Limits
     from harness.report.record import RunRecord
     from harness.scenario import Scenario, ScenarioParams
@@ -191,6 +193,10 @@ def run(
         help="The control key that provider printed (provider_key).")] = None,
     database_url: Annotated[str | None, typer.Option(
         help="Read-only database URL for a profile with a SQL observer.")] = None,
+    latency_bound_ms: Annotated[int | None, typer.Option(
+        envvar="TOKENCHAOS_LATENCY_BOUND_MS", show_envvar=False,
+        help="Fail the run when an op takes longer (default: slow ops are only reported; "
+             "[tool.tokenchaos] latency_bound_ms).")] = None,
 ) -> None:
     """Run a suite (default: the smoke suite against the local stack), judge it, report."""
     from harness.campaign import RunPlan, run_plan
@@ -210,7 +216,8 @@ def run(
                    target_url=target_url, provider_url=provider_url,
                    provider_key=provider_key, database_url=database_url,
                    report_dir=report_dir or Path(str(defaults.get("report_dir", "reports"))),
-                   limits=_limits(duration), command=_command_line())
+                   limits=_limits(duration, _latency_bound(latency_bound_ms, defaults)),
+                   command=_command_line())
     outcome = asyncio.run(run_plan(plan, progress=make_progress()))
     _print_outcome(outcome.record, outcome.report_dir)
     raise typer.Exit(outcome.exit_code)
@@ -219,25 +226,34 @@ def run(
 @app.command()
 def check(
     history: Annotated[Path, typer.Argument(help="A history.jsonl written by a run.")],
+    latency_bound_ms: Annotated[int | None, typer.Option(
+        envvar="TOKENCHAOS_LATENCY_BOUND_MS", show_envvar=False,
+        help="Judge latency too, as run --latency-bound-ms did.")] = None,
 ) -> None:
     """Re-judge a saved run offline: the same checkers over the same history and state."""
+    from harness.checkers.latency import describe_performance, measure_latency
     from harness.history import load
     from harness.judge import exit_code_for, judge
     from harness.limits import DEFAULT_LIMITS
     from scenarios import get_scenario
+
+    bound_ms = _latency_bound(latency_bound_ms, _project_defaults())
 
     runs = load(_existing_file(history))
     if not runs:
         raise UsageError(f"{history}: holds no scenario")
     validities = []
     for loaded in runs:
-        verdicts = judge(get_scenario(loaded.name), loaded,
-                         latency_ms_max=DEFAULT_LIMITS.latency_ms_max)
+        verdicts = judge(get_scenario(loaded.name), loaded, latency_ms_max=bound_ms)
         for name, verdict in verdicts.items():
             validities.append(verdict.valid)
             typer.echo(f"{loaded.name:22} {name:20} {_word(verdict.valid)}")
             for anomaly in verdict.anomalies[:3]:
                 typer.echo(f"    {anomaly.explanation}")
+        performance = measure_latency(loaded.events, latency_ms_max=bound_ms,
+                                      latency_ms_slow=DEFAULT_LIMITS.latency_ms_slow)
+        for line in describe_performance(loaded.name, performance):
+            typer.echo(line, err=True)
     raise typer.Exit(exit_code_for(validities))
 
 
@@ -392,17 +408,29 @@ def _plan_runs(suite_name: str, names: list[str] | None, seeds: list[int] | None
     return tuple(runs)
 
 
-def _limits(duration: float | None) -> Limits:
+def _limits(duration: float | None, latency_bound_ms: int | None = None) -> Limits:
     import dataclasses
 
     from harness.limits import DEFAULT_LIMITS
 
+    limits = dataclasses.replace(DEFAULT_LIMITS, latency_ms_max=latency_bound_ms)
     if duration is None:
-        return DEFAULT_LIMITS
+        return limits
     if not DEFAULT_LIMITS.op_timeout_s < duration <= 24 * 3600:
         raise UsageError(f"--duration {duration}: give seconds between "
                          f"{DEFAULT_LIMITS.op_timeout_s:.0f} and 86400")
-    return dataclasses.replace(DEFAULT_LIMITS, run_duration_s_max=duration)
+    return dataclasses.replace(limits, run_duration_s_max=duration)
+
+
+def _latency_bound(flag: int | None, defaults: dict[str, object]) -> int | None:
+    """The latency bound to judge by: the flag (or its env), else [tool.tokenchaos]."""
+    value = flag if flag is not None else defaults.get("latency_bound_ms")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 86_400_000:
+        raise UsageError(f"latency bound {value!r}: give whole milliseconds from 1 to 86400000 "
+                         "(--latency-bound-ms, or latency_bound_ms in [tool.tokenchaos])")
+    return value
 
 
 def _project_defaults(path: Path = Path("pyproject.toml")) -> dict[str, object]:
@@ -456,4 +484,27 @@ def _print_outcome(record: RunRecord, report_dir: Path) -> None:
             for anomaly in verdict.anomalies[:3]:
                 console.print(f"    {anomaly.explanation}")
         console.print(f"  reproduce: {scenario.reproduce}")
+    _print_performance(console, record)
     console.print(f"\nverdict: {_word(record.valid)}; report: {report_dir / 'index.html'}")
+
+
+def _print_performance(console: Console, record: RunRecord) -> None:
+    """Slow ops as findings, apart from the verdicts, with one summary line for the run."""
+    from harness.checkers.latency import describe_performance
+
+    measured = [s.performance for s in record.scenarios if s.performance is not None]
+    if not measured:
+        return
+    slow = sum(p.slow_ops_count for p in measured)
+    ops = sum(p.ops_measured_count for p in measured)
+    slowest = max((op for p in measured for op in p.slowest), default=None,
+                  key=lambda op: op.latency_ms)
+    summary = f"\nperformance: {slow} of {ops} ops took longer than " \
+              f"{measured[0].latency_ms_slow} ms"
+    if slowest is not None:
+        summary += f"; slowest {slowest.f} #{slowest.index}, {slowest.latency_ms} ms"
+    console.print(summary, markup=False)
+    for scenario in record.scenarios:
+        if scenario.performance is not None:
+            for line in describe_performance(scenario.name, scenario.performance):
+                console.print("  " + line, markup=False)
