@@ -20,7 +20,7 @@ from harness.model import Anomaly, Kind, Verdict
 
 __all__ = ["SERVER_ERROR", "check_errors"]
 
-SERVER_ERROR = "server_error_5xx"  # the transport's error code for a 5xx answer
+SERVER_ERROR = "server_error_5xx"  # how the protocol reads a 5xx; ": <service code>" may follow
 _NS_PER_MS = 1_000_000
 
 
@@ -43,7 +43,7 @@ def check_errors(inp: CheckInput) -> Verdict:
         latency_ns_max = max(latency_ns_max, latency_ns)
         status = pair.status_code
         if (status is not None and status >= 500) or (
-                pair.kind == Kind.INFO and pair.error == SERVER_ERROR):
+                pair.kind == Kind.INFO and (pair.error or "").startswith(SERVER_ERROR)):
             _server_error(pair, sampler)
         if inp.latency_ms_max is not None and latency_ns > inp.latency_ms_max * _NS_PER_MS:
             _slow_op(pair, latency_ns, inp.latency_ms_max, sampler)
@@ -79,6 +79,9 @@ def _slow_op(pair: OpPair, latency_ns: int, bound_ms: int, sampler: Sampler) -> 
 def _server_error(pair: OpPair, sampler: Sampler) -> None:
     status = pair.status_code
     answered = f"answered {status}" if status is not None else "failed with a 5xx"
+    code = (pair.error or "").removeprefix(SERVER_ERROR).removeprefix(": ")
+    if code:
+        answered += f" ({code})"
     text = (f"Let A be {describe_op(pair.f, pair.index, pair.invoke.value)}: it was "
             f"{answered}; bad input deserves a 4xx, and transient database errors a retry "
             "inside the service.")

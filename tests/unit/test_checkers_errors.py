@@ -28,6 +28,15 @@ def test_errors_flag_a_5xx_answer_and_a_5xx_info() -> None:
     assert indexes == {first, second}
 
 
+def test_errors_name_the_services_own_code_of_a_5xx() -> None:
+    h = H()
+    h.op(F.READ_BALANCE, {"user": "fan_0"}, Kind.INFO, error=f"{SERVER_ERROR}: deadlock_detected",
+         status=503)
+    verdict = check_errors(h.input(None, None))
+    assert verdict.valid is False
+    assert "answered 503 (deadlock_detected)" in verdict.anomalies[0].explanation
+
+
 def test_errors_flag_a_delivery_answered_5xx() -> None:
     truth = T().paid("pi_1", "fan_0", 5, status=500).deliver("evt_pi_1", SUCCEEDED, "pi_1")
     verdict = check_errors(H().input(None, truth.build()))
