@@ -142,6 +142,12 @@ async def get_audit_totals(request: Request) -> JSONResponse:
     return JSONResponse(await _call(request, "audit_totals"))
 
 
+@router.get("/v1/audit/webhook-anomalies")
+async def get_audit_webhook_anomalies(request: Request) -> JSONResponse:
+    await _require_admin(request)
+    return JSONResponse(await _call(request, "audit_webhook_anomalies"))
+
+
 # ---------------------------------------------------------------------------------------
 
 
