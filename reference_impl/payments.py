@@ -1,8 +1,15 @@
 """Operations on money from the provider: purchases, and the webhooks that settle them.
 
-The webhook, never the purchase call, is the single source of truth for crediting. The
-purchase call creates and confirms a PaymentIntent and records it (an upsert that never
-blocks the webhook's); ``payment_intent.succeeded`` credits the intent's tokens once.
+The webhook, never the purchase call, is the single source of truth for crediting, and
+it credits only what the service itself recorded. The purchase call commits its payments
+row first, then creates and confirms the PaymentIntent with the row's id in its metadata
+(``purchase_id``), then binds the intent id to the row. ``payment_intent.succeeded``
+credits the *recorded* tokens once, after checking that the event agrees with the record
+(amount, currency, user, tokens); a success that arrives before the purchase call has
+bound the intent finds the row by its purchase id. An event for an intent the service
+never recorded, or one that disagrees with the record, changes nothing: it is
+acknowledged (200, so the provider stops retrying what no retry can fix) and kept in
+``webhook_anomalies`` for the audit.
 
 Refunds and disputes are kept as *state* on the payment (the largest cumulative refund
 seen, the dispute's status) plus what has been taken back so far; each event moves the

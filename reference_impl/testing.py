@@ -28,6 +28,7 @@ import psycopg
 import uvicorn
 
 from reference_impl.app import create_app
+from reference_impl.http_protocol import HTTP_PROTOCOL
 from reference_impl.money import package_for
 from reference_impl.settings import Settings
 
@@ -127,7 +128,8 @@ async def serving(settings: Settings, *,
     """Run the service with uvicorn on a free loopback port; yield its base URL."""
     port = _free_port()
     config = uvicorn.Config(create_app(settings, operations=operations), host="127.0.0.1",
-                            port=port, log_config=None, access_log=False, lifespan="on")
+                            port=port, log_config=None, access_log=False, lifespan="on",
+                            http=HTTP_PROTOCOL)
     server = _EmbeddedServer(config)
     task = asyncio.create_task(server.serve())
     deadline = time.monotonic() + _STARTUP_TIMEOUT_S
