@@ -7,7 +7,7 @@ intents the service recorded, in whatever order and number they need.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -20,13 +20,14 @@ __all__ = ["service_with_provider"]
 
 @asynccontextmanager
 async def service_with_provider(database_url: str, *, admin_key: str, webhook_secret: str,
+                                operations: Mapping[str, Callable[..., Any]] | None = None,
                                 **settings: Any) -> AsyncIterator[ServiceClient]:
     """A client of a running service whose provider is the simulator; books checked after."""
     provider = await serve_provider(ProviderConfig(webhook_secret=webhook_secret))
     try:
         config = Settings(database_url=database_url, admin_key=admin_key,
                           webhook_secret=webhook_secret, provider_url=provider.url, **settings)
-        async with serving(config) as base_url:
+        async with serving(config, operations=operations) as base_url:
             client = ServiceClient(base_url, admin_key=admin_key, webhook_secret=webhook_secret)
             try:
                 yield client
