@@ -395,19 +395,35 @@ def run(
 def check(
     history: Annotated[Path, typer.Argument(help="A history.jsonl written by a run.")],
 ) -> None:
-    """Re-judge a saved run offline: the same checkers over the same history and state."""
+    """Re-judge a saved run offline: the same checkers over the same history and state.
+
+    Every line of the file is checked first (JSON, a known type, its fields and their
+    types, the history invariants); the first bad one is named by its line number and
+    exits 2. A scenario the run did not finish (no end line) is not judged: it is unknown.
+    """
     from harness.history import load
     from harness.judge import exit_code_for, judge
     from harness.limits import DEFAULT_LIMITS
+    from harness.model import Validity
     from scenarios import get_scenario
 
-    runs = load(_existing_file(history))
+    runs = load(_existing_file(history), cut_last_line_ok=False)
     if not runs:
         raise UsageError(f"{history}: holds no scenario")
-    validities = []
+    scenarios = []
     for loaded in runs:
-        verdicts = judge(get_scenario(loaded.name), loaded,
-                         latency_ms_max=DEFAULT_LIMITS.latency_ms_max)
+        try:
+            scenarios.append(get_scenario(loaded.name))
+        except UsageError as exc:
+            raise UsageError(f"{history}: {exc}") from exc
+    validities: list[Validity] = []
+    for scenario_, loaded in zip(scenarios, runs, strict=True):
+        if not loaded.complete:
+            validities.append("unknown")
+            typer.echo(f"{loaded.name:22} {'(not judged)':20} unknown: the run did not "
+                       "finish this scenario (no end line)")
+            continue
+        verdicts = judge(scenario_, loaded, latency_ms_max=DEFAULT_LIMITS.latency_ms_max)
         for name, verdict in verdicts.items():
             validities.append(verdict.valid)
             typer.echo(f"{loaded.name:22} {name:20} {_word(verdict.valid)}")
