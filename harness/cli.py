@@ -171,6 +171,8 @@ def serve(
 
     flaws = tuple(flaw or ())
     _check_flaw_names(flaws)
+    _check_port("--service-port", service_port)
+    _check_port("--provider-port", provider_port)
     config = StackConfig.from_env(flaws=flaws or None, service_port=service_port,
                                   provider_port=provider_port, service_log_level="info")
 
@@ -199,7 +201,11 @@ def provider(
     import secrets
 
     from harness.provider.server import ProviderConfig, serve_provider
+    from harness.targets.address import http_address
 
+    _check_port("--port", port, zero_ok=True)
+    if webhook_url is not None:
+        http_address(webhook_url, role="webhook", origin="--webhook-url")
     secret = webhook_secret or "whsec_" + secrets.token_urlsafe(24)
 
     async def _serve() -> None:
@@ -225,6 +231,13 @@ def _check_flaw_names(flaws: tuple[str, ...]) -> None:
     if unknown:
         known = ", ".join(sorted(FLAWS)) or "(none registered)"
         raise UsageError(f"unknown flaw {unknown[0]!r}; known flaws: {known}")
+
+
+def _check_port(flag: str, port: int | None, *, zero_ok: bool = False) -> None:
+    low = 0 if zero_ok else 1
+    if port is not None and not low <= port <= 65535:
+        free = "; 0 picks a free one" if zero_ok else "; leave it out to pick a free one"
+        raise UsageError(f"{flag} {port}: a port is a number from {low} to 65535{free}")
 
 
 def _existing_file(path: Path) -> Path:

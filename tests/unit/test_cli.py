@@ -259,3 +259,16 @@ def test_a_production_profile_is_refused_even_with_allow_remote(
     assert code == 2
     assert "never loads production" in capsys.readouterr().err
     assert no_connection == []
+
+
+@pytest.mark.parametrize("args", [["serve", "--service-port", "99999"],
+                                  ["serve", "--provider-port", "0"],
+                                  ["provider", "--port", "70000"],
+                                  ["provider", "--webhook-url", "http://127.0.0.1:99999/hook"]])
+def test_serve_and_provider_refuse_impossible_ports_before_starting(
+        args: list[str], monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    assert _main(monkeypatch, *args) == 2
+    err = capsys.readouterr().err
+    assert "65535" in err
+    assert "Traceback" not in err
