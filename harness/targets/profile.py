@@ -14,6 +14,10 @@ it with ``:int`` / ``:str`` (``"{recipient_id:int}"``); any other string interpo
 ``{{`` and ``}}`` are literal braces. The variables an op may use are listed in
 ``TEMPLATE_VARIABLES``; a profile using another name is rejected when it is loaded.
 
+``[target] environment`` (``local``, ``staging`` or ``production``) says what the
+deployment is; ``harness.targets.address`` uses it to decide whether a non-loopback
+address may be loaded (only ``staging`` opts in; ``production`` is always refused).
+
 Everything a user can get wrong here raises ``UsageError`` naming the file, the key, the
 value and what to write instead. This module does no network I/O and reads no clock.
 """
