@@ -5,15 +5,22 @@ sequences those stages for a list of scenario runs. It starts the local stack wh
 opens one target session and one provider client for the run, gives every scenario the
 same run deadline, judges each scenario as it ends (``harness.judge``), and writes
 ``run.json``, ``junit.xml`` and ``index.html`` beside ``history.jsonl``.
+
+Before anything connects, every address of the run is validated and a remote one must be
+opted into (``harness.targets.address``); the first thing a run announces is the address
+it is about to load. The run's time bound (``Limits.run_duration_s_max``) starts when the
+target answers its health check, so a slow stack start-up does not eat the scenarios'
+time: it covers provisioning, the scenarios, quiescence and the observations.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import secrets
 import shlex
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,10 +44,11 @@ from harness.report.record import (
 from harness.runner import Progress, run_scenario
 from harness.scenario import Scenario, ScenarioParams
 from harness.stack import LocalStack, StackConfig
-from harness.targets.profile import load_profile
+from harness.targets.address import Address, check_remote_allowed, database_hosts, http_address
+from harness.targets.profile import Profile, SqlObserverSpec, load_profile
 from harness.targets.session import TargetSession
 
-__all__ = ["RunOutcome", "RunPlan", "reproduce_command", "run_plan"]
+__all__ = ["Announce", "RunOutcome", "RunPlan", "check_addresses", "reproduce_command", "run_plan"]
 
 VERSION = "0.1.0"
 
@@ -60,6 +68,7 @@ class RunPlan:
     database_url: str | None = None  # for a SQL observer of a remote target
     local_database_url: str | None = None  # the local stack's database (None: env, embedded)
     local_log_level: str | None = None  # the local service's log level (None: warning)
+    allowed_hosts: tuple[str, ...] = ()  # remote hosts opted into (--allow-remote)
     report_dir: Path = Path("reports")
     limits: Limits = DEFAULT_LIMITS
     command: str = "tokenchaos run"
@@ -85,20 +94,36 @@ class RunOutcome:
     exit_code: int
 
 
-async def run_plan(plan: RunPlan, *, progress: Progress | None = None) -> RunOutcome:
+Announce = Callable[[str], None]
+
+
+async def run_plan(plan: RunPlan, *, progress: Progress | None = None,
+                   announce: Announce | None = None,
+                   clock: Callable[[], float] = time.monotonic) -> RunOutcome:
     """Run every scenario of the plan, judge each, and write the report.
 
+    Args:
+        announce: told, before the first scenario, which address the run is about to load.
+        clock: the ``time.monotonic`` clock the run's deadline is computed on.
+
     Raises:
+        UsageError: an address is malformed, or remote and not opted into; raised before
+            anything connects.
         TokenchaosError: the harness could not work with the target or the stack (exit 2);
             the history written so far stays on disk.
     """
+    profile = load_profile(plan.profile)
+    check_addresses(plan, profile)
     started_ns = time.time_ns()
     run_id = _run_id(started_ns)
     out_dir = plan.report_dir / run_id
     history_path = out_dir / "history.jsonl"
-    deadline_s = time.monotonic() + plan.limits.run_duration_s_max
     records: list[ScenarioRecord] = []
-    async with _target(plan) as (session, provider, target):
+    async with _target(plan, profile) as (session, provider, target):
+        if announce is not None:
+            announce(_loading_line(plan, target))
+        # The bound starts now, with the target up and healthy (see the module docstring).
+        deadline_s = clock() + plan.limits.run_duration_s_max
         with HistoryWriter(history_path) as writer:
             for scenario, params in plan.runs:
                 scenario_started_ns = time.monotonic_ns()
@@ -144,11 +169,55 @@ def reproduce_command(plan: RunPlan, scenario: str, params: ScenarioParams) -> s
     return shlex.join(words)
 
 
+def check_addresses(plan: RunPlan, profile: Profile) -> tuple[Address, ...]:
+    """Validate every address the plan will connect to, and refuse a remote one not opted into.
+
+    Pure: nothing is resolved or connected. For the local stack only its database can be
+    elsewhere (``TOKENCHAOS_DATABASE_URL``); the service and provider are on loopback.
+
+    Raises:
+        UsageError: see ``harness.targets.address.check_remote_allowed``.
+    """
+    addresses = _addresses(plan, profile)
+    check_remote_allowed(addresses, environment=None if plan.local else profile.environment,
+                         profile_source=profile.source, allowed_hosts=plan.allowed_hosts)
+    return addresses
+
+
+def _addresses(plan: RunPlan, profile: Profile) -> tuple[Address, ...]:
+    addresses: list[Address] = []
+    database: tuple[str, str | None]
+    if plan.local:
+        database = ("TOKENCHAOS_DATABASE_URL",
+                    plan.local_database_url or os.environ.get("TOKENCHAOS_DATABASE_URL"))
+    else:
+        origin = "--target-url" if plan.target_url else f"profile {profile.source}: base_url"
+        addresses.append(http_address(plan.target_url or profile.base_url, role="target",
+                                      origin=origin))
+        if plan.provider_url:
+            addresses.append(http_address(plan.provider_url, role="provider",
+                                          origin="--provider-url"))
+        observer = profile.observer
+        written = observer.database_url if isinstance(observer, SqlObserverSpec) else None
+        database = ("--database-url", plan.database_url) if plan.database_url else \
+            (f"profile {profile.source}: [observer] database_url", written)
+    origin, url = database
+    if url:
+        addresses.extend(Address(role="database", origin=origin, url=url, host=host)
+                         for host in database_hosts(url, origin=origin))
+    return tuple(addresses)
+
+
+def _loading_line(plan: RunPlan, target: TargetInfo) -> str:
+    where = "local stack" if plan.local else f"profile {plan.profile}"
+    provider = f", provider {target.provider_url}" if target.provider_url else ""
+    return f"tokenchaos: loading {target.service_url} ({where}{provider})"
+
+
 @contextlib.asynccontextmanager
-async def _target(plan: RunPlan) -> AsyncIterator[
+async def _target(plan: RunPlan, profile: Profile) -> AsyncIterator[
         tuple[TargetSession, ProviderClient | None, TargetInfo]]:
     """The session, provider client and description of the run's target."""
-    profile = load_profile(plan.profile)
     async with contextlib.AsyncExitStack() as stack:
         target_url: str | None
         provider_url: str | None
