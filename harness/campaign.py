@@ -5,19 +5,28 @@ sequences those stages for a list of scenario runs. It starts the local stack wh
 opens one target session and one provider client for the run, gives every scenario the
 same run deadline, judges each scenario as it ends (``harness.judge``), and writes
 ``run.json``, ``junit.xml`` and ``index.html`` beside ``history.jsonl``.
+
+Before anything connects, every address of the run is validated and a remote one must be
+opted into (``harness.targets.address``); the first thing a run announces is the address
+it is about to load. The run's time bound (``Limits.run_duration_s_max``) starts when the
+target answers its health check, so a slow stack start-up does not eat the scenarios'
+time: it covers provisioning, the scenarios, quiescence and the observations.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import secrets
 import shlex
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from harness.checkers.latency import measure_latency
+from harness.errors import UsageError
 from harness.history import HistoryWriter
 from harness.judge import exit_code_for, judge
 from harness.limits import DEFAULT_LIMITS, Limits
@@ -35,10 +44,11 @@ from harness.report.record import (
 from harness.runner import Progress, run_scenario
 from harness.scenario import Scenario, ScenarioParams
 from harness.stack import LocalStack, StackConfig
-from harness.targets.profile import load_profile
+from harness.targets.address import Address, check_remote_allowed, database_hosts, http_address
+from harness.targets.profile import Profile, SqlObserverSpec, load_profile
 from harness.targets.session import TargetSession
 
-__all__ = ["RunOutcome", "RunPlan", "reproduce_command", "run_plan"]
+__all__ = ["Announce", "RunOutcome", "RunPlan", "check_addresses", "reproduce_command", "run_plan"]
 
 VERSION = "0.1.0"
 
@@ -54,9 +64,11 @@ class RunPlan:
     flaws: tuple[str, ...] = ()  # flaws to install in the local reference service
     target_url: str | None = None  # remote target: overrides the profile's base URL
     provider_url: str | None = None  # remote provider simulator, if the target uses one
+    provider_key: str | None = None  # its control key (what tokenchaos provider printed)
     database_url: str | None = None  # for a SQL observer of a remote target
     local_database_url: str | None = None  # the local stack's database (None: env, embedded)
     local_log_level: str | None = None  # the local service's log level (None: warning)
+    allowed_hosts: tuple[str, ...] = ()  # remote hosts opted into (--allow-remote)
     report_dir: Path = Path("reports")
     limits: Limits = DEFAULT_LIMITS
     command: str = "tokenchaos run"
@@ -65,6 +77,10 @@ class RunPlan:
         assert self.runs, "a plan runs at least one scenario"
         if self.flaws:
             assert self.local, "flaws can only be installed in the local reference service"
+        if self.provider_url is not None and not self.provider_key:
+            raise UsageError("--provider-url needs the provider's control key: pass "
+                             "--provider-key or set TOKENCHAOS_PROVIDER_KEY to the "
+                             "provider_key that tokenchaos provider printed")
         if self.local_database_url is not None or self.local_log_level is not None:
             assert self.local, "local_database_url and local_log_level are the local stack's"
 
@@ -78,20 +94,36 @@ class RunOutcome:
     exit_code: int
 
 
-async def run_plan(plan: RunPlan, *, progress: Progress | None = None) -> RunOutcome:
+Announce = Callable[[str], None]
+
+
+async def run_plan(plan: RunPlan, *, progress: Progress | None = None,
+                   announce: Announce | None = None,
+                   clock: Callable[[], float] = time.monotonic) -> RunOutcome:
     """Run every scenario of the plan, judge each, and write the report.
 
+    Args:
+        announce: told, before the first scenario, which address the run is about to load.
+        clock: the ``time.monotonic`` clock the run's deadline is computed on.
+
     Raises:
+        UsageError: an address is malformed, or remote and not opted into; raised before
+            anything connects.
         TokenchaosError: the harness could not work with the target or the stack (exit 2);
             the history written so far stays on disk.
     """
+    profile = load_profile(plan.profile)
+    check_addresses(plan, profile)
     started_ns = time.time_ns()
     run_id = _run_id(started_ns)
     out_dir = plan.report_dir / run_id
     history_path = out_dir / "history.jsonl"
-    deadline_s = time.monotonic() + plan.limits.run_duration_s_max
     records: list[ScenarioRecord] = []
-    async with _target(plan) as (session, provider, target):
+    async with _target(plan, profile) as (session, provider, target):
+        if announce is not None:
+            announce(_loading_line(plan, target))
+        # The bound starts now, with the target up and healthy (see the module docstring).
+        deadline_s = clock() + plan.limits.run_duration_s_max
         with HistoryWriter(history_path) as writer:
             for scenario, params in plan.runs:
                 scenario_started_ns = time.monotonic_ns()
@@ -100,6 +132,9 @@ async def run_plan(plan: RunPlan, *, progress: Progress | None = None) -> RunOut
                                             limits=plan.limits, progress=progress,
                                             deadline_s=deadline_s)
                 verdicts = judge(scenario, result, latency_ms_max=plan.limits.latency_ms_max)
+                performance = measure_latency(result.events,
+                                              latency_ms_slow=plan.limits.latency_ms_slow,
+                                              latency_ms_max=plan.limits.latency_ms_max)
                 records.append(ScenarioRecord(
                     name=scenario.name, seed=params.seed,
                     params={"seed": params.seed, "scale": params.scale,
@@ -107,7 +142,8 @@ async def run_plan(plan: RunPlan, *, progress: Progress | None = None) -> RunOut
                     started_ns=0, duration_s=(time.monotonic_ns() - scenario_started_ns) / 1e9,
                     ops_count=sum(1 for e in result.events if e.kind == "invoke"),
                     stats=dict(result.stats), verdicts=verdicts,
-                    reproduce=reproduce_command(plan, scenario.name, params)))
+                    reproduce=reproduce_command(plan, scenario.name, params),
+                    performance=performance))
     valid = merge_validity(*(r.valid for r in records))
     exit_code = exit_code_for([valid])
     record = RunRecord(run_id=run_id, started_at=iso_utc(started_ns),
@@ -128,17 +164,64 @@ def reproduce_command(plan: RunPlan, scenario: str, params: ScenarioParams) -> s
         words += ["--target", plan.profile]
     for flaw in plan.flaws:
         words += ["--flaw", flaw]
+    if plan.limits.latency_ms_max is not None:  # a slow_op only reproduces under its bound
+        words += ["--latency-bound-ms", str(plan.limits.latency_ms_max)]
     return shlex.join(words)
 
 
+def check_addresses(plan: RunPlan, profile: Profile) -> tuple[Address, ...]:
+    """Validate every address the plan will connect to, and refuse a remote one not opted into.
+
+    Pure: nothing is resolved or connected. For the local stack only its database can be
+    elsewhere (``TOKENCHAOS_DATABASE_URL``); the service and provider are on loopback.
+
+    Raises:
+        UsageError: see ``harness.targets.address.check_remote_allowed``.
+    """
+    addresses = _addresses(plan, profile)
+    check_remote_allowed(addresses, environment=None if plan.local else profile.environment,
+                         profile_source=profile.source, allowed_hosts=plan.allowed_hosts)
+    return addresses
+
+
+def _addresses(plan: RunPlan, profile: Profile) -> tuple[Address, ...]:
+    addresses: list[Address] = []
+    database: tuple[str, str | None]
+    if plan.local:
+        database = ("TOKENCHAOS_DATABASE_URL",
+                    plan.local_database_url or os.environ.get("TOKENCHAOS_DATABASE_URL"))
+    else:
+        origin = "--target-url" if plan.target_url else f"profile {profile.source}: base_url"
+        addresses.append(http_address(plan.target_url or profile.base_url, role="target",
+                                      origin=origin))
+        if plan.provider_url:
+            addresses.append(http_address(plan.provider_url, role="provider",
+                                          origin="--provider-url"))
+        observer = profile.observer
+        written = observer.database_url if isinstance(observer, SqlObserverSpec) else None
+        database = ("--database-url", plan.database_url) if plan.database_url else \
+            (f"profile {profile.source}: [observer] database_url", written)
+    origin, url = database
+    if url:
+        addresses.extend(Address(role="database", origin=origin, url=url, host=host)
+                         for host in database_hosts(url, origin=origin))
+    return tuple(addresses)
+
+
+def _loading_line(plan: RunPlan, target: TargetInfo) -> str:
+    where = "local stack" if plan.local else f"profile {plan.profile}"
+    provider = f", provider {target.provider_url}" if target.provider_url else ""
+    return f"tokenchaos: loading {target.service_url} ({where}{provider})"
+
+
 @contextlib.asynccontextmanager
-async def _target(plan: RunPlan) -> AsyncIterator[
+async def _target(plan: RunPlan, profile: Profile) -> AsyncIterator[
         tuple[TargetSession, ProviderClient | None, TargetInfo]]:
     """The session, provider client and description of the run's target."""
-    profile = load_profile(plan.profile)
     async with contextlib.AsyncExitStack() as stack:
         target_url: str | None
         provider_url: str | None
+        provider_key: str | None
         admin_key: str | None
         database_url: str | None
         if plan.local:
@@ -148,17 +231,21 @@ async def _target(plan: RunPlan) -> AsyncIterator[
                                                 service_log_level=plan.local_log_level)))
             target_url, provider_url = info.service_url, info.provider_url
             admin_key, database_url = info.admin_key, info.database_url
+            provider_key = info.control_key
         else:
             target_url, provider_url = plan.target_url, plan.provider_url
             admin_key, database_url = None, plan.database_url
+            provider_key = plan.provider_key
         session = await stack.enter_async_context(TargetSession.open(
             profile, limits=plan.limits, base_url=target_url, admin_key=admin_key,
             provider_url=provider_url, database_url=database_url))
         await session.check_health()
         provider = None
         if provider_url:
+            assert provider_key, "RunPlan refuses a provider URL without its key"
             provider = await stack.enter_async_context(
-                ProviderClient(provider_url, timeout_s=plan.limits.op_timeout_s))
+                ProviderClient(provider_url, control_key=provider_key,
+                               timeout_s=plan.limits.op_timeout_s))
         yield session, provider, TargetInfo(profile=plan.profile, service_url=session.base_url,
                                             provider_url=provider_url)
 

@@ -1,16 +1,21 @@
 """The ``tokenchaos`` command: thin wrappers that parse flags and call into the stages.
 
-Exit codes: 0 every invariant held; 1 an invariant broke; 2 the harness could not judge
-(unreachable target, bad profile, a stack that would not start). ``TokenchaosError`` maps
-to 2 with its message, never a traceback.
+Exit codes: 0 every checker that ran held; 1 an invariant broke; 2 the harness could not
+judge (unreachable target, bad profile, a flag that does not apply, a stack that would not
+start, or a crash of the harness itself: a harness failure is never 1). ``TokenchaosError``
+maps to 2 with its message; any other exception maps to 2 with one line, its traceback in
+a ``tokenchaos-crash-*.log`` file the line names (``tokenchaos --debug`` prints it).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import sys
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -19,15 +24,21 @@ import typer
 from harness.errors import TokenchaosError, UsageError
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from harness.limits import Limits
     from harness.report.record import RunRecord
     from harness.scenario import Scenario, ScenarioParams
     from harness.zoo import Zoo, ZooRow
 
-__all__ = ["app", "main"]
+__all__ = ["FLAG_RULES", "FlagRule", "app", "check_flags_apply", "crash_line", "main"]
 
-app = typer.Typer(add_completion=False, no_args_is_help=False,
-                  help="Concurrency test and chaos harness for token services.")
+app = typer.Typer(add_completion=False, no_args_is_help=False, help=(
+    "Concurrency test and chaos harness for token services.\n\n"
+    "Exit codes: 0 every checker that ran held; 1 an invariant broke (a bug in the "
+    "target); 2 the harness could not judge: a bad flag or profile, an unreachable "
+    "target, a verdict of unknown, or a crash of the harness itself. A harness failure "
+    "is never 1."))
 
 EXIT_OK = 0
 EXIT_INVARIANT_BROKE = 1
@@ -35,30 +46,110 @@ EXIT_CANNOT_JUDGE = 2
 
 
 def main() -> None:
-    """Console-script entry point: run the app, mapping our errors to exit 2.
+    """Console-script entry point: run the app and exit 0, 1 or 2, and nothing else.
 
     Outside standalone mode, click returns the code of a command's ``typer.Exit`` instead
     of exiting with it: that code is the process's exit code (1 when an invariant broke).
+    Only a command's own ``typer.Exit`` can give 1. Our errors exit 2 with their message;
+    click's usage errors exit 2; any other exception (a crash of the harness itself, or a
+    stray ``SystemExit`` from a library) exits 2 with one line naming the error, where it
+    was raised and the log file holding the traceback (``--debug`` prints it instead).
     """
     try:
         code = app(standalone_mode=False)
-    except TokenchaosError as exc:
-        typer.echo(f"tokenchaos: {exc}", err=True)
-        sys.exit(exc.exit_code)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except (typer.BadParameter, typer.Abort) as exc:
-        typer.echo(f"tokenchaos: {exc}", err=True)
-        sys.exit(EXIT_CANNOT_JUDGE)
     except KeyboardInterrupt:
         sys.exit(130)
-    except Exception as exc:  # click's usage errors arrive here in non-standalone mode
-        from click import ClickException
-        if isinstance(exc, ClickException):
-            exc.show()
-            sys.exit(EXIT_CANNOT_JUDGE)
-        raise
+    except BaseException as exc:  # the one place that maps every exception to a code
+        sys.exit(_exit_code_for_exception(exc))
     sys.exit(code if isinstance(code, int) else EXIT_OK)
+
+
+def _exit_code_for_exception(exc: BaseException) -> int:
+    """Print what went wrong in one line and return the exit code (never 1)."""
+    known = _our_error(exc)
+    if known is not None:
+        typer.echo(f"tokenchaos: {known}", err=True)
+        assert known.exit_code != EXIT_INVARIANT_BROKE, "only a verdict exits 1"
+        return known.exit_code
+    if isinstance(exc, typer.Exit):
+        return exc.exit_code
+    show = getattr(exc, "show", None)
+    if isinstance(exc, typer.TyperException) and callable(show):
+        show()  # click's usage errors: the usage line, then what is wrong
+        return EXIT_CANNOT_JUDGE
+    if isinstance(exc, typer.Abort):
+        typer.echo("tokenchaos: aborted", err=True)
+        return EXIT_CANNOT_JUDGE
+    if isinstance(exc, BrokenPipeError) or isinstance(exc.__context__, BrokenPipeError):
+        # The reader of our output went away (``| head``); rich turns that into exit 1.
+        # Point stdout at /dev/null so the interpreter's last flush does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        typer.echo("tokenchaos: stdout was closed before the output ended", err=True)
+        return EXIT_CANNOT_JUDGE
+    typer.echo(crash_line(exc, debug=_OPTIONS.debug), err=True)
+    return EXIT_CANNOT_JUDGE
+
+
+def _our_error(exc: BaseException) -> TokenchaosError | None:
+    """The ``TokenchaosError`` this is, or the first one of a group made only of ours."""
+    if isinstance(exc, TokenchaosError):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        leaves = [_our_error(inner) for inner in exc.exceptions]
+        if leaves and all(leaf is not None for leaf in leaves):
+            return leaves[0]
+    return None
+
+
+def crash_line(exc: BaseException, *, debug: bool) -> str:
+    """One line about a crash of the harness; the traceback goes to a log file, or stderr.
+
+    The line says what failed (the exception and its message), where (the innermost file
+    and line of the traceback), where the traceback is, and that it is the harness's fault.
+    """
+    import tempfile
+    import traceback
+
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f" at {frames[-1].filename}:{frames[-1].lineno}" if frames else ""
+    what = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    if isinstance(exc, SystemExit):
+        what = f"a library called sys.exit({exc.code!r}) inside tokenchaos"
+    text = "".join(traceback.format_exception(exc))
+    if debug:
+        sys.stderr.write(text)
+        trace = "traceback above"
+    else:
+        try:
+            fd, log_path = tempfile.mkstemp(prefix="tokenchaos-crash-", suffix=".log")
+            with open(fd, "w", encoding="utf-8") as log:
+                log.write(f"{_command_line()}\n\n{text}")
+            trace = f"traceback in {log_path}"
+        except OSError as log_error:
+            sys.stderr.write(text)
+            trace = f"traceback above (no log file: {log_error})"
+    return (f"tokenchaos: internal error, not a verdict: {what}{where}; {trace}. "
+            "This is a bug in tokenchaos: please report it with that traceback "
+            "(tokenchaos --debug ... prints it)")
+
+
+@dataclass(slots=True)
+class _GlobalOptions:
+    debug: bool = False
+
+
+_OPTIONS = _GlobalOptions(debug=os.environ.get("TOKENCHAOS_DEBUG", "") not in ("", "0"))
+
+
+@app.callback()
+def _global_options(
+    debug: Annotated[bool, typer.Option(
+        "--debug", help="On a crash of the harness, print the traceback instead of writing "
+                        "it to a tokenchaos-crash-*.log file (also TOKENCHAOS_DEBUG=1).")] = False,
+) -> None:
+    """Options of every command (given before the command's name)."""
+    if debug:
+        _OPTIONS.debug = True
 
 
 async def _wait_for_signal() -> None:
@@ -76,14 +167,21 @@ def serve(
         "--flaw", help="Install this flaw in the reference service (repeatable).")] = None,
     service_port: Annotated[int | None, typer.Option(help="Port of the service.")] = None,
     provider_port: Annotated[int | None, typer.Option(help="Port of the provider.")] = None,
+    provider_key: Annotated[str | None, typer.Option(
+        envvar="TOKENCHAOS_PROVIDER_KEY", show_envvar=False,
+        help="The provider's control key (default: drawn fresh, printed as provider_key)."
+    )] = None,
 ) -> None:
     """Start the local stack, print one JSON line with its URLs and secrets, serve until Ctrl-C."""
     from harness.stack import LocalStack, StackConfig
 
     flaws = tuple(flaw or ())
     _check_flaw_names(flaws)
+    _check_port("--service-port", service_port)
+    _check_port("--provider-port", provider_port)
     config = StackConfig.from_env(flaws=flaws or None, service_port=service_port,
-                                  provider_port=provider_port, service_log_level="info")
+                                  provider_port=provider_port, control_key=provider_key,
+                                  service_log_level="info")
 
     async def _serve() -> None:
         async with LocalStack(config) as info:
@@ -105,20 +203,36 @@ def provider(
     seed: Annotated[int | None, typer.Option(
         help="Seed for ids (default: fresh ids every start, so a database that outlives "
              "the provider never sees an id twice).")] = None,
+    provider_key: Annotated[str | None, typer.Option(
+        envvar="TOKENCHAOS_PROVIDER_KEY", show_envvar=False,
+        help="Control key of /_tokenchaos (default: drawn fresh, printed as provider_key)."
+    )] = None,
 ) -> None:
-    """Run the payment-provider simulator alone, for a staging service pointed at it."""
+    """Run the payment-provider simulator alone, for a staging service pointed at it.
+
+    Prints one JSON line: provider_url, provider_key (give it to tokenchaos run
+    --provider-key) and webhook_secret (give it to your service).
+    """
     import secrets
 
-    from harness.provider.server import ProviderConfig, serve_provider
+    from harness.provider.app import new_control_key
+    from harness.provider.server import ProviderConfig, announcement, serve_provider
+    from harness.targets.address import http_address
 
+    _check_port("--port", port, zero_ok=True)
+    if webhook_url is not None:
+        http_address(webhook_url, role="webhook", origin="--webhook-url")
     secret = webhook_secret or "whsec_" + secrets.token_urlsafe(24)
+    try:
+        config = ProviderConfig(webhook_url=webhook_url, webhook_secret=secret,
+                                control_key=provider_key or new_control_key(), seed=seed)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
 
     async def _serve() -> None:
-        running = await serve_provider(
-            ProviderConfig(webhook_url=webhook_url, webhook_secret=secret, seed=seed),
-            host=host, port=port)
+        running = await serve_provider(config, host=host, port=port)
         try:
-            typer.echo(json.dumps({"provider_url": str(running.url), "webhook_secret": secret}))
+            typer.echo(json.dumps(announcement(running)))
             sys.stdout.flush()
             await _wait_for_signal()
         finally:
@@ -138,10 +252,116 @@ def _check_flaw_names(flaws: tuple[str, ...]) -> None:
         raise UsageError(f"unknown flaw {unknown[0]!r}; known flaws: {known}")
 
 
+def _check_port(flag: str, port: int | None, *, zero_ok: bool = False) -> None:
+    low = 0 if zero_ok else 1
+    if port is not None and not low <= port <= 65535:
+        free = "; 0 picks a free one" if zero_ok else "; leave it out to pick a free one"
+        raise UsageError(f"{flag} {port}: a port is a number from {low} to 65535{free}")
+
+
 def _existing_file(path: Path) -> Path:
     if not path.is_file():
         raise UsageError(f"{path}: no such file")
     return path
+
+
+# ---------------------------------------------------------------------------------------
+# Which flags apply where: one table. A flag given where it does not apply is a usage error
+# naming the flag and what to do instead, never silently ignored. A row says which traits
+# of the invocation the flag needs (all of them) and which it cannot be given with. The
+# traits of a ``run`` are its target's kind: ``local`` (the local stack) or ``remote`` (a
+# profile), plus ``sql_observer`` when that profile reads the end state over SQL. A name
+# starting with ``TOKENCHAOS_`` is an environment variable, given when set and not empty.
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FlagRule:
+    """Where one flag applies, and what to do instead where it does not."""
+
+    command: str
+    flag: str  # "--target-url", or an environment variable the command would read
+    advice: str  # what to do instead; "{target}" is replaced by the --target given
+    requires: frozenset[str] = frozenset()
+    excludes: frozenset[str] = frozenset()
+
+
+LOCAL, REMOTE, SQL_OBSERVER, UPDATE_README = "local", "remote", "sql_observer", "update_readme"
+
+_LOCAL_STARTS_ITS_OWN = "--target local starts its own reference service, provider and database"
+
+FLAG_RULES: tuple[FlagRule, ...] = (
+    FlagRule(command="run", flag="--target-url", requires=frozenset({REMOTE}), advice=(
+        f"{_LOCAL_STARTS_ITS_OWN}, so a URL would be ignored; to test a service you run, "
+        "name its profile: --target reference --target-url URL")),
+    FlagRule(command="run", flag="TOKENCHAOS_TARGET_URL", requires=frozenset({REMOTE}), advice=(
+        f"{_LOCAL_STARTS_ITS_OWN}, so that URL would be ignored; unset it, or name the "
+        "profile that reads it: --target reference")),
+    FlagRule(command="run", flag="--provider-url", requires=frozenset({REMOTE}), advice=(
+        f"{_LOCAL_STARTS_ITS_OWN}; --provider-url is the simulator a remote target uses: "
+        "give it with --target PROFILE")),
+    FlagRule(command="run", flag="--database-url", requires=frozenset({REMOTE}), advice=(
+        f"{_LOCAL_STARTS_ITS_OWN} (set TOKENCHAOS_DATABASE_URL to choose the local stack's "
+        "database); --database-url is for a remote target's SQL observer")),
+    FlagRule(command="run", flag="--database-url", requires=frozenset({SQL_OBSERVER}), advice=(
+        "profile {target} does not read the end state over SQL; --database-url is only for "
+        'a profile with [observer] kind = "sql"')),
+    FlagRule(command="run", flag="--provider-key", requires=frozenset({REMOTE}), advice=(
+        f"{_LOCAL_STARTS_ITS_OWN} with a key of its own (set TOKENCHAOS_PROVIDER_KEY to "
+        "choose it); --provider-key is the key of the provider a remote target uses")),
+    FlagRule(command="run", flag="--flaw", requires=frozenset({LOCAL}), advice=(
+        "flaws are installed in the local reference service: use --flaw with --target "
+        "local, or start a flawed service with tokenchaos serve --flaw NAME and test it with "
+        "--target reference --target-url URL")),
+    FlagRule(command="zoo", flag="--readme", requires=frozenset({UPDATE_README}), advice=(
+        "--readme names the file --update-readme rewrites; add --update-readme, or drop it")),
+    FlagRule(command="zoo", flag="--flaw", excludes=frozenset({UPDATE_README}), advice=(
+        "--update-readme writes the whole matrix; run it without --flaw")),
+)
+
+
+def check_flags_apply(command: str, given: Collection[str], traits: Collection[str], *,
+                      target: str = "") -> None:
+    """Raise ``UsageError`` for the first given flag that does not apply here.
+
+    Args:
+        command: the command's name ("run").
+        given: the flags the user gave (and the ``TOKENCHAOS_*`` variables set).
+        traits: what this invocation is (``LOCAL``, ``REMOTE``, ``SQL_OBSERVER``, ...).
+        target: the ``--target`` given, for the advice.
+    """
+    for rule in FLAG_RULES:
+        if rule.command != command or rule.flag not in given:
+            continue
+        missing = sorted(rule.requires - set(traits))
+        clashing = sorted(rule.excludes & set(traits))
+        if missing or clashing:
+            kind = "env variable" if rule.flag.startswith("TOKENCHAOS_") else "flag"
+            where = f"--target {target}" if command == "run" else f"this {command}"
+            raise UsageError(f"the {kind} {rule.flag} does not apply to {where}: "
+                             + rule.advice.replace("{target}", target))
+
+
+def _given_flags(ctx: typer.Context, environ: Mapping[str, str] | None = None) -> set[str]:
+    """The flags given on the command line, and the table's variables that are set."""
+    environ = os.environ if environ is None else environ
+    given = {name for name in {rule.flag for rule in FLAG_RULES}
+             if name.startswith("TOKENCHAOS_") and environ.get(name)}
+    for param in ctx.command.params:
+        source = ctx.get_parameter_source(param.name) if param.name else None
+        if source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT"):
+            given.update(opt for opt in param.opts if opt.startswith("--"))
+    return given
+
+
+def _run_traits(target: str) -> frozenset[str]:
+    if target == "local":
+        return frozenset({LOCAL})
+    from harness.targets.profile import SqlObserverSpec, load_profile
+
+    profile = load_profile(target)
+    if isinstance(profile.observer, SqlObserverSpec):
+        return frozenset({REMOTE, SQL_OBSERVER})
+    return frozenset({REMOTE})
 
 
 # ---------------------------------------------------------------------------------------
@@ -150,6 +370,7 @@ def _existing_file(path: Path) -> Path:
 
 @app.command()
 def run(
+    ctx: typer.Context,
     target: Annotated[str, typer.Option(
         help="'local' starts the local stack (reference service); otherwise a profile name "
              "or .toml file describing a deployment you run.")] = "local",
@@ -161,7 +382,9 @@ def run(
     scale: Annotated[int | None, typer.Option(help="Multiply the scenarios' sizes.")] = None,
     concurrency: Annotated[int | None, typer.Option(help="Ops in flight at once.")] = None,
     duration: Annotated[float | None, typer.Option(
-        help="Bound on the whole run, in seconds.")] = None,
+        help="Bound on the run, in seconds, counted from when the target answers its "
+             "health check (after the local stack has started): it covers provisioning "
+             "users, every scenario, quiescence and the observations, not start-up.")] = None,
     report_dir: Annotated[Path | None, typer.Option(help="Where reports go.")] = None,
     flaw: Annotated[list[str] | None, typer.Option(
         "--flaw", help="Install this flaw in the local reference service (repeatable).")] = None,
@@ -169,29 +392,47 @@ def run(
         help="Base URL of the target (overrides the profile's).")] = None,
     provider_url: Annotated[str | None, typer.Option(
         help="The provider simulator your target uses (tokenchaos provider).")] = None,
+    provider_key: Annotated[str | None, typer.Option(
+        help="The control key that provider printed (provider_key; default: "
+             "TOKENCHAOS_PROVIDER_KEY).")] = None,
     database_url: Annotated[str | None, typer.Option(
         help="Read-only database URL for a profile with a SQL observer.")] = None,
+    latency_bound_ms: Annotated[int | None, typer.Option(
+        envvar="TOKENCHAOS_LATENCY_BOUND_MS", show_envvar=False,
+        help="Fail the run when an op takes longer (default: slow ops are only reported; "
+             "[tool.tokenchaos] latency_bound_ms).")] = None,
+    allow_remote: Annotated[list[str] | None, typer.Option(
+        "--allow-remote", metavar="HOST",
+        help="Allow this run to connect to HOST, which is not loopback (repeatable). "
+             "Without it (or [target] environment = \"staging\" in the profile) a run "
+             "refuses any address but 127.0.0.0/8, ::1 and localhost.")] = None,
 ) -> None:
-    """Run a suite (default: the smoke suite against the local stack), judge it, report."""
+    """Run a suite (default: the smoke suite against the local stack), judge it, report.
+
+    The first line printed names the address the run is about to load.
+    """
     from harness.campaign import RunPlan, run_plan
     from harness.runner import make_progress
 
+    check_flags_apply("run", _given_flags(ctx), _run_traits(target), target=target)
     defaults = _project_defaults()
     runs = _plan_runs(suite or str(defaults.get("suite", "smoke")), scenario, seed, scale,
                       concurrency)
     flaws = tuple(flaw or ())
     _check_flaw_names(flaws)
     local = target == "local"
-    if flaws and not local:
-        raise UsageError("--flaw installs flaws in the local reference service; "
-                         "use it with --target local")
     plan = RunPlan(runs=runs, suite=None if scenario else (suite or "smoke"),
                    profile="reference" if local else target, local=local, flaws=flaws,
                    target_url=target_url, provider_url=provider_url,
+                   provider_key=None if local else (
+                       provider_key or os.environ.get("TOKENCHAOS_PROVIDER_KEY")),
                    database_url=database_url,
+                   allowed_hosts=tuple(allow_remote or ()),
                    report_dir=report_dir or Path(str(defaults.get("report_dir", "reports"))),
-                   limits=_limits(duration), command=_command_line())
-    outcome = asyncio.run(run_plan(plan, progress=make_progress()))
+                   limits=_limits(duration, _latency_bound(latency_bound_ms, defaults)),
+                   command=_command_line())
+    outcome = asyncio.run(run_plan(plan, progress=make_progress(),
+                                   announce=lambda line: typer.echo(line, err=True)))
     _print_outcome(outcome.record, outcome.report_dir)
     raise typer.Exit(outcome.exit_code)
 
@@ -199,25 +440,50 @@ def run(
 @app.command()
 def check(
     history: Annotated[Path, typer.Argument(help="A history.jsonl written by a run.")],
+    latency_bound_ms: Annotated[int | None, typer.Option(
+        envvar="TOKENCHAOS_LATENCY_BOUND_MS", show_envvar=False,
+        help="Judge latency too, as run --latency-bound-ms did.")] = None,
 ) -> None:
-    """Re-judge a saved run offline: the same checkers over the same history and state."""
+    """Re-judge a saved run offline: the same checkers over the same history and state.
+
+    Every line of the file is checked first (JSON, a known type, its fields and their
+    types, the history invariants); the first bad one is named by its line number and
+    exits 2. A scenario the run did not finish (no end line) is not judged: it is unknown.
+    """
+    from harness.checkers.latency import describe_performance, measure_latency
     from harness.history import load
     from harness.judge import exit_code_for, judge
     from harness.limits import DEFAULT_LIMITS
+    from harness.model import Validity
     from scenarios import get_scenario
 
-    runs = load(_existing_file(history))
+    bound_ms = _latency_bound(latency_bound_ms, _project_defaults())
+    runs = load(_existing_file(history), cut_last_line_ok=False)
     if not runs:
         raise UsageError(f"{history}: holds no scenario")
-    validities = []
+    scenarios = []
     for loaded in runs:
-        verdicts = judge(get_scenario(loaded.name), loaded,
-                         latency_ms_max=DEFAULT_LIMITS.latency_ms_max)
+        try:
+            scenarios.append(get_scenario(loaded.name))
+        except UsageError as exc:
+            raise UsageError(f"{history}: {exc}") from exc
+    validities: list[Validity] = []
+    for scenario_, loaded in zip(scenarios, runs, strict=True):
+        if not loaded.complete:
+            validities.append("unknown")
+            typer.echo(f"{loaded.name:22} {'(not judged)':20} unknown: the run did not "
+                       "finish this scenario (no end line)")
+            continue
+        verdicts = judge(scenario_, loaded, latency_ms_max=bound_ms)
         for name, verdict in verdicts.items():
             validities.append(verdict.valid)
             typer.echo(f"{loaded.name:22} {name:20} {_word(verdict.valid)}")
             for anomaly in verdict.anomalies[:3]:
                 typer.echo(f"    {anomaly.explanation}")
+        performance = measure_latency(loaded.events, latency_ms_max=bound_ms,
+                                      latency_ms_slow=DEFAULT_LIMITS.latency_ms_slow)
+        for line in describe_performance(loaded.name, performance):
+            typer.echo(line, err=True)
     raise typer.Exit(exit_code_for(validities))
 
 
@@ -244,6 +510,7 @@ def list_() -> None:
 
 @app.command()
 def zoo(
+    ctx: typer.Context,
     flaw: Annotated[list[str] | None, typer.Option(
         "--flaw", help="Only this flaw (repeatable); default: every flaw.")] = None,
     seed: Annotated[int, typer.Option(help="The smoke suite's seed for every run.")] = 1,
@@ -261,10 +528,9 @@ def zoo(
     from harness.zoo import run_zoo, write_zoo, zoo_markdown
     from harness.zoo import update_readme as rewrite_readme
 
+    check_flags_apply("zoo", _given_flags(ctx), {UPDATE_README} if update_readme else set())
     flaws = tuple(flaw or ())
     _check_flaw_names(flaws)
-    if update_readme and flaws:
-        raise UsageError("--update-readme writes the whole matrix; run it without --flaw")
     defaults = _project_defaults()
     out_dir = report_dir or Path(str(defaults.get("report_dir", "reports")))
     result = asyncio.run(run_zoo(flaws=flaws or None, seed=seed, report_dir=out_dir,
@@ -372,17 +638,29 @@ def _plan_runs(suite_name: str, names: list[str] | None, seeds: list[int] | None
     return tuple(runs)
 
 
-def _limits(duration: float | None) -> Limits:
+def _limits(duration: float | None, latency_bound_ms: int | None = None) -> Limits:
     import dataclasses
 
     from harness.limits import DEFAULT_LIMITS
 
+    limits = dataclasses.replace(DEFAULT_LIMITS, latency_ms_max=latency_bound_ms)
     if duration is None:
-        return DEFAULT_LIMITS
+        return limits
     if not DEFAULT_LIMITS.op_timeout_s < duration <= 24 * 3600:
         raise UsageError(f"--duration {duration}: give seconds between "
                          f"{DEFAULT_LIMITS.op_timeout_s:.0f} and 86400")
-    return dataclasses.replace(DEFAULT_LIMITS, run_duration_s_max=duration)
+    return dataclasses.replace(limits, run_duration_s_max=duration)
+
+
+def _latency_bound(flag: int | None, defaults: dict[str, object]) -> int | None:
+    """The latency bound to judge by: the flag (or its env), else [tool.tokenchaos]."""
+    value = flag if flag is not None else defaults.get("latency_bound_ms")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 86_400_000:
+        raise UsageError(f"latency bound {value!r}: give whole milliseconds from 1 to 86400000 "
+                         "(--latency-bound-ms, or latency_bound_ms in [tool.tokenchaos])")
+    return value
 
 
 def _project_defaults(path: Path = Path("pyproject.toml")) -> dict[str, object]:
@@ -436,4 +714,27 @@ def _print_outcome(record: RunRecord, report_dir: Path) -> None:
             for anomaly in verdict.anomalies[:3]:
                 console.print(f"    {anomaly.explanation}")
         console.print(f"  reproduce: {scenario.reproduce}")
+    _print_performance(console, record)
     console.print(f"\nverdict: {_word(record.valid)}; report: {report_dir / 'index.html'}")
+
+
+def _print_performance(console: Console, record: RunRecord) -> None:
+    """Slow ops as findings, apart from the verdicts, with one summary line for the run."""
+    from harness.checkers.latency import describe_performance
+
+    measured = [s.performance for s in record.scenarios if s.performance is not None]
+    if not measured:
+        return
+    slow = sum(p.slow_ops_count for p in measured)
+    ops = sum(p.ops_measured_count for p in measured)
+    slowest = max((op for p in measured for op in p.slowest), default=None,
+                  key=lambda op: op.latency_ms)
+    summary = f"\nperformance: {slow} of {ops} ops took longer than " \
+              f"{measured[0].latency_ms_slow} ms"
+    if slowest is not None:
+        summary += f"; slowest {slowest.f} #{slowest.index}, {slowest.latency_ms} ms"
+    console.print(summary, markup=False)
+    for scenario in record.scenarios:
+        if scenario.performance is not None:
+            for line in describe_performance(scenario.name, scenario.performance):
+                console.print("  " + line, markup=False)

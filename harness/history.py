@@ -4,7 +4,9 @@
 relies on: indexes are dense, times never go back, a process has at most one invocation
 outstanding, a completion matches its invocation (same ``f``, same ``op_id``), an op is
 invoked once, and a process that completed with INFO never invokes again (the runner
-gives that worker a fresh process id). ``load`` asserts the same things again on read.
+gives that worker a fresh process id). ``load`` checks the same things again on read
+(``History.problem``), and every line's fields and their types, and reports the first
+bad line by number as a ``UsageError``: a file is user input, never asserted on.
 
 On disk (``history.jsonl``) every line is one JSON object tagged by ``"type"``, written
 and flushed as it happens, so a crashed run leaves a readable prefix::
@@ -25,9 +27,12 @@ from __future__ import annotations
 
 import json
 import re
+import typing
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
+from enum import Enum
 from pathlib import Path
+from types import UnionType
 from typing import IO, Any, overload
 
 from harness.errors import UsageError
@@ -75,25 +80,46 @@ class History(Sequence[Event]):
 
     def append(self, event: Event) -> None:
         """Add the next event. An AssertionError here is a bug in whoever records."""
-        assert event.index == len(self._events), (event.index, len(self._events))
-        if self._events:
-            assert event.time_ns >= self._events[-1].time_ns, "time went back"
+        problem = self.problem(event)
+        assert problem is None, problem
         if event.kind == Kind.INVOKE:
-            assert event.process not in self._open, f"process {event.process} has an " \
-                f"outstanding invoke (#{self._open.get(event.process, event).index})"
-            assert event.process not in self._retired, \
-                f"process {event.process} invoked again after an INFO"
-            assert event.op_id not in self._invoked_op_ids, f"op {event.op_id} invoked twice"
             self._open[event.process] = event
             self._invoked_op_ids.add(event.op_id)
         else:
-            invoke = self._open.pop(event.process, None)
-            assert invoke is not None, f"completion #{event.index} has no invoke"
-            assert invoke.f == event.f, (invoke.f, event.f)
-            assert invoke.op_id == event.op_id, (invoke.op_id, event.op_id)
+            self._open.pop(event.process)
             if event.kind == Kind.INFO:
                 self._retired.add(event.process)
         self._events.append(event)
+
+    def problem(self, event: Event) -> str | None:
+        """What would break an invariant if ``event`` came next, in words; None if nothing.
+
+        ``append`` asserts there is none (a recorder's bug); ``load`` reports it as a
+        damaged file, naming the line.
+        """
+        if event.index != len(self._events):
+            return f"index {event.index} where {len(self._events)} comes next " \
+                f"({(event.index, len(self._events))}: indexes are dense from 0)"
+        if self._events and event.time_ns < self._events[-1].time_ns:
+            return "time went back"
+        if event.kind == Kind.INVOKE:
+            if event.process in self._open:
+                return f"process {event.process} has an outstanding invoke " \
+                    f"(#{self._open[event.process].index})"
+            if event.process in self._retired:
+                return f"process {event.process} invoked again after an INFO"
+            if event.op_id in self._invoked_op_ids:
+                return f"op {event.op_id} invoked twice"
+            return None
+        invoke = self._open.get(event.process)
+        if invoke is None:
+            return f"completion #{event.index} has no invoke"
+        if invoke.f != event.f:
+            return f"completion of {invoke.f!r} has f {event.f!r} ({(invoke.f, event.f)})"
+        if invoke.op_id != event.op_id:
+            return f"completion of op {invoke.op_id} has op_id {event.op_id} " \
+                f"({(invoke.op_id, event.op_id)})"
+        return None
 
     def outstanding(self) -> Mapping[int, Event]:
         """Invocations without a completion yet, by process."""
@@ -228,15 +254,21 @@ class HistoryWriter:
 # Reading.
 
 
-def load(path: str | Path) -> list[ScenarioRun]:
-    """Read every scenario of a history file, asserting the history invariants again.
+def load(path: str | Path, *, cut_last_line_ok: bool = True) -> list[ScenarioRun]:
+    """Read every scenario of a history file, checking every line and the history invariants.
 
-    A last line cut short by a crash is ignored; a scenario without observation, truth
-    or end loads with those missing (``complete`` False).
+    Each line must be a JSON object of a known ``type`` with its required fields, each of
+    the right type, and its events must keep the invariants ``History.append`` asserts.
+    A scenario without observation, truth or end loads with those missing (``complete``
+    False).
+
+    Args:
+        cut_last_line_ok: ignore a last line cut short by a crash (no newline, not JSON),
+            as a report of a crashed run does; False makes it an error like any other.
 
     Raises:
-        UsageError: the file cannot be read, or a line other than the last is not JSON or
-            not a history line.
+        UsageError: the file cannot be read, or a line is not a valid history line; the
+            message names the file and the line number of the first bad line.
     """
     path = Path(path)
     try:
@@ -246,66 +278,210 @@ def load(path: str | Path) -> list[ScenarioRun]:
     runs: list[ScenarioRun] = []
     current: dict[str, Any] | None = None
     for number, line in enumerate(lines, start=1):
-        record = _parse_line(path, number, line, last=number == len(lines))
+        cut_ok = cut_last_line_ok and number == len(lines)
+        record = _parse_line(path, number, line, cut_ok=cut_ok)
         if record is None:
             continue
-        kind = record.get("type")
-        if kind == "scenario":
-            if current is not None:
-                runs.append(_finish(current))
-            current = _begin(record)
-        elif current is None:
-            raise UsageError(f"{path}:{number}: a {kind!r} line before any scenario line")
-        else:
-            _apply(path, number, current, record)
-        if kind == "end" and current is not None:
-            runs.append(_finish(current))
-            current = None
+        try:
+            current = _read_record(record, current, runs)
+        except _BadLine as exc:
+            raise UsageError(f"{path}:{number}: {exc}; the history file is damaged or was "
+                             "not written by tokenchaos") from None
     if current is not None:
         runs.append(_finish(current))
     return runs
 
 
-def _parse_line(path: Path, number: int, line: str, *, last: bool) -> dict[str, Any] | None:
+class _BadLine(Exception):
+    """One history line is wrong; the message says how (``load`` adds file and line)."""
+
+
+def _parse_line(path: Path, number: int, line: str, *, cut_ok: bool) -> dict[str, Any] | None:
     if not line.strip():
         return None
     try:
         record = json.loads(line)
     except ValueError as exc:
-        if last and not line.endswith("\n"):
+        if cut_ok and not line.endswith("\n"):
             return None  # the writer died in the middle of this line
-        raise UsageError(f"{path}:{number}: not a JSON line ({exc}); the history file is "
-                         "damaged") from exc
+        cut = "" if line.endswith("\n") else ", cut short (the run writing it crashed?)"
+        raise UsageError(f"{path}:{number}: not a JSON line{cut} ({exc}); the history "
+                         "file is damaged") from exc
     if not isinstance(record, dict) or not isinstance(record.get("type"), str):
         raise UsageError(f"{path}:{number}: not a history line (no \"type\")")
     return record
 
 
+def _read_record(record: dict[str, Any], current: dict[str, Any] | None,
+                 runs: list[ScenarioRun]) -> dict[str, Any] | None:
+    """Apply one line; return the scenario still open after it. Raises ``_BadLine``."""
+    kind = record["type"]
+    if kind not in _LINE_TYPES:
+        raise _BadLine(f"unknown line type {kind!r}; known: {', '.join(_LINE_TYPES)}")
+    if kind == "scenario":
+        if current is not None:
+            runs.append(_finish(current))
+        return _begin(record)
+    if current is None:
+        raise _BadLine(f"a {kind!r} line before any scenario line")
+    _apply(current, record)
+    if kind == "end":
+        runs.append(_finish(current))
+        return None
+    return current
+
+
+_LINE_TYPES = ("scenario", "event", "initial", "observation", "truth", "end")
+
+
 def _begin(record: Mapping[str, Any]) -> dict[str, Any]:
-    return {"name": str(record["name"]), "seed": int(record["seed"]),
+    _require(record, "scenario line", {"name": str, "seed": int})
+    for key in ("params", "users", "target_ids"):
+        if record.get(key) is not None and not isinstance(record[key], dict):
+            raise _BadLine(f"scenario line: {key} must be an object, not {record[key]!r}")
+    for key in ("users", "target_ids"):
+        for name, text in (record.get(key) or {}).items():
+            if not isinstance(text, str):
+                raise _BadLine(f"scenario line: {key}.{name} must be a string, not {text!r}")
+    return {"name": record["name"], "seed": record["seed"],
             "params": dict(record.get("params") or {}),
-            "users": {str(k): str(v) for k, v in (record.get("users") or {}).items()},
-            "target_ids": {str(k): str(v) for k, v in (record.get("target_ids") or {}).items()},
+            "users": dict(record.get("users") or {}),
+            "target_ids": dict(record.get("target_ids") or {}),
             "history": History()}
 
 
-def _apply(path: Path, number: int, current: dict[str, Any], record: dict[str, Any]) -> None:
+def _apply(current: dict[str, Any], record: dict[str, Any]) -> None:
     kind = record["type"]
     if kind == "event":
-        current["history"].append(event_from_json(record))
-    elif kind in ("initial", "observation"):
-        current[kind] = observation_from_json(record)
+        event = _event(record)
+        problem = current["history"].problem(event)
+        if problem is not None:
+            raise _BadLine(f"event #{event.index}: {problem}")
+        current["history"].append(event)
+        return
+    if kind in ("initial", "observation", "truth") and current.get(kind) is not None:
+        raise _BadLine(f"a second {kind!r} line in scenario {current['name']!r}")
+    if kind in ("initial", "observation"):
+        current[kind] = _observation(record, kind)
     elif kind == "truth":
-        current["truth"] = provider_truth_from_json(record)
-    elif kind == "end":
+        current["truth"] = _truth(record)
+    else:
+        if record.get("stats") is not None and not isinstance(record["stats"], dict):
+            raise _BadLine(f"end line: stats must be an object, not {record['stats']!r}")
         current["stats"] = dict(record.get("stats") or {})
         current["complete"] = True
-    else:
-        raise UsageError(f"{path}:{number}: unknown history line type {kind!r}")
 
 
 def _finish(current: Mapping[str, Any]) -> ScenarioRun:
     return ScenarioRun(**current)
+
+
+def _event(record: Mapping[str, Any]) -> Event:
+    _require(record, "event line", {"index": int, "time_ns": int, "process": int, "kind": str,
+                                    "f": str, "op_id": int})
+    _optional(record, "event line", {"idempotency_key": str, "error": str, "status_code": int})
+    if record["kind"] not in _KINDS or record["f"] not in _FS:
+        bad, known = ("kind", _KINDS) if record["kind"] not in _KINDS else ("f", _FS)
+        raise _BadLine(f"event line: {bad} = {record[bad]!r} is not one of "
+                       f"{', '.join(sorted(known))}")
+    value = record.get("value") or {}
+    if not isinstance(value, dict) or not all(
+            v is None or isinstance(v, str) or type(v) is int for v in value.values()):
+        raise _BadLine(f"event line: value must be an object of ints and strings, "
+                       f"not {value!r}")
+    for key in ("index", "time_ns"):
+        if record[key] < 0:
+            raise _BadLine(f"event line: {key} = {record[key]} is negative")
+    if record["kind"] in (Kind.INVOKE, Kind.OK) and record.get("error") is not None:
+        raise _BadLine(f"event line: a {record['kind']} event has an error")
+    if record["kind"] == Kind.INVOKE and record.get("status_code") is not None:
+        raise _BadLine("event line: an invoke event has a status_code")
+    return event_from_json(record)
+
+
+_KINDS = frozenset(k.value for k in Kind)
+_FS = frozenset(f.value for f in F)
+
+
+def _observation(record: Mapping[str, Any], kind: str) -> Observation:
+    accounts = record.get("accounts", [])
+    if not isinstance(accounts, list):
+        raise _BadLine(f"{kind} line: accounts must be a list, not {accounts!r}")
+    for item in accounts:
+        _check_fields(AccountState, item, f"{kind} line: account")
+    if record.get("totals") is not None:
+        _check_fields(Totals, record["totals"], f"{kind} line: totals")
+    return observation_from_json(record)
+
+
+def _truth(record: Mapping[str, Any]) -> ProviderTruth:
+    for key, cls in (("intents", IntentTruth), ("deliveries", Delivery)):
+        items = record.get(key, [])
+        if not isinstance(items, list):
+            raise _BadLine(f"truth line: {key} must be a list, not {items!r}")
+        for item in items:
+            _check_fields(cls, item, f"truth line: {key[:-1]}")
+    for key in ("event_types", "event_intents"):
+        table = record.get(key) or {}
+        if not isinstance(table, dict) or not all(isinstance(v, str) for v in table.values()):
+            raise _BadLine(f"truth line: {key} must be an object of strings")
+    _optional(record, "truth line", {"pending_deliveries_count": int})
+    return provider_truth_from_json(record)
+
+
+def _require(record: Mapping[str, Any], where: str, types: Mapping[str, type]) -> None:
+    for key in types:
+        if key not in record:
+            raise _BadLine(f"{where} lacks {key!r}")
+    _optional(record, where, types)
+
+
+def _optional(record: Mapping[str, Any], where: str, types: Mapping[str, type]) -> None:
+    for key, expected in types.items():
+        value = record.get(key)
+        if value is not None and not _is(value, expected):
+            raise _BadLine(f"{where}: {key} = {value!r} must be {expected.__name__}")
+
+
+def _is(value: object, expected: type) -> bool:
+    """``isinstance``, except that a bool is not an int here (JSON true is not 1)."""
+    if expected is int:
+        return type(value) is int
+    return isinstance(value, expected)
+
+
+def _check_fields(cls: type, item: object, where: str) -> None:
+    """An object with the required fields of dataclass ``cls``, each of its declared type."""
+    if not isinstance(item, dict):
+        raise _BadLine(f"{where} must be an object, not {item!r}")
+    hints = typing.get_type_hints(cls)
+    for spec in fields(cls):
+        required = spec.default is MISSING and spec.default_factory is MISSING
+        if spec.name not in item:
+            if required:
+                raise _BadLine(f"{where} lacks {spec.name!r}")
+            continue
+        allowed = _simple_types(hints[spec.name])
+        if not any(_is(item[spec.name], t) for t in allowed):
+            names = " or ".join("null" if t is type(None) else t.__name__ for t in allowed)
+            raise _BadLine(f"{where}: {spec.name} = {item[spec.name]!r} must be {names}")
+        if isinstance(hints[spec.name], type) and issubclass(hints[spec.name], Enum) \
+                and item[spec.name] not in {e.value for e in hints[spec.name]}:
+            raise _BadLine(f"{where}: {spec.name} = {item[spec.name]!r} is not one of "
+                           f"{', '.join(e.value for e in hints[spec.name])}")
+
+
+def _simple_types(hint: Any) -> tuple[type, ...]:
+    """The JSON-level types a field annotation admits: ``int | None`` -> (int, NoneType)."""
+    options = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, UnionType) \
+        else (hint,)
+    simple: list[type] = []
+    for option in options:
+        if isinstance(option, type) and issubclass(option, Enum):
+            simple.append(str)
+        else:
+            simple.append(typing.get_origin(option) or option)
+    return tuple(simple)
 
 
 # ---------------------------------------------------------------------------------------

@@ -38,8 +38,12 @@ class JudgedRun(Protocol):
     def truth(self) -> ProviderTruth | None: ...
 
 
-def judge(scenario: Scenario, run: JudgedRun, *, latency_ms_max: int) -> dict[str, Verdict]:
-    """Run the scenario's checkers over one run; a crashing checker becomes "unknown"."""
+def judge(scenario: Scenario, run: JudgedRun, *,
+          latency_ms_max: int | None) -> dict[str, Verdict]:
+    """Run the scenario's checkers over one run; a crashing checker becomes "unknown".
+
+    ``latency_ms_max`` is the user's latency bound (None: slowness is not judged).
+    """
     inp = CheckInput(history=run.events, observation=run.observation, truth=run.truth,
                      initial=run.initial, latency_ms_max=latency_ms_max,
                      provokes=scenario.provokes)

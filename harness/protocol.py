@@ -38,6 +38,7 @@ __all__ = [
     "ACTOR_KEY",
     "FLOW_STEPS_MAX",
     "PROVIDER_API_KEY_DEFAULT",
+    "SERVER_ERROR",
     "Credentials",
     "Endpoints",
     "Flow",
@@ -55,6 +56,7 @@ __all__ = [
     "read_response",
     "render_json",
     "render_text",
+    "server_error",
 ]
 
 FLOW_STEPS_MAX = 4  # requests one flow may make; the webhook flow makes two
@@ -179,6 +181,7 @@ class Endpoints:
     target_url: str
     provider_url: str | None = None
     provider_api_key: str = PROVIDER_API_KEY_DEFAULT
+    provider_control_key: str | None = None  # the simulator's /_tokenchaos key, for envelopes
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -294,7 +297,8 @@ def classify(spec: OpSpec, response: HttpResponse, *, response_body_bytes_max: i
     if len(response.body) > response_body_bytes_max:
         return Outcome(kind=Kind.INFO, error="response_too_large", status_code=status)
     if status >= 500:
-        return Outcome(kind=Kind.INFO, error="server_error_5xx", status_code=status)
+        return Outcome(kind=Kind.INFO, error=server_error(response, error_code_path),
+                       status_code=status)
     if status in spec.status_ok:
         return Outcome(kind=Kind.OK, status_code=status)
     if status in spec.status_fail:
@@ -304,6 +308,23 @@ def classify(spec: OpSpec, response: HttpResponse, *, response_body_bytes_max: i
             error = spec.fail_by_code.get(str(code), error) if code is not None else error
         return Outcome(kind=Kind.FAIL, error=error, status_code=status)
     return Outcome(kind=Kind.INFO, error="unexpected_status", status_code=status)
+
+
+SERVER_ERROR = "server_error_5xx"  # the error of every 5xx outcome; the service's code may follow
+_SERVER_CODE_CHARS_MAX = 64
+
+
+def server_error(response: HttpResponse, error_code_path: str | None) -> str:
+    """``server_error_5xx``, followed by the service's own error code when its body has one.
+
+    A deadlock or a lock wait the service gave up on then reads as what it is
+    (``server_error_5xx: deadlock_detected``), not as a bare status. The code is cut to a
+    bound: it comes from the target, and the history keeps it.
+    """
+    code = json_path(response.json(), error_code_path) if error_code_path else None
+    if not isinstance(code, str) or not code.strip():
+        return SERVER_ERROR
+    return f"{SERVER_ERROR}: {code.strip()[:_SERVER_CODE_CHARS_MAX]}"
 
 
 def _variable(name: str, op: Op, resolver: Resolver) -> Any:
@@ -488,9 +509,11 @@ def _envelope_request(op: Op, ctx: FlowContext) -> HttpRequest:
                           "has no provider")
     body = {"intent_id": intent_id, "event_type": op.value.get("event_type"),
             "variant": op.value.get("variant", "genuine")}
+    headers = [("Content-Type", "application/json"), ("Accept", "application/json")]
+    if ctx.endpoints.provider_control_key is not None:
+        headers.append(("Authorization", f"Bearer {ctx.endpoints.provider_control_key}"))
     return HttpRequest(method="POST", url=provider_url + "/_tokenchaos/envelope",
-                       headers=(("Content-Type", "application/json"),
-                                ("Accept", "application/json")),
+                       headers=tuple(headers),
                        body=json.dumps(body, separators=(",", ":")).encode())
 
 

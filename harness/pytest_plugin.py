@@ -48,6 +48,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="base URL of the target, overriding the profile's")
     group.addoption("--tokenchaos-provider-url", default=None,
                     help="the provider simulator the target uses")
+    group.addoption("--tokenchaos-provider-key",
+                    default=os.environ.get("TOKENCHAOS_PROVIDER_KEY"),
+                    help="that provider's control key (default $TOKENCHAOS_PROVIDER_KEY)")
     group.addoption("--tokenchaos-report-dir", default="reports",
                     help="where scenario reports are written")
 
@@ -72,6 +75,7 @@ def tokenchaos_run(request: pytest.FixtureRequest) -> Callable[..., ScenarioOutc
                        local=target == "local",
                        target_url=config.getoption("--tokenchaos-target-url"),
                        provider_url=config.getoption("--tokenchaos-provider-url"),
+                       provider_key=config.getoption("--tokenchaos-provider-key"),
                        report_dir=report_dir, command=f"tokenchaos run --scenario {name}")
         outcome = asyncio.run(run_plan(plan))
         (scenario,) = outcome.record.scenarios

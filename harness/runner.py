@@ -74,6 +74,7 @@ class ProviderControl(Protocol):
     """What the runner asks of the provider simulator (``ProviderClient`` satisfies it)."""
 
     base_url: str
+    control_key: str  # sent with the envelope requests the runner builds itself
 
     async def set_policy(self, policy: DeliveryPolicy) -> Any: ...
 
@@ -140,7 +141,9 @@ class _Execution:
         self.next_process = self.workers_count
         # Provider ops and envelopes go to the provider this run drives, or to none.
         provider_url = None if provider is None else session.provider_url or provider.base_url
-        endpoints = dataclasses.replace(session.endpoints, provider_url=provider_url)
+        endpoints = dataclasses.replace(
+            session.endpoints, provider_url=provider_url,
+            provider_control_key=None if provider is None else provider.control_key)
         self.ctx = FlowContext(profile=session.profile, endpoints=endpoints,
                                resolver=self.resolver,
                                response_body_bytes_max=limits.response_body_bytes_max)

@@ -30,7 +30,7 @@ from typing import Any
 
 import httpx
 
-from harness.errors import StackError
+from harness.errors import StackError, UsageError
 from harness.pg import EmbeddedPostgres, create_service_database, free_port
 
 __all__ = ["LocalStack", "StackConfig", "StackInfo"]
@@ -50,11 +50,20 @@ class StackConfig:
     flaws: tuple[str, ...] = ()  # reference-service flaws to install (the bug zoo)
     admin_key: str = field(default_factory=lambda: "adm_" + secrets.token_urlsafe(24))
     webhook_secret: str = field(default_factory=lambda: "whsec_" + secrets.token_urlsafe(24))
+    control_key: str = field(default_factory=lambda: "tck_" + secrets.token_urlsafe(24))
     host: str = "127.0.0.1"
     service_port: int | None = None  # None: a free port
     provider_port: int | None = None
     seed: int | None = None  # provider ids; None draws fresh ones (a reused database stays valid)
     service_log_level: str = "warning"  # the service's own log on our stderr
+
+    def __post_init__(self) -> None:
+        from harness.provider.app import check_control_key
+
+        try:
+            check_control_key(self.control_key)
+        except ValueError as exc:
+            raise UsageError(f"TOKENCHAOS_PROVIDER_KEY: {exc}") from exc
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> StackConfig:
@@ -65,13 +74,19 @@ class StackConfig:
             values["database_url"] = env["TOKENCHAOS_DATABASE_URL"]
         if env.get("TOKENCHAOS_FLAWS"):
             values["flaws"] = tuple(f for f in env["TOKENCHAOS_FLAWS"].split(",") if f)
+        if env.get("TOKENCHAOS_PROVIDER_KEY"):
+            values["control_key"] = env["TOKENCHAOS_PROVIDER_KEY"]
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StackInfo:
-    """Where the running stack answers: the one JSON line ``tokenchaos serve`` prints."""
+    """Where the running stack answers: the one JSON line ``tokenchaos serve`` prints.
+
+    ``control_key`` is the provider's control key, printed as ``provider_key``: a harness
+    pointed at this stack's provider sends it (``tokenchaos run --provider-key``).
+    """
 
     service_url: str
     provider_url: str
@@ -79,9 +94,11 @@ class StackInfo:
     webhook_secret: str
     database_url: str
     service_pid: int
+    control_key: str
 
     def to_json(self) -> dict[str, str | int]:
         return {"service_url": self.service_url, "provider_url": self.provider_url,
+                "provider_key": self.control_key,
                 "admin_key": self.admin_key, "webhook_secret": self.webhook_secret,
                 "database_url": self.database_url, "service_pid": self.service_pid}
 
@@ -118,7 +135,8 @@ class LocalStack:
         service_url = f"http://{config.host}:{service_port}"
         self._provider = await serve_provider(
             ProviderConfig(webhook_url=f"{service_url}/v1/webhooks/stripe",
-                           webhook_secret=config.webhook_secret, seed=config.seed),
+                           webhook_secret=config.webhook_secret,
+                           control_key=config.control_key, seed=config.seed),
             host=config.host, port=config.provider_port or 0)
         provider_url = str(self._provider.url)
         self._service_env = {
@@ -137,7 +155,8 @@ class LocalStack:
         assert self._service is not None
         self.info = StackInfo(service_url=service_url, provider_url=provider_url,
                               admin_key=config.admin_key, webhook_secret=config.webhook_secret,
-                              database_url=database_url, service_pid=self._service.pid)
+                              database_url=database_url, service_pid=self._service.pid,
+                              control_key=config.control_key)
         return self.info
 
     async def stop(self) -> None:

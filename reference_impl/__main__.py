@@ -19,6 +19,7 @@ import uvicorn
 
 from reference_impl.app import create_app
 from reference_impl.errors import ConfigError
+from reference_impl.http_protocol import HTTP_PROTOCOL
 from reference_impl.settings import Settings
 
 __all__ = ["main"]
@@ -44,7 +45,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = uvicorn.Config(
         app, host=args.host, port=args.port, log_config=None, log_level=args.log_level,
         access_log=args.access_log, lifespan="on", proxy_headers=False, server_header=False,
-        timeout_graceful_shutdown=_GRACEFUL_SHUTDOWN_S, timeout_keep_alive=5, backlog=2048)
+        timeout_graceful_shutdown=_GRACEFUL_SHUTDOWN_S, timeout_keep_alive=5, backlog=2048,
+        http=HTTP_PROTOCOL)
     server = uvicorn.Server(config)
     # uvicorn handles SIGTERM/SIGINT itself, then re-raises the signal against the handlers
     # it found in place; these make that re-raise a no-op, so a graceful stop exits 0.

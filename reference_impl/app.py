@@ -18,6 +18,7 @@ import stripe
 from fastapi import FastAPI
 
 from reference_impl import db, routes, service
+from reference_impl.api_schema import install_openapi
 from reference_impl.errors import ConfigError
 from reference_impl.flaws import install_flaws
 from reference_impl.settings import Settings
@@ -51,14 +52,15 @@ def create_app(settings: Settings, *,
     if settings.flaws:
         log.warning("FLAWS INSTALLED, this service is deliberately wrong: %s",
                     ", ".join(settings.flaws))
-    app = FastAPI(title="tokenchaos reference token service", lifespan=_lifespan,
-                  docs_url=None, redoc_url=None, openapi_url=None)
+    app = FastAPI(title="tokenchaos reference token service", version="1", lifespan=_lifespan,
+                  docs_url=None, redoc_url=None, openapi_url="/openapi.json")
     app.state.settings = settings
     app.state.operations = MappingProxyType(registry)
     app.state.user_ids_by_token = {}  # bearer token -> account id, filled as users call
     app.add_middleware(BodyLimitMiddleware, body_bytes_max=settings.request_body_bytes_max)
     install_error_handlers(app)
     app.include_router(routes.router)
+    install_openapi(app)
     return app
 
 

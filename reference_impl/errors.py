@@ -49,12 +49,16 @@ class Result(StrEnum):
     CALL_ENDED = "call_ended"
     IDEMPOTENCY_CONFLICT = "idempotency_conflict"  # key reused with another body
     INVALID = "invalid"
+    UNKNOWN_PAYMENT_METHOD = "unknown_payment_method"  # the provider has no such method
     # Webhooks: every one of these is acknowledged with a 200.
     APPLIED = "applied"  # the event changed the books
     RECORDED = "recorded"  # remembered on the payment, applied when the success arrives
     DUPLICATE_EVENT = "duplicate_event"  # this event id was processed before
     ALREADY_APPLIED = "already_applied"  # another event already did this (a second success)
-    IGNORED = "ignored"  # an event type we do not act on, or not about one of our payments
+    IGNORED = "ignored"  # an event type we do not act on, or an object naming no intent
+    # An event about an intent this service never recorded, or that disagrees with its
+    # record (amount, currency, user, tokens): nothing applied, a webhook anomaly recorded.
+    ANOMALY = "anomaly"
 
 
 STATUS_BY_RESULT: Mapping[Result, int] = MappingProxyType({
@@ -68,11 +72,13 @@ STATUS_BY_RESULT: Mapping[Result, int] = MappingProxyType({
     Result.CALL_ENDED: 409,
     Result.IDEMPOTENCY_CONFLICT: 409,
     Result.INVALID: 422,
+    Result.UNKNOWN_PAYMENT_METHOD: 422,
     Result.APPLIED: 200,
     Result.RECORDED: 200,
     Result.DUPLICATE_EVENT: 200,
     Result.ALREADY_APPLIED: 200,
     Result.IGNORED: 200,
+    Result.ANOMALY: 200,
 })
 assert set(STATUS_BY_RESULT) == set(Result), "every result needs an HTTP status"
 

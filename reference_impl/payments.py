@@ -1,8 +1,15 @@
 """Operations on money from the provider: purchases, and the webhooks that settle them.
 
-The webhook, never the purchase call, is the single source of truth for crediting. The
-purchase call creates and confirms a PaymentIntent and records it (an upsert that never
-blocks the webhook's); ``payment_intent.succeeded`` credits the intent's tokens once.
+The webhook, never the purchase call, is the single source of truth for crediting, and
+it credits only what the service itself recorded. The purchase call commits its payments
+row first, then creates and confirms the PaymentIntent with the row's id in its metadata
+(``purchase_id``), then binds the intent id to the row. ``payment_intent.succeeded``
+credits the *recorded* tokens once, after checking that the event agrees with the record
+(amount, currency, user, tokens); a success that arrives before the purchase call has
+bound the intent finds the row by its purchase id. An event for an intent the service
+never recorded, or one that disagrees with the record, changes nothing: it is
+acknowledged (200, so the provider stops retrying what no retry can fix) and kept in
+``webhook_anomalies`` for the audit.
 
 Refunds and disputes are kept as *state* on the payment (the largest cumulative refund
 seen, the dispute's status) plus what has been taken back so far; each event moves the
@@ -27,6 +34,7 @@ from typing import Any
 
 import stripe
 from psycopg import AsyncConnection
+from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from reference_impl import idempotency, ledger
@@ -47,6 +55,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+CURRENCY = "usd"
 _PROVIDER_KEY_CHARS_MAX = 255  # Stripe's limit on Idempotency-Key
 _DECLINED_STATUSES = frozenset({"requires_payment_method", "canceled"})
 
@@ -54,14 +63,18 @@ _DECLINED_STATUSES = frozenset({"requires_payment_method", "canceled"})
 async def create_purchase(pool: AsyncConnectionPool, *, stripe_client: stripe.StripeClient,
                           user_id: int, tokens: int, payment_method: str,
                           idempotency_key: str | None) -> Answer:
-    """Create and confirm a PaymentIntent for a package; record it; credit nothing.
+    """Record a purchase, then create and confirm its PaymentIntent; credit nothing.
 
-    The client's key goes to the provider scoped to the user, so a retried purchase makes
-    one intent; the answer is stored under the key, so a replay answers the same.
+    The payments row is committed *before* the provider is asked, and its id travels in
+    the intent's metadata (``purchase_id``), so a webhook that arrives before the provider
+    has answered the service still finds the purchase and credits it. A retry with the
+    same key reuses the row, and the key goes to the provider scoped to the user, so a
+    retried purchase makes one intent; the answer is stored under the key, so a replay
+    answers the same.
 
     Returns:
         ``created`` with ``{purchase_id, intent_id, status}``; ``card_declined``;
-        ``invalid`` (not a package); ``idempotency_conflict``.
+        ``unknown_payment_method``; ``invalid`` (not a package); ``idempotency_conflict``.
 
     Raises:
         ApiError: 502 when the provider cannot be reached or fails.
@@ -76,13 +89,18 @@ async def create_purchase(pool: AsyncConnectionPool, *, stripe_client: stripe.St
                                       request_fingerprint=request_fingerprint)
         if stored is not None:
             return stored
+    reserved = await _reserve_purchase(pool, user_id=user_id, package=package,
+                                       idempotency_key=idempotency_key,
+                                       request_fingerprint=request_fingerprint)
+    if isinstance(reserved, Answer):
+        return reserved
     answer, intent_id = await _confirm_intent(
         stripe_client, user_id=user_id, package=package, payment_method=payment_method,
-        idempotency_key=idempotency_key)
+        idempotency_key=idempotency_key, purchase_id=reserved)
     if answer.result == Result.IDEMPOTENCY_CONFLICT:
         return answer  # the provider's verdict on its own key; nothing to store
     return await _record_purchase(
-        pool, user_id=user_id, package=package, answer=answer, intent_id=intent_id,
+        pool, user_id=user_id, purchase_id=reserved, answer=answer, intent_id=intent_id,
         idempotency_key=idempotency_key, request_fingerprint=request_fingerprint)
 
 
@@ -95,14 +113,50 @@ async def _stored_answer(pool: AsyncConnectionPool, *, user_id: int, key: str,
                                         request_fingerprint=request_fingerprint)
 
 
+@retry_transient
+async def _reserve_purchase(pool: AsyncConnectionPool, *, user_id: int, package: Package,
+                            idempotency_key: str | None,
+                            request_fingerprint: str) -> int | Answer:
+    """The purchase's payments row, committed before the provider hears of it: its id.
+
+    With a key, a retry (even a concurrent one) gets the same row; the same key with
+    another request is an ``idempotency_conflict`` answer.
+    """
+    async with transaction(pool) as conn:
+        cursor = await conn.execute(
+            "INSERT INTO payments (account_id, amount_cents, minted_tokens, currency,"
+            " purchase_status, purchase_key, purchase_fingerprint)"
+            " VALUES (%s, %s, %s, %s, 'creating', %s, %s)"
+            " ON CONFLICT (account_id, purchase_key) DO NOTHING RETURNING id",
+            (user_id, package.amount_cents, package.minted_tokens, CURRENCY, idempotency_key,
+             request_fingerprint))
+        row = await cursor.fetchone()
+        if row is not None:
+            return int(row[0])
+        cursor = await conn.execute(
+            "SELECT id, purchase_fingerprint FROM payments"
+            " WHERE account_id = %s AND purchase_key = %s", (user_id, idempotency_key))
+        row = await cursor.fetchone()
+    assert row is not None, "a purchase key that conflicted on insert must be readable"
+    if row[1] != request_fingerprint:
+        return Answer(result=Result.IDEMPOTENCY_CONFLICT, body={
+            "message": f"Idempotency-Key {idempotency_key!r} was used for another purchase; "
+                       "use a new key for a new request"})
+    return int(row[0])
+
+
 async def _confirm_intent(stripe_client: stripe.StripeClient, *, user_id: int,
                           package: Package, payment_method: str,
-                          idempotency_key: str | None) -> tuple[Answer, str | None]:
+                          idempotency_key: str | None,
+                          purchase_id: int | None = None) -> tuple[Answer, str | None]:
     """Ask the provider; an expected refusal is an Answer, no answer at all an ApiError."""
+    metadata = {"user_id": str(user_id), "tokens": str(package.minted_tokens)}
+    if purchase_id is not None:
+        metadata["purchase_id"] = str(purchase_id)
     params: dict[str, Any] = {
-        "amount": package.amount_cents, "currency": "usd", "confirm": True,
+        "amount": package.amount_cents, "currency": CURRENCY, "confirm": True,
         "payment_method": payment_method, "payment_method_types": ["card"],
-        "metadata": {"user_id": str(user_id), "tokens": str(package.minted_tokens)},
+        "metadata": metadata,
     }
     options: dict[str, Any] = {}
     if idempotency_key is not None:
@@ -115,21 +169,33 @@ async def _confirm_intent(stripe_client: stripe.StripeClient, *, user_id: int,
     except stripe.IdempotencyError as exc:
         return Answer(result=Result.IDEMPOTENCY_CONFLICT, body={
             "message": f"the provider refused the key: {exc.user_message or exc}"}), None
+    except stripe.InvalidRequestError as exc:
+        if exc.param != "payment_method":
+            raise _provider_failed(exc) from exc
+        # The client named a payment method the provider does not have: bad input.
+        return Answer(result=Result.UNKNOWN_PAYMENT_METHOD, body={
+            "message": f"payment_method {payment_method!r} is not a payment method the "
+                       "provider knows; pass a valid PaymentMethod id (e.g. pm_card_visa "
+                       "in test mode)"}), None
     except stripe.APIConnectionError as exc:
         log.warning("payment provider unreachable: %s", exc)
         raise ApiError(502, "provider_unavailable", "the payment provider could not be "
                        "reached; retry with the same Idempotency-Key") from exc
     except stripe.StripeError as exc:
-        log.warning("payment provider failed (%s): %s", exc.http_status, exc)
-        raise ApiError(502, "provider_error",
-                       f"the payment provider failed ({exc.http_status}): "
-                       f"{exc.user_message or type(exc).__name__}; retry with the same "
-                       "Idempotency-Key") from exc
+        raise _provider_failed(exc) from exc
     status = str(intent.status)
     if status in _DECLINED_STATUSES:
         return _declined(f"the payment ended as {status}", intent.id), None
     return Answer(result=Result.CREATED, body={"intent_id": intent.id, "status": status}), \
         str(intent.id)
+
+
+def _provider_failed(exc: stripe.StripeError) -> ApiError:
+    log.warning("payment provider failed (%s): %s", exc.http_status, exc)
+    return ApiError(502, "provider_error",
+                    f"the payment provider failed ({exc.http_status}): "
+                    f"{exc.user_message or type(exc).__name__}; retry with the same "
+                    "Idempotency-Key")
 
 
 def _declined(message: str, intent_id: str | None) -> Answer:
@@ -154,28 +220,29 @@ def _provider_key(user_id: int, key: str) -> str:
 
 
 @retry_transient
-async def _record_purchase(pool: AsyncConnectionPool, *, user_id: int, package: Package,
+async def _record_purchase(pool: AsyncConnectionPool, *, user_id: int, purchase_id: int,
                            answer: Answer, intent_id: str | None, idempotency_key: str | None,
                            request_fingerprint: str) -> Answer:
+    """Bind the provider's intent to the reserved row and store the answer under the key."""
     async with transaction(pool) as conn:
         stored = await idempotency.claim(
             conn, account_id=user_id, key=idempotency_key, operation="create_purchase",
             request_fingerprint=request_fingerprint)
         if stored is not None:
             return stored  # a concurrent request with this key got here first
-        if intent_id is not None:
-            # The webhook may have created the row already: update it, never fail on it.
-            cursor = await conn.execute(
-                "INSERT INTO payments"
-                " (intent_id, account_id, amount_cents, minted_tokens, purchase_status)"
-                " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (intent_id) DO UPDATE"
-                " SET purchase_status = EXCLUDED.purchase_status, updated_at = now()"
-                " RETURNING id",
-                (intent_id, user_id, package.amount_cents, package.minted_tokens,
-                 answer.body["status"]))
-            row = await cursor.fetchone()
-            assert row is not None
-            answer = dataclasses.replace(answer, body={"purchase_id": int(row[0]), **answer.body})
+        status = str(answer.body["status"]) if intent_id is not None else str(answer.result)
+        # A webhook may have bound the intent already (it found the row by purchase id).
+        cursor = await conn.execute(
+            "UPDATE payments SET intent_id = COALESCE(intent_id, %s), purchase_status = %s,"
+            " updated_at = now() WHERE id = %s RETURNING intent_id",
+            (intent_id, status, purchase_id))
+        row = await cursor.fetchone()
+        assert row is not None, f"the reserved purchase {purchase_id} vanished"
+        if intent_id is not None and row[0] != intent_id:
+            log.error("purchase %s is bound to intent %s but the provider answered %s",
+                      purchase_id, row[0], intent_id)
+        if answer.result == Result.CREATED:
+            answer = dataclasses.replace(answer, body={"purchase_id": purchase_id, **answer.body})
         await idempotency.record(conn, account_id=user_id, key=idempotency_key, answer=answer)
         return answer
 
@@ -231,7 +298,7 @@ async def apply_payment_succeeded(pool: AsyncConnectionPool, *, event_id: str,
             return _webhook_answer(Result.DUPLICATE_EVENT, event_id)
         payment = await _payment_for_update(conn, facts)
         if payment is None:
-            result = Result.IGNORED
+            result = _unmatched(facts)
         elif payment.succeeded:
             result = Result.ALREADY_APPLIED  # another event for this intent credited it
         else:
@@ -257,7 +324,7 @@ async def apply_charge_refunded(pool: AsyncConnectionPool, *, event_id: str,
             return _webhook_answer(Result.DUPLICATE_EVENT, event_id)
         payment = await _payment_for_update(conn, facts)
         if payment is None:
-            result = Result.IGNORED
+            result = _unmatched(facts)
         else:
             if refunded_cents > payment.refunded_cents:
                 await conn.execute("UPDATE payments SET refunded_cents = %s WHERE id = %s",
@@ -294,7 +361,7 @@ async def _apply_dispute(pool: AsyncConnectionPool, *, event_id: str, event_type
             return _webhook_answer(Result.DUPLICATE_EVENT, event_id)
         payment = await _payment_for_update(conn, facts)
         if payment is None:
-            result = Result.IGNORED
+            result = _unmatched(facts)
         else:
             # Statuses only move forward: none -> open -> won | lost. A late "created"
             # after the close changes nothing.
@@ -345,37 +412,124 @@ async def _finish_event(conn: AsyncConnection, event_id: str, result: Result) ->
                        (str(result), event_id))
 
 
+_PAYMENT_COLUMNS = ("id, intent_id, account_id, amount_cents, minted_tokens, succeeded,"
+                    " refunded_cents, dispute_status, clawed_tokens, currency")
+
+
 async def _payment_for_update(conn: AsyncConnection,
                               facts: PaymentFacts | None) -> _Payment | None:
-    """The event's payment, locked; created from the event's metadata if it is new.
+    """The event's payment, locked, if the service recorded it and the event agrees.
 
-    None when the event names no intent, or names one we never made and its metadata
-    does not say whose it is (not one of our payments: acknowledged and ignored).
+    The payment is found by the event's intent id, else by the ``purchase_id`` of its
+    metadata (a webhook that beat the purchase call's answer; it binds the intent to the
+    row). None when the event names no intent; and None, with a ``webhook_anomalies`` row,
+    when the service never recorded the intent or the event disagrees with the record
+    (amount, currency, user, tokens): the event's own claims never mint anything.
     """
     if facts is None:
         return None
-    if facts.user_id is not None and facts.minted_tokens is not None:
-        await conn.execute(
-            "INSERT INTO payments (intent_id, account_id, amount_cents, minted_tokens)"
-            " SELECT %s, id, %s, %s FROM accounts WHERE id = %s AND kind <> 'system'"
-            " ON CONFLICT (intent_id) DO NOTHING",
-            (facts.intent_id, facts.amount_cents, facts.minted_tokens, facts.user_id))
-    cursor = await conn.execute(
-        "UPDATE payments SET amount_cents = COALESCE(amount_cents, %s), updated_at = now()"
-        " WHERE intent_id = %s RETURNING id, intent_id, account_id, amount_cents,"
-        " minted_tokens, succeeded, refunded_cents, dispute_status, clawed_tokens",
-        (facts.amount_cents, facts.intent_id))
-    row = await cursor.fetchone()
+    row = await _locked_payment_row(conn, facts)
     if row is None:
-        log.warning("webhook about intent %s, which is not ours and names no user of ours; "
-                    "ignored", facts.intent_id)
+        await _record_anomaly(conn, facts, kind="unknown_intent", payment_id=None,
+                              expected={}, observed=_observed(facts))
+        log.warning("webhook %s about intent %s, which this service never recorded; nothing "
+                    "applied", facts.event_id, facts.intent_id)
         return None
-    return _Payment(id=int(row[0]), intent_id=str(row[1]), account_id=int(row[2]),
+    payment = _payment_from_row(row)
+    expected, observed = _disagreements(payment, facts, currency=str(row[9]))
+    if expected:
+        await _record_anomaly(conn, facts, kind="mismatch", payment_id=payment.id,
+                              expected=expected, observed=observed)
+        log.warning("webhook %s about intent %s disagrees with purchase %s: expected %s, "
+                    "observed %s; nothing applied", facts.event_id, facts.intent_id,
+                    payment.id, expected, observed)
+        return None
+    if payment.intent_id != facts.intent_id or payment.amount_cents is None:
+        cursor = await conn.execute(
+            "UPDATE payments SET intent_id = %s, amount_cents = COALESCE(amount_cents, %s),"
+            " updated_at = now() WHERE id = %s RETURNING " + _PAYMENT_COLUMNS,
+            (facts.intent_id, facts.amount_cents, payment.id))
+        updated = await cursor.fetchone()
+        assert updated is not None
+        payment = _payment_from_row(updated)
+    return payment
+
+
+async def _locked_payment_row(conn: AsyncConnection, facts: PaymentFacts) -> Any:
+    """The payments row of the event, locked: by intent id, else by an unbound purchase id.
+
+    Both look-ups lock by primary key and the binding is checked after the lock, so a
+    purchase call or another event binding the row concurrently is seen, never lost.
+    """
+    cursor = await conn.execute(
+        "SELECT " + _PAYMENT_COLUMNS + " FROM payments WHERE intent_id = %s FOR UPDATE",
+        (facts.intent_id,))
+    row = await cursor.fetchone()
+    if row is not None or facts.purchase_id is None:
+        return row
+    cursor = await conn.execute(
+        "SELECT " + _PAYMENT_COLUMNS + " FROM payments WHERE id = %s FOR UPDATE",
+        (facts.purchase_id,))
+    row = await cursor.fetchone()
+    if row is not None and row[1] is not None and row[1] != facts.intent_id:
+        return None  # that purchase belongs to another intent: this one is not ours
+    return row
+
+
+def _payment_from_row(row: Any) -> _Payment:
+    return _Payment(id=int(row[0]), intent_id=str(row[1]) if row[1] is not None else "",
+                    account_id=int(row[2]),
                     amount_cents=None if row[3] is None else int(row[3]),
                     minted_tokens=int(row[4]), succeeded=bool(row[5]),
                     refunded_cents=int(row[6]),
                     dispute_status=None if row[7] is None else DisputeStatus(row[7]),
                     clawed_tokens=int(row[8]))
+
+
+def _observed(facts: PaymentFacts) -> dict[str, Any]:
+    return {"purchase_id": facts.purchase_id, "user_id": facts.user_id,
+            "tokens": facts.minted_tokens, "amount_cents": facts.amount_cents,
+            "currency": facts.currency}
+
+
+def _disagreements(payment: _Payment, facts: PaymentFacts, *,
+                   currency: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """What the record says and the event says, for every field where they differ.
+
+    A success must state everything (it is what credits); a refund or dispute must agree
+    with what it states.
+    """
+    recorded: dict[str, Any] = {"purchase_id": payment.id, "user_id": payment.account_id,
+                                "tokens": payment.minted_tokens,
+                                "amount_cents": payment.amount_cents, "currency": currency}
+    stated = _observed(facts)
+    required = {"user_id", "tokens", "amount_cents", "currency"} \
+        if facts.event_type == "payment_intent.succeeded" else set()
+    if payment.amount_cents is None:  # a row from before purchases recorded amounts
+        recorded.pop("amount_cents")
+    expected, observed = {}, {}
+    for name, value in recorded.items():
+        if stated[name] is None and name not in required:
+            continue
+        if stated[name] != value:
+            expected[name], observed[name] = value, stated[name]
+    return expected, observed
+
+
+async def _record_anomaly(conn: AsyncConnection, facts: PaymentFacts, *, kind: str,
+                          payment_id: int | None, expected: dict[str, Any],
+                          observed: dict[str, Any]) -> None:
+    await conn.execute(
+        "INSERT INTO webhook_anomalies (event_id, event_type, intent_id, payment_id, kind,"
+        " expected, observed) VALUES (%s, %s, %s, %s, %s, %s, %s)"
+        " ON CONFLICT (event_id) DO NOTHING",
+        (facts.event_id, facts.event_type, facts.intent_id, payment_id, kind,
+         Jsonb(expected), Jsonb(observed)))
+
+
+def _unmatched(facts: PaymentFacts | None) -> Result:
+    """The result of an event whose payment was not found: ignored, or an anomaly."""
+    return Result.IGNORED if facts is None else Result.ANOMALY
 
 
 async def _lock_owner(conn: AsyncConnection, payment: _Payment) -> ledger.Account:

@@ -10,6 +10,7 @@ is what lets a flaw replace one operation.
 from __future__ import annotations
 
 import hmac
+import json
 import re
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -142,6 +143,12 @@ async def get_audit_totals(request: Request) -> JSONResponse:
     return JSONResponse(await _call(request, "audit_totals"))
 
 
+@router.get("/v1/audit/webhook-anomalies")
+async def get_audit_webhook_anomalies(request: Request) -> JSONResponse:
+    await _require_admin(request)
+    return JSONResponse(await _call(request, "audit_webhook_anomalies"))
+
+
 # ---------------------------------------------------------------------------------------
 
 
@@ -215,16 +222,50 @@ def _idempotency_key(request: Request, *, required: bool) -> str | None:
 
 
 async def _parse(request: Request, model: type[ModelT], *, empty_ok: bool = False) -> ModelT:
-    """The body as ``model``: 400 when it is not JSON, 422 when it does not fit the model."""
+    """The body as ``model``: 400 when it is not JSON or names a key twice, 422 when it
+    does not fit the model."""
     raw = await request.body()
     if empty_ok and not raw.strip():
         raw = b"{}"
+    _refuse_duplicate_keys(raw)
     try:
         return model.model_validate_json(raw)
     except ValidationError as exc:
         if any(error["type"] == "json_invalid" for error in exc.errors()):
             raise ApiError(400, "malformed_json", "the body is not valid JSON") from None
         raise ApiError(422, "invalid", describe(exc)) from None
+
+
+class _DuplicateKey(Exception):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``json.loads`` hook: an object, unless it names a key twice."""
+    found: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in found:
+            raise _DuplicateKey(key)
+        found[key] = value
+    return found
+
+
+def _refuse_duplicate_keys(raw: bytes) -> None:
+    """400 ``duplicate_key`` for ``{"to": 1, "to": 2}``: a money API does not pick one.
+
+    JSON parsers disagree on which value wins (the last, the first, or an error), so a
+    proxy and this service could read two different requests from the same bytes. A body
+    that is not JSON at all is left for the model's parser to refuse as ``malformed_json``.
+    """
+    try:
+        json.loads(raw, object_pairs_hook=_unique_pairs)
+    except _DuplicateKey as exc:
+        raise ApiError(400, "duplicate_key", f"the JSON body names the key "
+                       f"{exc.key[:40]!r} more than once; send each key once") from None
+    except (ValueError, RecursionError):
+        return  # not JSON (or absurdly nested): the model's parser says so precisely
 
 
 def _id(text: str) -> int:

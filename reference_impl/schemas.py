@@ -89,14 +89,20 @@ class ChargeRequest(_Request):
 class PaymentFacts:
     """What one event says about its PaymentIntent; None where it does not say.
 
-    ``user_id`` and ``minted_tokens`` come from the metadata the service set on the
-    intent; they are only used when the event is the first the service hears of it.
+    ``purchase_id``, ``user_id`` and ``minted_tokens`` come from the metadata the service
+    set on the intent. The service never trusts them to decide what to credit: it finds
+    its own record of the purchase (by intent id, else by purchase id) and checks that the
+    event agrees with it.
     """
 
+    event_id: str
+    event_type: str
     intent_id: str
+    purchase_id: int | None
     user_id: int | None
     minted_tokens: int | None
     amount_cents: int | None
+    currency: str | None
 
 
 class _Lenient(BaseModel):
@@ -113,12 +119,14 @@ class _Object(_Lenient):
 
 class _Intent(_Object):
     amount: Cents
+    currency: str | None = Field(default=None, max_length=16)
 
 
 class _Charge(_Object):
     payment_intent: str | None = None
     amount: Cents
     amount_refunded: Cents
+    currency: str | None = Field(default=None, max_length=16)
 
 
 class _Dispute(_Object):
@@ -157,17 +165,19 @@ def webhook_call(event: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
         if envelope.type == "payment_intent.succeeded":
             intent = _Intent.model_validate(obj)
             return "apply_payment_succeeded", {
-                "event_id": envelope.id, "facts": _facts(intent.id, intent.metadata,
-                                                         amount_cents=intent.amount)}
+                "event_id": envelope.id, "facts": _facts(
+                    envelope, intent.id, intent.metadata, amount_cents=intent.amount,
+                    currency=intent.currency)}
         if envelope.type == "charge.refunded":
             charge = _Charge.model_validate(obj)
             return "apply_charge_refunded", {
                 "event_id": envelope.id, "refunded_cents": charge.amount_refunded,
-                "facts": _facts(charge.payment_intent, charge.metadata,
-                                amount_cents=charge.amount)}
+                "facts": _facts(envelope, charge.payment_intent, charge.metadata,
+                                amount_cents=charge.amount, currency=charge.currency)}
         if envelope.type in ("charge.dispute.created", "charge.dispute.closed"):
             dispute = _Dispute.model_validate(obj)
-            facts = _facts(dispute.payment_intent, dispute.metadata, amount_cents=None)
+            facts = _facts(envelope, dispute.payment_intent, dispute.metadata,
+                           amount_cents=None, currency=None)
             if envelope.type == "charge.dispute.created":
                 return "apply_dispute_created", {"event_id": envelope.id, "facts": facts,
                                                  "dispute_id": dispute.id}
@@ -180,23 +190,29 @@ def webhook_call(event: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
                               f"the event lacks what its type needs: {describe(exc)}") from None
 
 
-def _facts(intent_id: str | None, metadata: Mapping[str, Any], *,
-           amount_cents: int | None) -> PaymentFacts | None:
+def _facts(envelope: _Event, intent_id: str | None, metadata: Mapping[str, Any], *,
+           amount_cents: int | None, currency: str | None) -> PaymentFacts | None:
     """PaymentFacts, or None when the object names no intent (nothing we can apply)."""
     if not intent_id:
         return None
-    return PaymentFacts(intent_id=intent_id, user_id=_metadata_int(metadata, "user_id"),
+    return PaymentFacts(event_id=envelope.id, event_type=envelope.type, intent_id=intent_id,
+                        purchase_id=_metadata_int(metadata, "purchase_id", value_max=ID_MAX),
+                        user_id=_metadata_int(metadata, "user_id", value_max=ID_MAX),
                         minted_tokens=_metadata_int(metadata, "tokens"),
-                        amount_cents=amount_cents or None)
+                        amount_cents=amount_cents or None,
+                        currency=currency.lower() if currency else None)
 
 
-def _metadata_int(metadata: Mapping[str, Any], key: str) -> int | None:
+def _metadata_int(metadata: Mapping[str, Any], key: str, *,
+                  value_max: int = AMOUNT_TOKENS_MAX) -> int | None:
     """A positive integer from Stripe metadata (where every value is a string), or None."""
     value = metadata.get(key)
     if not isinstance(value, str) or not value.isascii() or not value.isdigit():
         return None
+    if len(value) > 19:  # longer than any BIGINT; never parse an unbounded string
+        return None
     number = int(value)
-    return number if 1 <= number <= AMOUNT_TOKENS_MAX else None
+    return number if 1 <= number <= value_max else None
 
 
 def describe(exc: ValidationError) -> str:

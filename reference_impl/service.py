@@ -33,6 +33,7 @@ __all__ = [
     "OPERATIONS",
     "audit_accounts",
     "audit_totals",
+    "audit_webhook_anomalies",
     "authenticate",
     "charge_minute",
     "check_health",
@@ -297,8 +298,11 @@ SELECT
   (SELECT COALESCE(-sum(amount), 0) FROM ledger_entries WHERE account_id = %(issuance)s)::bigint,
   (SELECT COALESCE(sum(amount), 0) FROM ledger_entries WHERE account_id = %(clawback)s)::bigint,
   (SELECT count(*) FROM (SELECT transaction_id FROM ledger_entries
-                         GROUP BY transaction_id HAVING sum(amount) <> 0) AS unbalanced)::bigint
+                         GROUP BY transaction_id HAVING sum(amount) <> 0) AS unbalanced)::bigint,
+  (SELECT count(*) FROM webhook_anomalies)::bigint
 """
+
+_WEBHOOK_ANOMALIES_LIMIT = 1000  # the newest this many; the count in the totals is complete
 
 
 @retry_transient
@@ -325,7 +329,9 @@ async def audit_totals(pool: AsyncConnectionPool) -> dict[str, int]:
     taken back by refunds and disputes, net of disputes won), ``balances``, ``debts``,
     ``drift_accounts`` (user accounts whose balance or debt differs from its journal);
     and, from the ledger alone, ``ledger_minted`` (−Σ issuance entries),
-    ``ledger_clawed_back`` (Σ clawback entries + debts) and ``unbalanced_transactions``.
+    ``ledger_clawed_back`` (Σ clawback entries + debts) and ``unbalanced_transactions``;
+    ``webhook_anomalies``: signed events that credited nothing because they named an
+    intent the service never recorded or disagreed with its record.
     A correct service has ``minted − clawed_back == balances − debts``, zero drift, and
     ledger figures equal to the payment figures.
     """
@@ -339,10 +345,32 @@ async def audit_totals(pool: AsyncConnectionPool) -> dict[str, int]:
             "issuance": ledger.ISSUANCE_ACCOUNT_ID, "clawback": ledger.CLAWBACK_ACCOUNT_ID})
         row = await cursor.fetchone()
     assert row is not None
-    minted, clawed_back, balances, debts, ledger_minted, collected, unbalanced = map(int, row)
+    (minted, clawed_back, balances, debts, ledger_minted, collected, unbalanced,
+     anomalies) = map(int, row)
     return {"minted": minted, "clawed_back": clawed_back, "balances": balances,
             "debts": debts, "drift_accounts": drift_accounts, "ledger_minted": ledger_minted,
-            "ledger_clawed_back": collected + debts, "unbalanced_transactions": unbalanced}
+            "ledger_clawed_back": collected + debts, "unbalanced_transactions": unbalanced,
+            "webhook_anomalies": anomalies}
+
+
+@retry_transient
+async def audit_webhook_anomalies(pool: AsyncConnectionPool) -> list[dict[str, Any]]:
+    """The newest webhook anomalies, newest first.
+
+    Keys: ``id, event_id, event_type, intent_id, payment_id, kind`` (``unknown_intent`` or
+    ``mismatch``), ``expected`` (what the service recorded), ``observed`` (what the event
+    said), ``received_at`` (ISO 8601).
+    """
+    async with connection(pool) as conn:
+        cursor = await conn.execute(
+            "SELECT id, event_id, event_type, intent_id, payment_id, kind, expected, observed,"
+            " received_at FROM webhook_anomalies ORDER BY id DESC LIMIT %s",
+            (_WEBHOOK_ANOMALIES_LIMIT,))
+        rows = await cursor.fetchall()
+    keys = ("id", "event_id", "event_type", "intent_id", "payment_id", "kind", "expected",
+            "observed", "received_at")
+    return [{**dict(zip(keys, row, strict=True)), "received_at": row[8].isoformat()}
+            for row in rows]
 
 
 async def check_health(pool: AsyncConnectionPool) -> bool:
@@ -372,5 +400,6 @@ OPERATIONS: Mapping[str, Callable[..., Any]] = MappingProxyType({
     "acknowledge_event": payments.acknowledge_event,
     "audit_accounts": audit_accounts,
     "audit_totals": audit_totals,
+    "audit_webhook_anomalies": audit_webhook_anomalies,
     "check_health": check_health,
 })

@@ -11,7 +11,7 @@ Nothing else in the package reads the environment. Variables:
 ``TOKENCHAOS_FLAWS``               comma list of flaw names to install (default none)
 ``TOKENCHAOS_POOL_SIZE_MIN``       database connections kept open (default 2)
 ``TOKENCHAOS_POOL_SIZE_MAX``       database connections at most (default 20)
-``TOKENCHAOS_POOL_TIMEOUT_S``      wait for a free connection before 503 (default 10)
+``TOKENCHAOS_POOL_TIMEOUT_S``      wait for a free connection before 503 (default 60)
 =================================  =====================================================
 """
 
@@ -41,7 +41,10 @@ class Settings:
     # The connection pool (psycopg_pool.AsyncConnectionPool).
     pool_size_min: int = 2
     pool_size_max: int = 20
-    pool_timeout_s: float = 10.0  # waiting for a free connection; past it the call is a 503
+    # Waiting for a free connection; past it the call is a 503. Longer than any client's
+    # timeout: under load (a hot account, a CPU-starved machine) a correct service answers
+    # late rather than refuse work it could do; a client that gives up sees a timeout.
+    pool_timeout_s: float = 60.0
     pool_idle_s_max: float = 300.0  # close connections idle this long (above pool_size_min)
     pool_lifetime_s_max: float = 1800.0  # recycle every connection after this long
     pool_waiting_max: int = 1000  # requests queued for a connection; beyond, refused at once
@@ -51,8 +54,11 @@ class Settings:
     pool_reconnect_timeout_s: float = 5.0
     pool_open_timeout_s: float = 30.0  # at start-up: the database must answer within this
     connect_timeout_s: int = 5
-    statement_timeout_ms: int = 15_000  # no statement may run longer (a stuck lock, a bug)
-    lock_timeout_ms: int = 10_000
+    # No statement may run longer (a stuck lock, a bug). A lock wait on a hot row of a busy
+    # machine is not stuck: row-lock waiters are woken in no fixed order, so one may wait
+    # many seconds behind others; only a wait far beyond any client's patience is a fault.
+    statement_timeout_ms: int = 90_000
+    lock_timeout_ms: int = 60_000
     # The provider (Stripe or the simulator).
     provider_timeout_s: float = 10.0
     provider_retries_max: int = 1  # safe: every request carries an idempotency key

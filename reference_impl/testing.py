@@ -28,9 +28,12 @@ import psycopg
 import uvicorn
 
 from reference_impl.app import create_app
+from reference_impl.http_protocol import HTTP_PROTOCOL
+from reference_impl.money import package_for
 from reference_impl.settings import Settings
 
 __all__ = [
+    "Purchase",
     "ServiceClient",
     "User",
     "assert_books_balance",
@@ -62,40 +65,46 @@ def stripe_event(event_type: str, obj: Mapping[str, Any], *,
             "request": {"id": None, "idempotency_key": None}, "data": {"object": dict(obj)}}
 
 
-def _metadata(user_id: int | None, minted_tokens: int | None) -> dict[str, str]:
+def _metadata(user_id: int | None, minted_tokens: int | None,
+              purchase_id: int | None) -> dict[str, str]:
     metadata = {}
     if user_id is not None:
         metadata["user_id"] = str(user_id)
     if minted_tokens is not None:
         metadata["tokens"] = str(minted_tokens)
+    if purchase_id is not None:
+        metadata["purchase_id"] = str(purchase_id)
     return metadata
 
 
 def intent_object(intent_id: str, *, amount_cents: int, user_id: int | None,
-                  minted_tokens: int | None, status: str = "succeeded") -> dict[str, Any]:
+                  minted_tokens: int | None, status: str = "succeeded",
+                  purchase_id: int | None = None, currency: str = "usd") -> dict[str, Any]:
     """A PaymentIntent with the metadata the service sets."""
     return {"id": intent_id, "object": "payment_intent", "amount": amount_cents,
             "amount_received": amount_cents if status == "succeeded" else 0,
-            "currency": "usd", "status": status, "latest_charge": f"ch_{intent_id[3:]}",
-            "metadata": _metadata(user_id, minted_tokens)}
+            "currency": currency, "status": status, "latest_charge": f"ch_{intent_id[3:]}",
+            "metadata": _metadata(user_id, minted_tokens, purchase_id)}
 
 
 def charge_object(intent_id: str, *, amount_cents: int, refunded_cents: int,
-                  user_id: int | None, minted_tokens: int | None) -> dict[str, Any]:
+                  user_id: int | None, minted_tokens: int | None,
+                  purchase_id: int | None = None) -> dict[str, Any]:
     """A Charge of ``intent_id`` with its cumulative ``amount_refunded``."""
     return {"id": f"ch_{intent_id[3:]}", "object": "charge", "amount": amount_cents,
             "amount_refunded": refunded_cents, "refunded": refunded_cents >= amount_cents,
             "currency": "usd", "payment_intent": intent_id, "status": "succeeded",
-            "metadata": _metadata(user_id, minted_tokens)}
+            "metadata": _metadata(user_id, minted_tokens, purchase_id)}
 
 
 def dispute_object(intent_id: str, *, status: str, amount_cents: int, user_id: int | None,
-                   minted_tokens: int | None, dispute_id: str | None = None) -> dict[str, Any]:
+                   minted_tokens: int | None, dispute_id: str | None = None,
+                   purchase_id: int | None = None) -> dict[str, Any]:
     """A Dispute of ``intent_id``'s charge (``needs_response``, ``won``, ``lost``...)."""
     return {"id": dispute_id or f"dp_{intent_id[3:]}", "object": "dispute",
             "amount": amount_cents, "charge": f"ch_{intent_id[3:]}", "currency": "usd",
             "payment_intent": intent_id, "status": status,
-            "metadata": _metadata(user_id, minted_tokens)}
+            "metadata": _metadata(user_id, minted_tokens, purchase_id)}
 
 
 def _free_port() -> int:
@@ -119,7 +128,8 @@ async def serving(settings: Settings, *,
     """Run the service with uvicorn on a free loopback port; yield its base URL."""
     port = _free_port()
     config = uvicorn.Config(create_app(settings, operations=operations), host="127.0.0.1",
-                            port=port, log_config=None, access_log=False, lifespan="on")
+                            port=port, log_config=None, access_log=False, lifespan="on",
+                            http=HTTP_PROTOCOL)
     server = _EmbeddedServer(config)
     task = asyncio.create_task(server.serve())
     deadline = time.monotonic() + _STARTUP_TIMEOUT_S
@@ -141,6 +151,38 @@ async def serving(settings: Settings, *,
 class User:
     id: int
     token: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Purchase:
+    """A purchase the service recorded, and the Stripe-shaped events of its intent.
+
+    The events carry the metadata the service set on the intent (user, tokens, purchase
+    id), as the provider would deliver them; tests deliver them in any order they like.
+    """
+
+    user: User
+    purchase_id: int
+    intent_id: str
+    minted_tokens: int
+    amount_cents: int
+
+    def succeeded(self) -> dict[str, Any]:
+        return stripe_event("payment_intent.succeeded", intent_object(
+            self.intent_id, amount_cents=self.amount_cents, user_id=self.user.id,
+            minted_tokens=self.minted_tokens, purchase_id=self.purchase_id))
+
+    def refunded(self, refunded_cents: int) -> dict[str, Any]:
+        return stripe_event("charge.refunded", charge_object(
+            self.intent_id, amount_cents=self.amount_cents, refunded_cents=refunded_cents,
+            user_id=self.user.id, minted_tokens=self.minted_tokens,
+            purchase_id=self.purchase_id))
+
+    def dispute(self, event_type: str, status: str) -> dict[str, Any]:
+        return stripe_event(event_type, dispute_object(
+            self.intent_id, status=status, amount_cents=self.amount_cents,
+            user_id=self.user.id, minted_tokens=self.minted_tokens,
+            purchase_id=self.purchase_id))
 
 
 class ServiceClient:
@@ -200,14 +242,30 @@ class ServiceClient:
         return await self.http.post("/v1/webhooks/stripe", content=payload, headers={
             "Stripe-Signature": signature, "Content-Type": "application/json"})
 
-    async def fund(self, user: User, tokens: int, *, amount_cents: int | None = None) -> str:
-        """Credit ``tokens`` through a signed ``payment_intent.succeeded``; the intent id."""
-        intent_id = f"pi_{uuid.uuid4().hex[:24]}"
-        obj = intent_object(intent_id, amount_cents=amount_cents or tokens * 5,
-                            user_id=user.id, minted_tokens=tokens)
-        response = await self.deliver(stripe_event("payment_intent.succeeded", obj))
+    async def purchase(self, user: User, tokens: int, *, payment_method: str = "pm_card_visa",
+                       key: str | None = None) -> httpx.Response:
+        """``POST /v1/purchases`` (the service needs a provider behind it)."""
+        return await self.call(user, "POST", "/v1/purchases", key=key or uuid.uuid4().hex,
+                               json={"tokens": tokens, "payment_method": payment_method})
+
+    async def buy(self, user: User, tokens: int) -> Purchase:
+        """A purchase of the package of ``tokens`` that the service recorded; not credited."""
+        package = package_for(tokens)
+        assert package is not None, f"{tokens} is not a package"
+        response = await self.purchase(user, tokens)
+        assert response.status_code == 201, response.text
+        body = response.json()
+        return Purchase(user=user, purchase_id=int(body["purchase_id"]),
+                        intent_id=str(body["intent_id"]), minted_tokens=package.minted_tokens,
+                        amount_cents=package.amount_cents)
+
+    async def fund(self, user: User, tokens: int) -> str:
+        """Buy the package of ``tokens`` and deliver its signed success; the intent id."""
+        purchase = await self.buy(user, tokens)
+        response = await self.deliver(purchase.succeeded())
         assert response.status_code == 200, response.text
-        return intent_id
+        assert response.json()["result"] == "applied", response.text
+        return purchase.intent_id
 
 
 _BOOKS_CHECKS = {

@@ -61,7 +61,7 @@ DESCRIPTIONS: dict[str, str] = {
     "refunds": "clawbacks cumulative and within what was minted; shortfalls recorded as debt",
     "calls": "no minute charged twice, no charge after the call ended",
     "webhook_auth": "forged, tampered and stale webhooks refused and crediting nothing",
-    "errors": "no 5xx answer and no op slower than the latency bound",
+    "errors": "no 5xx answer, and no op slower than a latency bound you set (--latency-bound-ms)",
     "coverage": "the run provoked every outcome its scenario exists to provoke",
 }
 

@@ -55,17 +55,20 @@ class CheckInput:
 
     ``initial`` is the state before the run (``None``: every account started at zero).
     ``provokes`` lists the coverage tags the scenario must provoke (``coverage`` only).
+    ``latency_ms_max`` is the user's latency bound (``errors`` only); ``None``, the default,
+    judges no latency: slowness is a performance finding, not a broken invariant.
     """
 
     history: Sequence[Event]
     observation: Observation | None  # end state at quiescence (None: never observed)
     truth: ProviderTruth | None  # None when no provider truth was available
     initial: Observation | None = None  # balances before the run (None = all zero)
-    latency_ms_max: int = 5_000
+    latency_ms_max: int | None = None  # the user's latency bound; None: not judged
     provokes: tuple[str, ...] = ()  # coverage tags the scenario must provoke
 
     def __post_init__(self) -> None:
-        assert self.latency_ms_max >= 1, self.latency_ms_max
+        if self.latency_ms_max is not None:
+            assert self.latency_ms_max >= 1, self.latency_ms_max
 
 
 Checker = Callable[[CheckInput], Verdict]

@@ -4,9 +4,12 @@
 Stripe for a service using the official SDK: PaymentIntents, Refunds, Events, Charges,
 Disputes, and the test helpers a card holder or a bank would use. Any ``sk_test_…`` key is
 accepted (Bearer, or Basic as ``curl -u`` sends it); anything else is a 401 in Stripe's
-error shape. Under ``/_tokenchaos`` (JSON, no key: it is a test tool on loopback) the
-harness configures the webhook endpoint, sets the delivery policy, waits for quiescence,
-reads the truth, asks for signed or forged envelopes, and resets between scenarios.
+error shape. Under ``/_tokenchaos`` (JSON) the harness configures the webhook endpoint,
+sets the delivery policy, waits for quiescence, reads the truth, asks for signed or forged
+envelopes, and resets between scenarios. That API hands out the webhook secret and can
+sign any event, so every route under it needs the provider's control key
+(``Authorization: Bearer <control key>``, compared in constant time); without it the answer
+is a 401 that says how to authenticate and reveals nothing else.
 
 Routes only parse, call the state machine or the dispatcher, and render; the rules live in
 ``state.py`` / ``operations.py`` and delivery in ``delivery.py``.
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import hmac
 import json
 import random
 import secrets
@@ -40,8 +44,11 @@ from harness.provider.policy import DeliveryPolicy
 from harness.provider.signing import new_webhook_secret
 from harness.provider.state import Answer, ProviderState
 
-__all__ = ["ProviderConfig", "ProviderRuntime", "create_app"]
+__all__ = ["CONTROL_KEY_CHARS_MIN", "ProviderConfig", "ProviderRuntime", "check_control_key",
+           "create_app", "new_control_key"]
 
+CONTROL_KEY_CHARS_MIN = 16  # a shorter key is guessable; refuse it rather than be weak
+_CONTROL_PREFIX = "/_tokenchaos"
 _API_KEY_PREFIX = "sk_test_"
 _CONTROL_BODY_BYTES_MAX = 1 << 20
 
@@ -52,10 +59,12 @@ class ProviderConfig:
 
     ``seed`` drives every id (``None``: drawn fresh). A fixed seed repeats ids after a
     restart, which a target whose database outlives the provider mistakes for duplicates.
+    ``control_key`` guards the ``/_tokenchaos`` control API; drawn fresh unless given.
     """
 
     webhook_url: str | None = None  # None: events are stored, not delivered
     webhook_secret: str = field(default_factory=new_webhook_secret)
+    control_key: str = field(default_factory=lambda: new_control_key())
     tolerance_s: int = 300  # the target's signature tolerance; stale copies are older
     seed: int | None = None
     limits: Limits = DEFAULT_LIMITS
@@ -63,10 +72,25 @@ class ProviderConfig:
     def __post_init__(self) -> None:
         if not self.webhook_secret:
             raise ValueError("ProviderConfig.webhook_secret must not be empty")
+        check_control_key(self.control_key)
         if self.tolerance_s < 1:
             raise ValueError(f"ProviderConfig.tolerance_s must be >= 1, got {self.tolerance_s}")
         if self.webhook_url is not None:
             _check_url(self.webhook_url)
+
+
+def new_control_key() -> str:
+    """A fresh control key: 32 url-safe random characters after ``tck_``."""
+    return "tck_" + secrets.token_urlsafe(24)
+
+
+def check_control_key(key: str) -> None:
+    """Raise ``ValueError`` unless ``key`` is usable as a control key."""
+    if len(key) < CONTROL_KEY_CHARS_MIN or not key.isprintable() or any(
+            c.isspace() for c in key):
+        raise ValueError(f"the provider's control key must be at least {CONTROL_KEY_CHARS_MIN} "
+                         "printable characters without spaces; leave it out to draw a fresh "
+                         "one")
 
 
 class ProviderRuntime:
@@ -75,6 +99,7 @@ class ProviderRuntime:
     def __init__(self, config: ProviderConfig) -> None:
         seed = config.seed if config.seed is not None else secrets.randbits(63)
         self.seed = seed
+        self.control_key = config.control_key
         self.state = ProviderState(seed=seed, objects_max=config.limits.history_events_max)
         self.dispatcher = Dispatcher(webhook_url=config.webhook_url,
                                      webhook_secret=config.webhook_secret,
@@ -246,6 +271,45 @@ def _stripe_error(error: StripeError, key: str | None) -> Response:
 # -- The control API --------------------------------------------------------------------------
 
 
+_Endpoint = Any  # Callable[[Request], Awaitable[Response]]
+
+
+def _guarded(endpoint: _Endpoint) -> _Endpoint:
+    """``endpoint`` behind the control key: a request without it never reaches the route."""
+    async def guarded(request: Request) -> Response:
+        refused = _check_control_key(request)
+        if refused is not None:
+            return refused
+        response: Response = await endpoint(request)
+        return response
+    return guarded
+
+
+def _check_control_key(request: Request) -> Response | None:
+    """None when the request carries this provider's control key; else a bare 401.
+
+    The key is compared in constant time, and the answer is the same for a missing key, a
+    wrong one and a wrong scheme: it says how to authenticate, never what was expected.
+    """
+    scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+    expected = _runtime(request).control_key.encode()
+    given = credentials.strip().encode()
+    if scheme.lower() == "bearer" and hmac.compare_digest(given, expected):
+        return None
+    message = ("the control API needs the provider's control key: send 'Authorization: "
+               "Bearer <provider key>', the provider_key that tokenchaos provider or "
+               "tokenchaos serve printed (TOKENCHAOS_PROVIDER_KEY / --provider-key for "
+               "tokenchaos run)")
+    return JSONResponse({"error": {"type": "authentication_error", "message": message}},
+                        status_code=401,
+                        headers={"WWW-Authenticate": 'Bearer realm="tokenchaos-control"'})
+
+
+async def _unknown_control(request: Request) -> Response:
+    return _control_error(f"no control route {request.method} {request.url.path}; see "
+                          "harness/provider/app.py", status_code=404)
+
+
 async def _get_config(request: Request) -> Response:
     return JSONResponse(_runtime(request).config_json())
 
@@ -352,9 +416,9 @@ async def _json_object(request: Request) -> dict[str, Any]:
     return data
 
 
-def _control_error(message: str) -> Response:
+def _control_error(message: str, *, status_code: int = 400) -> Response:
     return JSONResponse({"error": {"type": "invalid_request_error", "message": message}},
-                        status_code=400)
+                        status_code=status_code)
 
 
 def _check_url(url: object) -> None:
@@ -387,15 +451,19 @@ _ROUTES = [
     Route("/v1/test_helpers/disputes", _mutation("create_dispute"), methods=["POST"]),
     Route("/v1/test_helpers/disputes/{id}/close", _mutation("close_dispute", "id"),
           methods=["POST"]),
-    Route("/_tokenchaos/config", _get_config, methods=["GET"]),
-    Route("/_tokenchaos/config", _put_config, methods=["PUT"]),
-    Route("/_tokenchaos/policy", _get_policy, methods=["GET"]),
-    Route("/_tokenchaos/policy", _put_policy, methods=["PUT"]),
-    Route("/_tokenchaos/pending", _pending, methods=["GET"]),
-    Route("/_tokenchaos/truth", _truth, methods=["GET"]),
-    Route("/_tokenchaos/envelope", _envelope, methods=["POST"]),
-    Route("/_tokenchaos/reset", _reset, methods=["POST"]),
-    Route("/_tokenchaos/health", _health, methods=["GET"]),
+    Route("/_tokenchaos/config", _guarded(_get_config), methods=["GET"]),
+    Route("/_tokenchaos/config", _guarded(_put_config), methods=["PUT"]),
+    Route("/_tokenchaos/policy", _guarded(_get_policy), methods=["GET"]),
+    Route("/_tokenchaos/policy", _guarded(_put_policy), methods=["PUT"]),
+    Route("/_tokenchaos/pending", _guarded(_pending), methods=["GET"]),
+    Route("/_tokenchaos/truth", _guarded(_truth), methods=["GET"]),
+    Route("/_tokenchaos/envelope", _guarded(_envelope), methods=["POST"]),
+    Route("/_tokenchaos/reset", _guarded(_reset), methods=["POST"]),
+    Route("/_tokenchaos/health", _guarded(_health), methods=["GET"]),
+    # Anything else under the prefix is refused the same way before it is found missing,
+    # so an unauthenticated caller cannot map the control API.
+    Route(_CONTROL_PREFIX + "/{path:path}", _guarded(_unknown_control),
+          methods=["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"]),
     Route("/{path:path}", _unrecognized,
           methods=["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"]),
 ]

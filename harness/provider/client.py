@@ -1,12 +1,13 @@
 """The harness's handle on a provider over HTTP: the ``/_tokenchaos`` control API, async.
 
-``ProviderClient(base_url)`` configures the webhook endpoint, sets the delivery policy,
-waits for quiescence, reads the truth, asks for signed or forged envelopes and resets
-between scenarios; it also wraps the test helpers (refund, authenticate, disputes) for
-scripts and tests. It works the same against a provider in this process and one running
-elsewhere (``tokenchaos provider``). Every httpx error, and every answer that is not what
-the control API promises, becomes a ``ProviderError`` (``raise … from exc``); nothing here
-judges the target.
+``ProviderClient(base_url, control_key=...)`` configures the webhook endpoint, sets the
+delivery policy, waits for quiescence, reads the truth, asks for signed or forged envelopes
+and resets between scenarios; it also wraps the test helpers (refund, authenticate,
+disputes) for scripts and tests. It works the same against a provider in this process and
+one running elsewhere (``tokenchaos provider``, which prints the control key as
+``provider_key``). Every control call carries ``Authorization: Bearer <control key>``.
+Every httpx error, and every answer that is not what the control API promises, becomes a
+``ProviderError`` (``raise … from exc``); nothing here judges the target.
 """
 
 from __future__ import annotations
@@ -39,18 +40,21 @@ class Envelope(TypedDict):
 
 
 class ProviderClient:
-    """Async client of one provider. Use ``async with ProviderClient(url) as provider:``.
+    """Async client of one provider: ``async with ProviderClient(url, control_key=k) as p:``.
 
     Args:
         base_url: the provider's root, e.g. ``http://127.0.0.1:8123``.
+        control_key: the provider's control key (its ``provider_key``), for ``/_tokenchaos``.
         timeout_s: per request.
         api_key: sent to the Stripe-compatible routes (any ``sk_test_…`` is accepted).
     """
 
-    def __init__(self, base_url: str, *, timeout_s: float = 10.0,
+    def __init__(self, base_url: str, *, control_key: str, timeout_s: float = 10.0,
                  api_key: str = _API_KEY_DEFAULT) -> None:
         assert timeout_s > 0, timeout_s
+        assert control_key, "a provider client needs the provider's control key"
         self.base_url = base_url.rstrip("/")
+        self.control_key = control_key
         self._api_key = api_key
         self._http = httpx.AsyncClient(base_url=self.base_url, timeout=httpx.Timeout(timeout_s),
                                        follow_redirects=False, trust_env=False)
@@ -187,7 +191,13 @@ class ProviderClient:
 
     async def _control(self, method: str, path: str,
                        body: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        response = await self._send(method, path, json=dict(body) if body is not None else None)
+        headers = {"Authorization": f"Bearer {self.control_key}"}
+        response = await self._send(method, path, json=dict(body) if body is not None else None,
+                                    headers=headers)
+        if response.status_code == 401:
+            raise ProviderError(f"the provider at {self.base_url} refused the control key for "
+                                f"{method} {path} (401); pass the provider_key it printed at "
+                                "start (--provider-key or TOKENCHAOS_PROVIDER_KEY)")
         return self._read(method, path, response)
 
     async def _stripe(self, path: str, form: Mapping[str, str], *,

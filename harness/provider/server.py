@@ -6,9 +6,10 @@ and returns once it answers; ``await running.stop()`` shuts it down. The embedde
 never installs signal handlers: the program that embeds it owns SIGINT and SIGTERM.
 
 ``main()`` is the stand-alone entry (used by ``tokenchaos provider`` and ``python -m
-harness.provider``): it prints one JSON line ``{provider_url, webhook_secret}`` once the
-provider answers, and serves until SIGTERM or SIGINT. This module starts and stops; the
-API lives in ``app.py``.
+harness.provider``): it prints one JSON line ``{provider_url, provider_key, webhook_secret}``
+(``announcement``) once the provider answers, and serves until SIGTERM or SIGINT. The
+``provider_key`` is the control key the harness must send to ``/_tokenchaos``. This module
+starts and stops; the API lives in ``app.py``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import signal
 import socket
 import sys
@@ -27,11 +29,13 @@ import uvicorn
 from starlette.types import ASGIApp
 
 from harness.errors import ProviderError
-from harness.provider.app import ProviderConfig, create_app
+from harness.provider.app import ProviderConfig, create_app, new_control_key
 from harness.provider.signing import new_webhook_secret
 
-__all__ = ["ProviderConfig", "RunningProvider", "RunningServer", "main", "serve_asgi",
-           "serve_provider"]
+__all__ = ["PROVIDER_KEY_ENV", "ProviderConfig", "RunningProvider", "RunningServer",
+           "announcement", "main", "serve_asgi", "serve_provider"]
+
+PROVIDER_KEY_ENV = "TOKENCHAOS_PROVIDER_KEY"  # the control key, where a flag does not give it
 
 _START_TIMEOUT_S = 15.0
 _STOP_TIMEOUT_S = 10.0
@@ -76,6 +80,12 @@ class RunningProvider(RunningServer):
     """The provider served in this event loop; ``config`` is how it started."""
 
     config: ProviderConfig
+
+
+def announcement(running: RunningProvider) -> dict[str, str]:
+    """The JSON line a stand-alone provider prints: where it is and the keys to use it."""
+    return {"provider_url": running.url, "provider_key": running.config.control_key,
+            "webhook_secret": running.config.webhook_secret}
 
 
 async def serve_provider(config: ProviderConfig, *, host: str = "127.0.0.1",
@@ -139,7 +149,7 @@ async def _wait_started(server: uvicorn.Server, task: asyncio.Task[None]) -> Non
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Serve alone until SIGTERM or SIGINT, after printing ``{provider_url, webhook_secret}``."""
+    """Serve alone until SIGTERM or SIGINT, after printing ``announcement``'s JSON line."""
     parser = argparse.ArgumentParser(
         prog="python -m harness.provider",
         description="The payment-provider simulator: a Stripe-compatible API with webhooks.")
@@ -149,15 +159,20 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="where to deliver webhooks (the service's endpoint)")
     parser.add_argument("--webhook-secret", default=None,
                         help="signing secret (whsec_...); drawn fresh if not given")
+    parser.add_argument("--provider-key", default=None,
+                        help=f"control key of /_tokenchaos (default ${PROVIDER_KEY_ENV}, "
+                             "else drawn fresh)")
     parser.add_argument("--tolerance-s", type=int, default=300,
                         help="the target's signature tolerance; stale copies are older")
     parser.add_argument("--seed", type=int, default=None,
                         help="seed for ids; fresh if not given (a fixed seed repeats ids)")
     args = parser.parse_args(argv)
+    control_key = args.provider_key or os.environ.get(PROVIDER_KEY_ENV) or new_control_key()
     try:
         config = ProviderConfig(webhook_url=args.webhook_url,
                                 webhook_secret=args.webhook_secret or new_webhook_secret(),
-                                tolerance_s=args.tolerance_s, seed=args.seed)
+                                control_key=control_key, tolerance_s=args.tolerance_s,
+                                seed=args.seed)
     except ValueError as exc:
         parser.error(str(exc))
     try:
@@ -175,8 +190,7 @@ async def _serve_until_signalled(config: ProviderConfig, *, host: str, port: int
         loop.add_signal_handler(signum, stop.set)
     running = await serve_provider(config, host=host, port=port)
     try:
-        print(json.dumps({"provider_url": running.url,
-                          "webhook_secret": config.webhook_secret}), flush=True)
+        print(json.dumps(announcement(running)), flush=True)
         await stop.wait()
     finally:
         await running.stop()

@@ -124,10 +124,12 @@ def scenario_section(scenario: ScenarioRecord, run: ScenarioRunLike | None, *, p
     context = _context(scenario, run, wall_offset_ns)
     facts = (f'seed {scenario.seed} · {scenario.ops_count:,} ops · '
              f'{scenario.duration_s:.1f} s')
+    if scenario.performance is not None and scenario.performance.slow_ops_count:
+        facts += f' · {scenario.performance.slow_ops_count:,} slow'
     summary = (f'<summary>{badge(scenario.valid)}<h2>{escape(scenario.name)}</h2>'
                f'<span class="facts">{escape(facts)}</span></summary>')
     body = [command_box("reproduce", scenario.reproduce), _chips(scenario),
-            _charts(scenario, run, context, wall_offset_ns)]
+            _charts(scenario, run, context, wall_offset_ns), _performance_block(scenario)]
     verdicts = sorted(scenario.verdicts.items(), key=lambda kv: _rank(kv[1].valid))
     timelines_left = ANOMALY_TIMELINES_MAX
     passed: list[tuple[str, Verdict]] = []
@@ -229,6 +231,33 @@ def _ops_table(summaries: Sequence[OpSummary]) -> str:
             'indeterminate)</span></h4><table><thead><tr><th>op</th><th>count</th><th>ok</th>'
             '<th>fail</th><th>info</th><th>p50</th><th>p99</th><th>max</th><th>errors</th>'
             f'</tr></thead><tbody>{"".join(rows)}</tbody></table></div>')
+
+
+def _performance_block(scenario: ScenarioRecord) -> str:
+    """Slow ops as performance findings: figures and the slowest ops, apart from verdicts."""
+    performance = scenario.performance
+    if performance is None or performance.slow_ops_count == 0:
+        return ""
+    if performance.judged:
+        how = (f"The run was given a latency bound of {performance.latency_ms_slow:,} ms, so "
+               "each of these is also a <code>slow_op</code> anomaly of the errors checker.")
+    else:
+        how = ("A performance finding, not a broken invariant: latency depends on the "
+               "machine as much as on the service, so it does not change the verdict. "
+               "<code>--latency-bound-ms N</code> makes a slower op fail the run.")
+    rows = "".join(
+        f"<tr><td>{escape(f.f)}</td><td>{f.ops_count:,}</td><td>{f.latency_ms_p50:,}</td>"
+        f"<td>{f.latency_ms_p99:,}</td><td>{f.latency_ms_max:,}</td>"
+        f"<td>{f.slow_ops_count or ''}</td></tr>" for f in performance.by_f)
+    slowest = "".join(
+        f"<li>{escape(op.f)} #{op.index}: {op.latency_ms:,} ms ({escape(op.kind)}"
+        f"{': ' + escape(op.error) if op.error else ''})</li>" for op in performance.slowest)
+    return (f'<div class="ops-table performance"><h4>Performance findings <span>'
+            f'({performance.slow_ops_count:,} of {performance.ops_measured_count:,} ops took '
+            f'longer than {performance.latency_ms_slow:,} ms)</span></h4><p>{how}</p>'
+            '<table><thead><tr><th>op</th><th>count</th><th>p50 ms</th><th>p99 ms</th>'
+            f'<th>max ms</th><th>slow</th></tr></thead><tbody>{rows}</tbody></table>'
+            f'<p>Slowest ops:</p><ol class="slowest">{slowest}</ol></div>')
 
 
 def _supply_chart(scenario: ScenarioRecord, run: ScenarioRunLike | None, context: _Context,

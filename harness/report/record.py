@@ -2,7 +2,9 @@
 
 ``RunRecord`` describes one run (when, against what, with which command, the overall
 verdict) and holds one ``ScenarioRecord`` per scenario (seed, parameters, statistics, one
-``Verdict`` per checker, the command that reproduces it, and sampled total balances).
+``Verdict`` per checker, the command that reproduces it, sampled total balances, and its
+performance findings: latency figures that are reported, never judged unless the run was
+given a latency bound).
 ``to_json``/``from_json`` round-trip exactly: ``RunRecord.from_json(r.to_json()) == r``.
 
 The schema is versioned (``SCHEMA_VERSION``) and written out as JSON Schema in
@@ -26,6 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from harness.checkers.latency import Performance, performance_from_json, performance_to_json
 from harness.errors import UsageError
 from harness.model import Anomaly, Validity, Verdict, merge_validity
 
@@ -47,7 +50,7 @@ __all__ = [
     "write_run_json",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: scenarios carry "performance" (latency findings)
 SCHEMA_PATH = Path(__file__).with_name("run.schema.json")
 
 JsonScalar = int | float | str | bool | None
@@ -84,6 +87,7 @@ class ScenarioRecord:
     verdicts: Mapping[str, Verdict]  # checker name -> verdict, in the order they ran
     reproduce: str  # one shell command that re-runs exactly this scenario
     samples: tuple[Sample, ...] = ()
+    performance: Performance | None = None  # None: not measured (no history)
 
     def __post_init__(self) -> None:
         assert self.ops_count >= 0, self.ops_count
@@ -110,6 +114,8 @@ class ScenarioRecord:
             "verdicts": {name: verdict_to_json(v) for name, v in self.verdicts.items()},
             "reproduce": self.reproduce,
             "samples": [list(s) for s in self.samples],
+            "performance": None if self.performance is None
+            else performance_to_json(self.performance),
         }
 
     @classmethod
@@ -126,6 +132,8 @@ class ScenarioRecord:
                       for name, v in data.get("verdicts", {}).items()},
             reproduce=str(data["reproduce"]),
             samples=tuple(Sample(int(t), int(b), int(d)) for t, b, d in data.get("samples", ())),
+            performance=None if data["performance"] is None
+            else performance_from_json(data["performance"]),
         )
 
 

@@ -14,6 +14,10 @@ it with ``:int`` / ``:str`` (``"{recipient_id:int}"``); any other string interpo
 ``{{`` and ``}}`` are literal braces. The variables an op may use are listed in
 ``TEMPLATE_VARIABLES``; a profile using another name is rejected when it is loaded.
 
+``[target] environment`` (``local``, ``staging`` or ``production``) says what the
+deployment is; ``harness.targets.address`` uses it to decide whether a non-loopback
+address may be loaded (only ``staging`` opts in; ``production`` is always refused).
+
 Everything a user can get wrong here raises ``UsageError`` naming the file, the key, the
 value and what to write instead. This module does no network I/O and reads no clock.
 """
@@ -31,6 +35,7 @@ from typing import Any
 
 from harness.errors import UsageError
 from harness.model import F
+from harness.targets.address import ENVIRONMENTS, Environment, http_address
 
 __all__ = [
     "BUNDLED_PROFILES",
@@ -207,6 +212,7 @@ class Profile:
     provisioning: ProvisioningSpec
     observer: ObserverSpec | None
     error_code_path: str | None = None  # dotted path of an error code in FAIL bodies
+    environment: Environment | None = None  # None: only loopback addresses may be loaded
 
     def __post_init__(self) -> None:
         for f, spec in self.ops.items():
@@ -255,8 +261,11 @@ def parse_profile(data: Mapping[str, Any], *, source: str, folder: Path | None =
     root = _Table(data, source=source, where="")
     root.only("target", "auth", "metadata", "responses", "ops", "provisioning", "observer")
     target = root.table("target")
-    target.only("name", "base_url", "base_url_env", "admin_key", "admin_key_env", "health_path")
+    target.only("name", "base_url", "base_url_env", "admin_key", "admin_key_env", "health_path",
+                "environment")
     name = target.text("name")
+    environment = Environment(target.choice("environment", ENVIRONMENTS)) \
+        if "environment" in target else None
     written_url = target.opt_text("base_url")
     base_url = _from_env(target, "base_url", environ) or written_url
     if not base_url:
@@ -264,6 +273,7 @@ def parse_profile(data: Mapping[str, Any], *, source: str, folder: Path | None =
                            '"http://127.0.0.1:8000", or base_url_env and set that variable')
     if not base_url.startswith(("http://", "https://")):
         raise target.error("base_url", base_url, "must start with http:// or https://")
+    http_address(base_url, role="target", origin=f"profile {source}: [target] base_url")
     written_key = target.opt_text("admin_key")
     admin_key = _from_env(target, "admin_key", environ) or written_key
     health_path = target.opt_path("health_path")
@@ -280,7 +290,7 @@ def parse_profile(data: Mapping[str, Any], *, source: str, folder: Path | None =
     return Profile(name=name, source=source, base_url=base_url.rstrip("/"), admin_key=admin_key,
                    health_path=health_path, auth=auth, metadata=metadata, ops=ops,
                    provisioning=provisioning, observer=observer,
-                   error_code_path=error_code_path)
+                   error_code_path=error_code_path, environment=environment)
 
 
 def placeholders(template: Template) -> frozenset[str]:

@@ -18,8 +18,8 @@ from reference_impl import idempotency
 from reference_impl.db import retry_transient, transaction
 from reference_impl.errors import Answer, Result
 from reference_impl.flaws._flaw import Flaw
-from reference_impl.money import Package, package_for
-from reference_impl.payments import _confirm_intent, _stored_answer
+from reference_impl.money import package_for
+from reference_impl.payments import _confirm_intent, _reserve_purchase, _stored_answer
 
 __all__ = ["FLAW", "caught_by", "create_purchase"]
 
@@ -40,19 +40,24 @@ async def create_purchase(pool: AsyncConnectionPool, *, stripe_client: stripe.St
                                       request_fingerprint=request_fingerprint)
         if stored is not None:
             return stored
+    reserved = await _reserve_purchase(pool, user_id=user_id, package=package,
+                                       idempotency_key=idempotency_key,
+                                       request_fingerprint=request_fingerprint)
+    if isinstance(reserved, Answer):
+        return reserved
     answer, intent_id = await _confirm_intent(
         stripe_client, user_id=user_id, package=package, payment_method=payment_method,
-        idempotency_key=idempotency_key)
+        idempotency_key=idempotency_key, purchase_id=reserved)
     if answer.result == Result.IDEMPOTENCY_CONFLICT:
         return answer
     return await _record_settled_purchase(
-        pool, user_id=user_id, package=package, answer=answer, intent_id=intent_id,
+        pool, user_id=user_id, purchase_id=reserved, answer=answer, intent_id=intent_id,
         idempotency_key=idempotency_key, request_fingerprint=request_fingerprint)
 
 
 @retry_transient
 async def _record_settled_purchase(pool: AsyncConnectionPool, *, user_id: int,
-                                   package: Package, answer: Answer, intent_id: str | None,
+                                   purchase_id: int, answer: Answer, intent_id: str | None,
                                    idempotency_key: str | None,
                                    request_fingerprint: str) -> Answer:
     async with transaction(pool) as conn:
@@ -62,18 +67,13 @@ async def _record_settled_purchase(pool: AsyncConnectionPool, *, user_id: int,
         if stored is not None:
             return stored
         if intent_id is not None:
-            cursor = await conn.execute(
-                "INSERT INTO payments (intent_id, account_id, amount_cents, minted_tokens,"
-                " purchase_status, succeeded) VALUES (%s, %s, %s, %s, %s, %s)"
-                " ON CONFLICT (intent_id) DO UPDATE"
-                " SET purchase_status = EXCLUDED.purchase_status,"
-                " succeeded = payments.succeeded OR EXCLUDED.succeeded, updated_at = now()"
-                " RETURNING id",
-                (intent_id, user_id, package.amount_cents, package.minted_tokens,
-                 answer.body["status"], answer.body["status"] == "succeeded"))
-            row = await cursor.fetchone()
-            assert row is not None
-            answer = dataclasses.replace(answer, body={"purchase_id": int(row[0]), **answer.body})
+            # The bug: "the provider said succeeded, so the payment is settled".
+            await conn.execute(
+                "UPDATE payments SET intent_id = COALESCE(intent_id, %s), purchase_status = %s,"
+                " succeeded = succeeded OR %s, updated_at = now() WHERE id = %s",
+                (intent_id, answer.body["status"], answer.body["status"] == "succeeded",
+                 purchase_id))
+            answer = dataclasses.replace(answer, body={"purchase_id": purchase_id, **answer.body})
         await idempotency.record(conn, account_id=user_id, key=idempotency_key, answer=answer)
         return answer
 

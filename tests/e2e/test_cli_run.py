@@ -75,3 +75,30 @@ def test_unknown_scenario_and_flaw_exit_2_listing_the_known_ones(tmp_path: Path)
     done = _tokenchaos("run", "--flaw", "no_such_flaw", cwd=tmp_path)
     assert done.returncode == 2
     assert "Traceback" not in done.stderr
+
+
+def test_the_first_line_of_a_run_names_the_address_it_loads(
+        tmp_path: Path, pg_admin_url: str) -> None:
+    from harness.pg import create_database
+
+    env = {"TOKENCHAOS_DATABASE_URL": create_database(pg_admin_url)}
+    done = _tokenchaos("run", "--scenario", "concurrent-tips", "--report-dir", str(tmp_path),
+                       cwd=tmp_path, env=env)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    first = done.stderr.splitlines()[0]
+    assert first.startswith("tokenchaos: loading http://127.0.0.1:"), done.stderr[:2000]
+    assert "(local stack, provider http://127.0.0.1:" in first
+
+
+def test_the_issues_crashes_exit_2_with_one_line(tmp_path: Path) -> None:
+    history = tmp_path / "h.jsonl"
+    history.write_text('{"type":"scenario"}\n')
+    checked = _tokenchaos("check", str(history), cwd=tmp_path)
+    assert checked.returncode == 2, checked.stderr
+    assert checked.stderr == (f"tokenchaos: {history}:1: scenario line lacks 'name'; the "
+                              "history file is damaged or was not written by tokenchaos\n")
+    done = _tokenchaos("run", "--target", "reference", "--target-url",
+                       "http://127.0.0.1:99999", cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert "--target-url 'http://127.0.0.1:99999': the port must be" in done.stderr
+    assert "Traceback" not in done.stderr

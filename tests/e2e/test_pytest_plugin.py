@@ -32,4 +32,5 @@ def test_options_are_prefixed_tokenchaos(pytester: pytest.Pytester) -> None:
     options = [line.split()[0].split("=")[0] for line in result.outlines
                if line.strip().startswith("--tokenchaos")]
     assert set(options) == {"--tokenchaos-target", "--tokenchaos-target-url",
-                            "--tokenchaos-provider-url", "--tokenchaos-report-dir"}
+                            "--tokenchaos-provider-url", "--tokenchaos-provider-key",
+                            "--tokenchaos-report-dir"}

@@ -23,7 +23,8 @@ def _serve(tmp_path: Path) -> tuple[subprocess.Popen[str], dict[str, object]]:
     process = subprocess.Popen(
         [sys.executable, "-c", "from harness.cli import main; main()", "serve"],
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-        env={k: v for k, v in os.environ.items() if k != "TOKENCHAOS_DATABASE_URL"})
+        env={k: v for k, v in os.environ.items()
+             if k not in ("TOKENCHAOS_DATABASE_URL", "TOKENCHAOS_PROVIDER_KEY")})
     assert process.stdout is not None
     line = process.stdout.readline()  # blocks until the stack is up (or the process dies)
     assert line, f"serve printed nothing and exited with {process.poll()}"
@@ -70,8 +71,13 @@ def test_serve_prints_its_urls_serves_and_stops_cleanly(
         tmp_path: Path, stop_signal: signal.Signals) -> None:
     process, info = _serve(tmp_path)
     try:
-        assert set(info) >= {"service_url", "provider_url", "admin_key", "webhook_secret",
-                             "database_url"}
+        assert set(info) >= {"service_url", "provider_url", "provider_key", "admin_key",
+                             "webhook_secret", "database_url"}
+        control = f"{info['provider_url']}/_tokenchaos/config"
+        assert httpx.get(control, timeout=5).status_code == 401
+        keyed = httpx.get(control, headers={"Authorization": f"Bearer {info['provider_key']}"},
+                          timeout=5)
+        assert keyed.json()["webhook_secret"] == info["webhook_secret"]
         assert httpx.get(f"{info['service_url']}/healthz", timeout=5).status_code == 200
         headers = {"Authorization": f"Bearer {info['admin_key']}"}
         created = httpx.post(f"{info['service_url']}/v1/users", json={"kind": "fan"},

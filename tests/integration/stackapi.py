@@ -135,7 +135,10 @@ class Api:
 
     def provider(self, method: str, path: str, *, data: dict[str, Any] | None = None,
                  json: Any = None, key: str | None = None) -> httpx.Response:
-        headers = {"Authorization": "Bearer sk_test_tokenchaos"}
+        # The control API takes the provider's control key; the Stripe API any sk_test_ key.
+        bearer = self.info.control_key if path.startswith("/_tokenchaos") \
+            else "sk_test_tokenchaos"
+        headers = {"Authorization": f"Bearer {bearer}"}
         if key:
             headers["Idempotency-Key"] = key
         return self.http.request(method, self.info.provider_url + path, data=data, json=json,

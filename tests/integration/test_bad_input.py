@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import socket
+import urllib.parse
 from typing import Any
 
 import pytest
@@ -143,3 +146,91 @@ def test_forged_and_stale_webhooks_are_400_and_change_nothing(api: Api) -> None:
               if d["variant"] in ("unsigned", "wrong_secret", "tampered", "stale")]
     assert {d["variant"] for d in forged} >= {"unsigned", "wrong_secret", "tampered", "stale"}
     assert all(d["status_code"] == 400 for d in forged), forged
+
+
+def test_an_unknown_payment_method_is_422_and_credits_nothing(api: Api) -> None:
+    fan = api.create_user()
+    response = api.purchase(fan, 500, payment_method="pm_card_doesNotExist")
+    _assert_error(response, 422)
+    assert response.json()["error"]["code"] == "unknown_payment_method"
+    assert "pm_card_doesNotExist" in response.json()["error"]["message"]
+    api.settle()
+    assert api.balance(fan) == 0
+
+
+def test_a_body_naming_a_key_twice_is_400_duplicate_key_and_changes_nothing(
+        api: Api, funded: tuple[User, User]) -> None:
+    fan, creator = funded
+    other = api.create_user("creator")
+    before = _state(api, fan, creator, other)
+    body = f'{{"to": {creator.id}, "amount": 5, "to": {other.id}}}'.encode()
+    response = api.user_call(fan, "POST", "/v1/tips", key=new_key(), content=body,
+                             headers={"Content-Type": "application/json"})
+    _assert_error(response, 400)
+    assert response.json()["error"]["code"] == "duplicate_key"
+    nested = b'{"kind": "fan", "x": {"a": 1, "a": 2}}'
+    _assert_error(api.admin("POST", "/v1/users", content=nested), 400)
+    assert _state(api, fan, creator, other) == before
+
+
+def test_absurdly_nested_json_is_4xx(api: Api, funded: tuple[User, User]) -> None:
+    fan, _ = funded
+    response = api.user_call(fan, "POST", "/v1/tips", key=new_key(),
+                             content=b"[" * 20_000 + b"]" * 20_000)
+    _assert_error(response, 400, 422)
+
+
+MALFORMED_REQUESTS = {
+    "bad request line": b"THIS IS NOT HTTP\r\n\r\n",
+    "bad header": b"GET /v1/me HTTP/1.1\r\nHost: x\r\nBad Header Name: 1\r\n\r\n",
+    "invalid content-length": b"POST /v1/tips HTTP/1.1\r\nHost: x\r\n"
+                              b"Content-Length: ten\r\n\r\n{}",
+    "two content-lengths": b"POST /v1/tips HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n"
+                           b"Content-Length: 3\r\n\r\n{}",
+    "broken chunked framing": b"POST /v1/tips HTTP/1.1\r\nHost: x\r\n"
+                              b"Transfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n",
+}
+
+
+@pytest.mark.parametrize("name", sorted(MALFORMED_REQUESTS))
+def test_malformed_http_framing_answers_the_json_error_shape(api: Api, name: str) -> None:
+    status, headers, body = _raw_exchange(api.info.service_url, MALFORMED_REQUESTS[name])
+    assert status == 400, (status, headers, body)
+    assert headers.get("content-type", "").startswith("application/json"), headers
+    error = json.loads(body)["error"]
+    assert error["code"] == "malformed_http", error
+    assert error["message"]
+
+
+def _raw_exchange(base_url: str, request: bytes) -> tuple[int, dict[str, str], bytes]:
+    """Send raw bytes, read the answer until the server closes; (status, headers, body)."""
+    parts = urllib.parse.urlsplit(base_url)
+    with socket.create_connection((parts.hostname, parts.port), timeout=10) as sock:
+        sock.sendall(request)
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+    head, _, body = received.partition(b"\r\n\r\n")
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    headers = {}
+    for line in header_lines:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return int(status_line.split()[1]), headers, body
+
+
+def test_the_openapi_schema_is_served_and_documents_every_route(api: Api) -> None:
+    response = api.http.get(api.info.service_url + "/openapi.json")
+    assert response.status_code == 200, response.text
+    schema = response.json()
+    tip = schema["paths"]["/v1/tips"]["post"]
+    ref = tip["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    body_schema = schema["components"]["schemas"][ref.rsplit("/", 1)[-1]]
+    assert set(body_schema["required"]) == {"to", "amount"}
+    assert body_schema["additionalProperties"] is False
+    assert {"201", "400", "401", "402", "404", "409", "422"} <= set(tip["responses"])
+    assert schema["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+    assert {path for path in schema["paths"]} >= {
+        "/healthz", "/v1/users", "/v1/me", "/v1/purchases", "/v1/tips", "/v1/calls",
+        "/v1/calls/{call_id}/charges", "/v1/calls/{call_id}/end", "/v1/webhooks/stripe",
+        "/v1/audit/accounts", "/v1/audit/totals", "/v1/audit/webhook-anomalies"}

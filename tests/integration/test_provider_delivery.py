@@ -119,7 +119,7 @@ async def env() -> AsyncIterator[Env]:
     provider = await serve_provider(ProviderConfig(webhook_url=receiver.url,
                                                    webhook_secret=SECRET, seed=5),
                                     port=free_port())
-    control = ProviderClient(provider.url)
+    control = ProviderClient(provider.url, control_key=provider.config.control_key)
     http = httpx.AsyncClient(base_url=provider.url, trust_env=False,
                              headers={"Authorization": "Bearer sk_test_1"})
     try:
@@ -322,11 +322,13 @@ async def test_wait_quiescent_raises_while_a_delivery_cannot_finish(env: Env) ->
 
 
 async def test_an_invalid_policy_is_a_400_that_says_why(env: Env) -> None:
-    response = await env.http.put("/_tokenchaos/policy",
+    control = {"Authorization": f"Bearer {env.provider.config.control_key}"}
+    response = await env.http.put("/_tokenchaos/policy", headers=control,
                                   json={"drop_count": 9, "attempts_max": 3})
     assert response.status_code == 400
     assert "drop_count" in response.json()["error"]["message"]
-    unknown = await env.http.put("/_tokenchaos/policy", json={"colour": "red"})
+    unknown = await env.http.put("/_tokenchaos/policy", headers=control,
+                                 json={"colour": "red"})
     assert unknown.status_code == 400
     assert (await env.control.policy()) == DeliveryPolicy()
 

@@ -84,7 +84,8 @@ async def test_three_d_secure_completes_through_the_test_helper(
         "confirm": True})
     assert intent.status == "requires_action"
     assert intent.next_action is not None
-    async with ProviderClient(provider.url) as control:
+    async with ProviderClient(provider.url,
+                              control_key=provider.config.control_key) as control:
         done = await control.authenticate(intent.id)
     assert done["status"] == "succeeded"
     fetched = await client.v1.payment_intents.retrieve_async(intent.id)
@@ -109,6 +110,7 @@ async def test_only_sk_test_keys_are_accepted(provider: RunningProvider) -> None
 
 
 async def test_a_provider_that_does_not_answer_is_a_provider_error() -> None:
-    async with ProviderClient(f"http://127.0.0.1:{free_port()}", timeout_s=2.0) as control:
+    async with ProviderClient(f"http://127.0.0.1:{free_port()}", control_key="tck_" + "k" * 16,
+                              timeout_s=2.0) as control:
         with pytest.raises(ProviderError, match="did not answer"):
             await control.pending()

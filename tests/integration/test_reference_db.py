@@ -59,7 +59,9 @@ async def test_migrations_apply_once_however_many_services_start_at_once(
     finally:
         for other in others:
             await other.close()
-    assert sorted(len(names) for names in applied) == [0, 0, 0, 1]
+    migrations_count = len(db._read_migrations())
+    assert migrations_count >= 1
+    assert sorted(len(names) for names in applied) == [0, 0, 0, migrations_count]
     assert await db.apply_migrations(pool) == []
 
 

@@ -9,8 +9,8 @@ from typing import Any
 import httpx
 import pytest
 
-from reference_impl.settings import Settings
-from reference_impl.testing import ServiceClient, User, books_problems, serving
+from reference_impl.testing import ServiceClient, User
+from tests.integration.reference_stack import service_with_provider
 
 pytestmark = pytest.mark.integration
 
@@ -26,17 +26,10 @@ async def _explode(*args: object, **kwargs: object) -> object:
 
 @pytest.fixture
 async def service(database_url: str) -> AsyncIterator[ServiceClient]:
-    settings = Settings(database_url=database_url, admin_key=ADMIN_KEY, webhook_secret=SECRET,
-                        provider_url="http://127.0.0.1:9")
     # One operation that crashes, to see what an unexpected exception looks like outside.
-    async with serving(settings, operations={"acknowledge_event": _explode}) as base_url:
-        client = ServiceClient(base_url, admin_key=ADMIN_KEY, webhook_secret=SECRET)
-        try:
-            yield client
-            assert (await client.totals())["drift_accounts"] == 0
-            assert await books_problems(database_url) == []
-        finally:
-            await client.aclose()
+    async with service_with_provider(database_url, admin_key=ADMIN_KEY, webhook_secret=SECRET,
+                                     operations={"acknowledge_event": _explode}) as client:
+        yield client
 
 
 @pytest.fixture

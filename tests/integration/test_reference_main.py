@@ -13,6 +13,7 @@ import psycopg
 import pytest
 
 from harness.pg import free_port
+from reference_impl import db
 
 pytestmark = pytest.mark.integration
 
@@ -77,10 +78,13 @@ def test_two_services_starting_at_once_apply_each_migration_once(database_url: s
             process.terminate()
         outputs = [process.communicate(timeout=_STOP_TIMEOUT_S)[1] for process in processes]
     assert [process.returncode for process in processes] == [0, 0], outputs
-    assert sum(output.count("applied migration") for output in outputs) == 1, outputs
+    migrations_count = len(db._read_migrations())
+    assert migrations_count >= 1
+    applied_count = sum(output.count("applied migration") for output in outputs)
+    assert applied_count == migrations_count, outputs
     with psycopg.connect(database_url) as conn:
         rows = conn.execute("SELECT name FROM schema_migrations").fetchall()
-    assert len(rows) == 1
+    assert len(rows) == migrations_count
 
 
 def test_an_unknown_flaw_stops_the_service_with_a_clear_message(database_url: str) -> None:

@@ -56,7 +56,8 @@ async def stack(database_url: str) -> AsyncIterator[Stack]:
     try:
         settings = Settings(database_url=database_url, admin_key=ADMIN_KEY,
                             webhook_secret=secret, provider_url=provider.url)
-        async with serving(settings) as base_url, ProviderClient(provider.url) as control:
+        async with serving(settings) as base_url, ProviderClient(
+                provider.url, control_key=provider.config.control_key) as control:
             await control.configure(webhook_url=f"{base_url}/v1/webhooks/stripe")
             service = ServiceClient(base_url, admin_key=ADMIN_KEY, webhook_secret=secret)
             try:

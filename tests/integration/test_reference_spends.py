@@ -16,15 +16,13 @@ import httpx
 import psycopg
 import pytest
 
-from reference_impl.settings import Settings
 from reference_impl.testing import (
     ServiceClient,
     User,
-    assert_books_balance,
     charge_object,
-    serving,
     stripe_event,
 )
+from tests.integration.reference_stack import service_with_provider
 
 pytestmark = pytest.mark.integration
 
@@ -37,15 +35,9 @@ SECRET = "whsec_spends"
 
 @pytest.fixture
 async def service(database_url: str) -> AsyncIterator[ServiceClient]:
-    settings = Settings(database_url=database_url, admin_key=ADMIN_KEY, webhook_secret=SECRET,
-                        provider_url="http://127.0.0.1:9", pool_size_max=30)
-    async with serving(settings) as base_url:
-        client = ServiceClient(base_url, admin_key=ADMIN_KEY, webhook_secret=SECRET)
-        try:
-            yield client
-            await assert_books_balance(client, database_url)
-        finally:
-            await client.aclose()
+    async with service_with_provider(database_url, admin_key=ADMIN_KEY, webhook_secret=SECRET,
+                                     pool_size_max=30) as client:
+        yield client
 
 
 async def test_two_concurrent_tips_of_300_from_500_exactly_one_succeeds(

@@ -9,25 +9,22 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import psycopg
 import pytest
 
-from reference_impl.settings import Settings
 from reference_impl.testing import (
+    Purchase,
     ServiceClient,
     User,
-    assert_books_balance,
-    charge_object,
-    dispute_object,
     intent_object,
-    serving,
     sign,
     stripe_event,
 )
+from tests.integration.reference_stack import service_with_provider
 
 pytestmark = pytest.mark.integration
 
@@ -37,38 +34,9 @@ SECRET = "whsec_webhooks"
 
 @pytest.fixture
 async def service(database_url: str) -> AsyncIterator[ServiceClient]:
-    settings = Settings(database_url=database_url, admin_key=ADMIN_KEY, webhook_secret=SECRET,
-                        provider_url="http://127.0.0.1:9", pool_timeout_s=2.0)
-    async with serving(settings) as base_url:
-        client = ServiceClient(base_url, admin_key=ADMIN_KEY, webhook_secret=SECRET)
-        try:
-            yield client
-            await assert_books_balance(client, database_url)
-        finally:
-            await client.aclose()
-
-
-class Payment:
-    """One intent of ``tokens`` for ``amount_cents``, and its Stripe-shaped events."""
-
-    def __init__(self, user: User, *, minted_tokens: int, amount_cents: int) -> None:
-        self.user, self.minted_tokens, self.amount_cents = user, minted_tokens, amount_cents
-        self.intent_id = f"pi_{uuid.uuid4().hex[:24]}"
-
-    def succeeded(self) -> dict[str, object]:
-        return stripe_event("payment_intent.succeeded", intent_object(
-            self.intent_id, amount_cents=self.amount_cents, user_id=self.user.id,
-            minted_tokens=self.minted_tokens))
-
-    def refunded(self, refunded_cents: int) -> dict[str, object]:
-        return stripe_event("charge.refunded", charge_object(
-            self.intent_id, amount_cents=self.amount_cents, refunded_cents=refunded_cents,
-            user_id=self.user.id, minted_tokens=self.minted_tokens))
-
-    def dispute(self, event_type: str, status: str) -> dict[str, object]:
-        return stripe_event(event_type, dispute_object(
-            self.intent_id, status=status, amount_cents=self.amount_cents, user_id=self.user.id,
-            minted_tokens=self.minted_tokens))
+    async with service_with_provider(database_url, admin_key=ADMIN_KEY, webhook_secret=SECRET,
+                                     pool_timeout_s=2.0) as client:
+        yield client
 
 
 async def _deliver_all(service: ServiceClient, *events: dict[str, object]) -> None:
@@ -85,7 +53,7 @@ async def _state(service: ServiceClient, user: User) -> tuple[int, int, str]:
 async def test_a_success_credits_once_however_often_it_is_delivered(
         service: ServiceClient) -> None:
     fan = await service.create_user()
-    payment = Payment(fan, minted_tokens=500, amount_cents=2500)
+    payment = await service.buy(fan, 500)
     event = payment.succeeded()
     answers = await asyncio.gather(*(service.deliver(event) for _ in range(10)))
     assert {r.status_code for r in answers} == {200}
@@ -98,7 +66,7 @@ async def test_a_success_credits_once_however_often_it_is_delivered(
 async def test_a_refund_delivered_before_its_success_nets_out(service: ServiceClient) -> None:
     early, in_order = await service.create_user(), await service.create_user()
     for user, order in ((early, "refund first"), (in_order, "success first")):
-        payment = Payment(user, minted_tokens=1000, amount_cents=5000)
+        payment = await service.buy(user, 1000)
         events = [payment.refunded(1000), payment.succeeded()]
         await _deliver_all(service, *(events if order == "refund first" else events[::-1]))
     assert await _state(service, early) == await _state(service, in_order) == (800, 0, "active")
@@ -107,7 +75,7 @@ async def test_a_refund_delivered_before_its_success_nets_out(service: ServiceCl
 async def test_partial_refunds_are_cumulative_and_an_older_smaller_one_changes_nothing(
         service: ServiceClient) -> None:
     fan = await service.create_user()
-    payment = Payment(fan, minted_tokens=5250, amount_cents=25000)
+    payment = await service.buy(fan, 5000)
     await _deliver_all(service, payment.succeeded(), payment.refunded(1001),
                        payment.refunded(3003), payment.refunded(2002))
     assert await _state(service, fan) == (5250 - 5250 * 3003 // 25000, 0, "active")
@@ -117,7 +85,7 @@ async def test_partial_refunds_are_cumulative_and_an_older_smaller_one_changes_n
 async def test_a_refund_after_spending_becomes_debt_and_a_later_credit_pays_it(
         service: ServiceClient) -> None:
     fan, creator = await service.create_user(), await service.create_user("creator")
-    payment = Payment(fan, minted_tokens=500, amount_cents=2500)
+    payment = await service.buy(fan, 500)
     await _deliver_all(service, payment.succeeded())
     assert (await service.tip(fan, creator, 400)).status_code == 201
     await _deliver_all(service, payment.refunded(2500))
@@ -132,7 +100,7 @@ async def test_a_refund_after_spending_becomes_debt_and_a_later_credit_pays_it(
 async def test_a_dispute_takes_everything_and_a_won_dispute_gives_it_back(
         service: ServiceClient) -> None:
     fan, creator = await service.create_user(), await service.create_user("creator")
-    payment = Payment(fan, minted_tokens=1000, amount_cents=5000)
+    payment = await service.buy(fan, 1000)
     await _deliver_all(service, payment.succeeded(), payment.refunded(1000))
     assert (await service.tip(fan, creator, 500)).status_code == 201
     await _deliver_all(service, payment.dispute("charge.dispute.created", "needs_response"))
@@ -144,7 +112,7 @@ async def test_a_dispute_takes_everything_and_a_won_dispute_gives_it_back(
 
 async def test_a_lost_dispute_keeps_what_it_took(service: ServiceClient) -> None:
     fan = await service.create_user()
-    payment = Payment(fan, minted_tokens=500, amount_cents=2500)
+    payment = await service.buy(fan, 500)
     await _deliver_all(service, payment.succeeded(),
                        payment.dispute("charge.dispute.created", "needs_response"),
                        payment.dispute("charge.dispute.closed", "lost"),
@@ -155,7 +123,7 @@ async def test_a_lost_dispute_keeps_what_it_took(service: ServiceClient) -> None
 
 async def test_a_dispute_before_its_success_nets_out(service: ServiceClient) -> None:
     fan = await service.create_user()
-    payment = Payment(fan, minted_tokens=500, amount_cents=2500)
+    payment = await service.buy(fan, 500)
     await _deliver_all(service, payment.dispute("charge.dispute.created", "needs_response"),
                        payment.succeeded())
     assert await _state(service, fan) == (0, 0, "active")
@@ -168,7 +136,7 @@ async def test_a_dispute_before_its_success_nets_out(service: ServiceClient) -> 
 async def test_forged_and_stale_webhooks_are_400_and_change_nothing(
         service: ServiceClient, variant: str) -> None:
     fan = await service.create_user()
-    payload = json.dumps(Payment(fan, minted_tokens=500, amount_cents=2500).succeeded()).encode()
+    payload = json.dumps((await service.buy(fan, 500)).succeeded()).encode()
     headers = {"Stripe-Signature": sign(payload, SECRET)}
     if variant == "unsigned":
         headers = {}
@@ -193,25 +161,117 @@ async def test_a_signed_event_of_an_unknown_type_is_acknowledged_and_ignored(
     assert response.json()["result"] == "ignored"
 
 
-async def test_a_success_for_an_intent_that_is_not_ours_is_acknowledged_and_ignored(
+async def test_a_signed_success_for_an_intent_the_service_never_made_mints_nothing(
         service: ServiceClient) -> None:
     fan = await service.create_user()
-    strangers = [intent_object("pi_stranger_1", amount_cents=500, user_id=None,
-                               minted_tokens=None),
-                 intent_object("pi_stranger_2", amount_cents=500, user_id=10**9,
-                               minted_tokens=100)]
-    for obj in strangers:
-        response = await service.deliver(stripe_event("payment_intent.succeeded", obj))
-        assert response.status_code == 200
-        assert response.json()["result"] == "ignored"
-    assert (await service.totals())["minted"] == 0
+    forged = [intent_object("pi_stranger_1", amount_cents=500, user_id=None,
+                            minted_tokens=None),
+              intent_object("pi_stranger_2", amount_cents=1, user_id=fan.id,
+                            minted_tokens=1_000_000),
+              intent_object("pi_stranger_3", amount_cents=500, user_id=fan.id,
+                            minted_tokens=100, purchase_id=10**6)]
+    events = [stripe_event("payment_intent.succeeded", obj) for obj in forged]
+    for event in events + events[1:2]:  # and a redelivery records no second anomaly
+        response = await service.deliver(event)
+        assert response.status_code == 200, response.text
+        assert response.json()["result"] in ("anomaly", "duplicate_event")
+    totals = await service.totals()
+    assert (totals["minted"], totals["webhook_anomalies"]) == (0, 3), totals
     assert await _state(service, fan) == (0, 0, "active")
+    listed = await _anomalies(service)
+    assert sorted(anomaly["intent_id"] for anomaly in listed) == [
+        "pi_stranger_1", "pi_stranger_2", "pi_stranger_3"]
+    assert {anomaly["kind"] for anomaly in listed} == {"unknown_intent"}
+    assert next(a for a in listed if a["intent_id"] == "pi_stranger_2")["observed"][
+        "tokens"] == 1_000_000
+
+
+def _tampered(purchase: Purchase, **changes: object) -> dict[str, object]:
+    """The success event of ``purchase`` with its amount, currency or metadata changed."""
+    obj = intent_object(purchase.intent_id, amount_cents=purchase.amount_cents,
+                        user_id=purchase.user.id, minted_tokens=purchase.minted_tokens,
+                        purchase_id=purchase.purchase_id)
+    metadata = dict(obj["metadata"])
+    for name, value in changes.items():
+        if name in ("amount", "currency"):
+            obj[name] = value
+        elif value is None:
+            metadata.pop(name, None)
+        else:
+            metadata[name] = str(value)
+    obj["metadata"] = metadata
+    return stripe_event("payment_intent.succeeded", obj)
+
+
+@pytest.mark.parametrize("changes", [
+    {"amount": 1}, {"currency": "eur"}, {"tokens": 1_000_000}, {"tokens": None},
+    {"user_id": "other"}, {"purchase_id": "other"},
+], ids=repr)
+async def test_a_success_that_disagrees_with_the_recorded_purchase_credits_nothing(
+        service: ServiceClient, changes: dict[str, object]) -> None:
+    fan, other = await service.create_user(), await service.create_user()
+    purchase = await service.buy(fan, 1000)
+    other_purchase = await service.buy(other, 100)
+    resolved = {name: {"other": other.id if name == "user_id" else other_purchase.purchase_id}
+                .get(str(value), value) for name, value in changes.items()}
+    response = await service.deliver(_tampered(purchase, **resolved))
+    assert response.status_code == 200, response.text
+    assert response.json()["result"] == "anomaly"
+    assert await _state(service, fan) == (0, 0, "active")
+    assert await _state(service, other) == (0, 0, "active")
+    [anomaly] = await _anomalies(service)
+    assert (anomaly["kind"], anomaly["intent_id"]) == ("mismatch", purchase.intent_id)
+    named = {"amount": "amount_cents"}
+    assert set(anomaly["expected"]) == {named.get(name, name) for name in changes}, anomaly
+    # The genuine event still credits what was recorded, once.
+    await _deliver_all(service, purchase.succeeded())
+    assert await _state(service, fan) == (1000, 0, "active")
+
+
+async def test_refunds_and_disputes_of_an_unknown_intent_change_nothing(
+        service: ServiceClient) -> None:
+    fan = await service.create_user()
+    await service.fund(fan, 500)
+    stranger = Purchase(user=fan, purchase_id=10**6, intent_id="pi_stranger_refund",
+                        minted_tokens=500, amount_cents=2500)
+    for event in (stranger.refunded(2500), stranger.dispute("charge.dispute.created",
+                                                            "needs_response")):
+        response = await service.deliver(event)
+        assert response.status_code == 200, response.text
+        assert response.json()["result"] == "anomaly"
+    assert await _state(service, fan) == (500, 0, "active")
+    assert (await service.totals())["webhook_anomalies"] == 2
+
+
+async def test_a_success_that_beats_the_purchase_answer_binds_and_credits_once(
+        service: ServiceClient, database_url: str) -> None:
+    """The row exists before the provider is called; the webhook binds the intent to it."""
+    fan = await service.create_user()
+    purchase = await service.buy(fan, 500)
+    early = Purchase(user=fan, purchase_id=purchase.purchase_id,
+                     intent_id="pi_not_bound_yet", minted_tokens=500, amount_cents=2500)
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        # As the row is between the reservation and the provider's answer.
+        await conn.execute("UPDATE payments SET intent_id = NULL WHERE id = %s",
+                           (purchase.purchase_id,))
+    await _deliver_all(service, early.succeeded(), early.succeeded())
+    assert await _state(service, fan) == (500, 0, "active")
+    # A success for the purchase's real intent now names a purchase bound to another.
+    response = await service.deliver(purchase.succeeded())
+    assert response.json()["result"] == "anomaly"
+    assert await _state(service, fan) == (500, 0, "active")
+
+
+async def _anomalies(service: ServiceClient) -> list[dict[str, Any]]:
+    response = await service.admin("GET", "/v1/audit/webhook-anomalies")
+    assert response.status_code == 200, response.text
+    return list(response.json())
 
 
 async def test_a_webhook_is_5xx_while_the_database_is_down_and_applies_once_after(
         service: ServiceClient, database_url: str) -> None:
     fan = await service.create_user()
-    event = Payment(fan, minted_tokens=100, amount_cents=500).succeeded()
+    event = (await service.buy(fan, 100)).succeeded()
     name = database_url.rsplit("/", 1)[-1]
     admin_url = database_url.rsplit("/", 1)[0] + "/postgres"
     with psycopg.connect(admin_url, autocommit=True) as admin:

@@ -73,7 +73,7 @@ async def _run(database_url: str, tmp_path: Path) -> ScenarioResult:
                                       admin_key=info.admin_key,
                                       provider_url=info.provider_url) as session:
             await session.check_health()
-            provider = ProviderClient(info.provider_url)
+            provider = ProviderClient(info.provider_url, control_key=info.control_key)
             try:
                 with HistoryWriter(tmp_path / "history.jsonl") as writer:
                     return await run_scenario(SCENARIO, ScenarioParams(seed=11, concurrency=8),

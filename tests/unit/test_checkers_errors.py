@@ -1,4 +1,4 @@
-"""errors: no 5xx and no op past the latency bound."""
+"""errors: no 5xx; a slow op fails only past a latency bound the user asked for."""
 
 from __future__ import annotations
 
@@ -28,6 +28,15 @@ def test_errors_flag_a_5xx_answer_and_a_5xx_info() -> None:
     assert indexes == {first, second}
 
 
+def test_errors_name_the_services_own_code_of_a_5xx() -> None:
+    h = H()
+    h.op(F.READ_BALANCE, {"user": "fan_0"}, Kind.INFO, error=f"{SERVER_ERROR}: deadlock_detected",
+         status=503)
+    verdict = check_errors(h.input(None, None))
+    assert verdict.valid is False
+    assert "answered 503 (deadlock_detected)" in verdict.anomalies[0].explanation
+
+
 def test_errors_flag_a_delivery_answered_5xx() -> None:
     truth = T().paid("pi_1", "fan_0", 5, status=500).deliver("evt_pi_1", SUCCEEDED, "pi_1")
     verdict = check_errors(H().input(None, truth.build()))
@@ -35,7 +44,22 @@ def test_errors_flag_a_delivery_answered_5xx() -> None:
     assert verdict.anomalies[0].delivery_indexes == (0,)
 
 
-def test_errors_flag_an_op_past_the_latency_bound() -> None:
+def _slow_purchase(h: H, latency_ms: int) -> int:
+    return h.op(F.PURCHASE, {"user": "fan_0", "tokens": 500}, Kind.OK, {"intent_id": "pi_1"},
+                status=201, latency_ms=latency_ms)
+
+
+def test_errors_hold_for_a_slow_op_when_no_latency_bound_was_asked_for() -> None:
+    # The purchase that took 5,364 ms on a busy machine: slow, but no invariant broke.
+    h = H()
+    _slow_purchase(h, 5_363)  # H completes it one 1 ms tick later
+    verdict = check_errors(h.input(None, None))
+    assert verdict.valid is True, verdict
+    assert verdict.anomalies == ()
+    assert verdict.counts["latency_ms_observed_max"] == 5_364
+
+
+def test_errors_flag_an_op_past_the_latency_bound_the_user_asked_for() -> None:
     h = H()
     index = h.op(F.TIP, {"sender": "fan_0", "recipient": "creator_0", "amount_tokens": 10},
                  Kind.OK, {"tip_id": "t_1"}, latency_ms=250)
@@ -43,7 +67,28 @@ def test_errors_flag_an_op_past_the_latency_bound() -> None:
     assert verdict.valid is False
     assert verdict.anomalies[0].kind == "slow_op"
     assert verdict.anomalies[0].event_indexes[0] == index
+    assert "100 ms latency bound" in verdict.anomalies[0].explanation
     assert check_errors(h.input(None, None, latency_ms_max=1_000)).valid is True
+    assert check_errors(h.input(None, None)).valid is True
+
+
+def test_errors_name_a_timed_out_op_past_the_bound_as_indeterminate() -> None:
+    h = H()
+    h.op(F.TIP, {"sender": "fan_0", "recipient": "creator_0", "amount_tokens": 10},
+         Kind.INFO, error="read_timeout", latency_ms=10_000)
+    verdict = check_errors(h.input(None, None, latency_ms_max=5_000))
+    assert verdict.valid is False
+    assert "indeterminate (read_timeout)" in verdict.anomalies[0].explanation
+    assert check_errors(h.input(None, None)).valid is True  # a timeout alone is no 5xx
+
+
+def test_errors_still_flag_a_5xx_however_fast_and_with_no_bound() -> None:
+    h = H()
+    h.op(F.TIP, {"sender": "fan_0", "recipient": "creator_0", "amount_tokens": 10},
+         Kind.INFO, error=SERVER_ERROR, status=500, latency_ms=1)
+    verdict = check_errors(h.input(None, None))
+    assert verdict.valid is False
+    assert [a.kind for a in verdict.anomalies] == ["server_error"]
 
 
 def test_errors_ignore_the_providers_own_api() -> None:

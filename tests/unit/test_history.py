@@ -15,6 +15,7 @@ from harness.errors import UsageError
 from harness.history import (
     History,
     HistoryWriter,
+    event_to_json,
     load,
     observation_from_json,
     observation_to_json,
@@ -227,13 +228,113 @@ def test_an_event_before_any_scenario_is_an_error(tmp_path: Path) -> None:
         load(path)
 
 
-def test_load_asserts_the_invariants_again(tmp_path: Path) -> None:
+def test_load_checks_the_invariants_again_naming_the_line(tmp_path: Path) -> None:
     path = tmp_path / "history.jsonl"
     _two_scenarios(path)
     text = path.read_text().replace('"kind":"ok"', '"kind":"invoke"', 1)
     path.write_text(text)
-    with pytest.raises(AssertionError, match="outstanding invoke"):
+    with pytest.raises(UsageError, match=r"history.jsonl:3: event #1: .*outstanding invoke"):
         load(path)
+
+
+# -- damaged files: every corruption is a UsageError naming the first bad line -----------
+
+
+def _lines(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def _write(path: Path, records: list[dict[str, Any]]) -> None:
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+
+
+@pytest.mark.parametrize(("corrupt", "line_number", "message"), [
+    (lambda r: r.__setitem__(0, {"type": "scenario"}), 1, "lacks 'name'"),
+    (lambda r: r[0].__setitem__("seed", "1"), 1, "seed = '1' must be int"),
+    (lambda r: r[0].__setitem__("seed", True), 1, "seed = True must be int"),
+    (lambda r: r[1].__setitem__("type", "evnt"), 2, "unknown line type 'evnt'"),
+    (lambda r: r[1].pop("op_id"), 2, "lacks 'op_id'"),
+    (lambda r: r[1].__setitem__("kind", "maybe"), 2, "kind = 'maybe' is not one of"),
+    (lambda r: r[1].__setitem__("value", {"amount": [1]}), 2, "value must be an object"),
+    (lambda r: r[2].__setitem__("index", 5), 3, "index 5 where 1 comes next"),
+    (lambda r: r.pop(1), 2, "index 1 where 0 comes next"),  # a gap: a line is gone
+    (lambda r: r[3]["accounts"].append({"balance_tokens": 1}), 4, "account lacks 'user'"),
+    (lambda r: r[4]["accounts"][0].__setitem__("balance_tokens", "40"), 5,
+     "balance_tokens = '40' must be int"),
+    (lambda r: r[4].__setitem__("totals", {"minted_tokens": 1}), 5, "lacks 'clawed_back"),
+    (lambda r: r[5]["deliveries"][0].__setitem__("variant", "sneaky"), 6,
+     "variant = 'sneaky' is not one of"),
+    (lambda r: r[5]["intents"][0].pop("amount_cents"), 6, "intent lacks 'amount_cents'"),
+    (lambda r: r.insert(5, r[4]), 6, "a second 'observation' line"),
+    (lambda r: r[6].__setitem__("stats", [1]), 7, "stats must be an object"),
+])
+def test_a_damaged_history_names_its_first_bad_line(
+        tmp_path: Path, corrupt: Any, line_number: int, message: str) -> None:
+    path = tmp_path / "history.jsonl"
+    _two_scenarios(path)
+    records = _lines(path)
+    corrupt(records)
+    _write(path, records)
+    with pytest.raises(UsageError) as caught:
+        load(path)
+    assert f"history.jsonl:{line_number}: " in str(caught.value)
+    assert message in str(caught.value)
+
+
+def test_a_cut_last_line_is_an_error_when_asked_to_be_strict(tmp_path: Path) -> None:
+    path = tmp_path / "history.jsonl"
+    _two_scenarios(path)
+    path.write_text(path.read_text()[:-5])
+    count = len(path.read_text().splitlines())
+    with pytest.raises(UsageError, match=rf"history.jsonl:{count}: not a JSON line, cut short"):
+        load(path, cut_last_line_ok=False)
+
+
+_REQUIRED = {"scenario": ("name", "seed"),
+             "event": ("index", "time_ns", "process", "kind", "f", "op_id"),
+             "end": ()}
+_WRONG = {int: "7", str: 7}
+
+
+@st.composite
+def corruptions(draw: st.DrawFn) -> tuple[list[str], int]:
+    """A well-formed history file's lines, one of them corrupted, and that line's number."""
+    events = draw(histories())
+    records: list[dict[str, Any]] = [
+        {"type": "scenario", "name": "tip-cycle", "seed": 7, "params": {}, "users": {},
+         "target_ids": {}},
+        *(event_to_json(event) for event in events), {"type": "end", "stats": {}}]
+    lines = [json.dumps(r) + "\n" for r in records]
+    index = draw(st.integers(0, len(records) - 1))
+    record = dict(records[index])
+    how = draw(st.sampled_from(["cut", "type", "drop_field", "wrong_type"]))
+    if how == "cut":
+        lines[index] = lines[index][:draw(st.integers(0, len(lines[index]) - 3))] + "\n"
+        if not lines[index].strip():
+            lines[index] = "{\n"
+    elif how == "type":
+        record["type"] = draw(st.sampled_from(["", "Event", "events", "scenario ", "x"]))
+        lines[index] = json.dumps(record) + "\n"
+    else:
+        keys = _REQUIRED[str(record["type"])] or ("stats",)
+        key = draw(st.sampled_from(keys))
+        if how == "drop_field" and key != "stats":
+            del record[key]
+        else:
+            record[key] = _WRONG.get(type(record[key]), "7") if key != "stats" else [7]
+        lines[index] = json.dumps(record) + "\n"
+    return lines, index + 1
+
+
+@given(corruptions())
+def test_any_corrupted_line_is_a_usage_error_naming_it(case: tuple[list[str], int]) -> None:
+    lines, line_number = case
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "history.jsonl"
+        path.write_text("".join(lines))
+        with pytest.raises(UsageError) as caught:
+            load(path, cut_last_line_ok=False)
+    assert f"history.jsonl:{line_number}: " in str(caught.value)
 
 
 def test_writer_flushes_every_line_as_it_happens(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ from harness.targets.profile import (
     HttpProvisioning,
     SqlObserverSpec,
     load_profile,
+    parse_profile,
 )
 
 MINIMAL = """
@@ -178,3 +179,21 @@ def test_bundled_profiles_are_plain_toml_a_user_can_copy() -> None:
     for name in ("reference", "seed"):
         data: dict[str, Any] = tomllib.loads((root / f"{name}.toml").read_text())
         assert data["target"]["name"] == name
+
+
+def test_environment_is_read_and_checked() -> None:
+    from harness.targets.address import Environment
+
+    data = tomllib.loads(MINIMAL.replace('[target]\n', '[target]\nenvironment = "staging"\n'))
+    assert parse_profile(data, source="mini.toml").environment is Environment.STAGING
+    assert parse_profile(tomllib.loads(MINIMAL), source="mini.toml").environment is None
+    bad = tomllib.loads(MINIMAL.replace('[target]\n', '[target]\nenvironment = "prod"\n'))
+    with pytest.raises(UsageError, match="environment = 'prod' must be one of 'local', "
+                                         "'staging', 'production'"):
+        parse_profile(bad, source="mini.toml")
+
+
+def test_a_base_url_port_out_of_range_is_refused_when_loaded() -> None:
+    data = tomllib.loads(MINIMAL.replace("127.0.0.1:9000", "127.0.0.1:99999"))
+    with pytest.raises(UsageError, match=r"profile mini.toml: \[target\] base_url .* port"):
+        parse_profile(data, source="mini.toml")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import urllib.parse
 from collections.abc import Callable
@@ -143,14 +144,33 @@ def test_ok_tip_reads_its_results_and_turns_token_counts_sent_as_text_into_ints(
     (404, Kind.FAIL, "not_found"),
     (409, Kind.FAIL, "idempotency_conflict"),
     (422, Kind.FAIL, "invalid"),
-    (500, Kind.INFO, "server_error_5xx"),
-    (503, Kind.INFO, "server_error_5xx"),
+    (500, Kind.INFO, "server_error_5xx: x"),
+    (503, Kind.INFO, "server_error_5xx: x"),
     (418, Kind.INFO, "unexpected_status"),
     (302, Kind.INFO, "unexpected_status"),
 ])
 def test_tip_status_classification(status: int, kind: Kind, error: str) -> None:
     _, outcome = _run(tip(), _ctx(), _json(status, {"error": {"code": "x", "message": "m"}}))
     assert (outcome.kind, outcome.error, outcome.status_code) == (kind, error, status)
+
+
+def test_a_5xx_keeps_the_services_own_error_code_so_a_deadlock_reads_as_one() -> None:
+    body = {"error": {"code": "deadlock_detected", "message": "gave up after 5 retries"}}
+    _, outcome = _run(tip(), _ctx(), _json(503, body))
+    assert (outcome.kind, outcome.error) == (Kind.INFO, "server_error_5xx: deadlock_detected")
+
+
+@pytest.mark.parametrize("body", [b"", b"<html>oops</html>", b'{"error": {"code": 7}}',
+                                  b'{"error": {"code": "  "}}', b"[1, 2]"])
+def test_a_5xx_without_a_readable_error_code_is_a_bare_server_error(body: bytes) -> None:
+    _, outcome = _run(tip(), _ctx(), HttpResponse(status_code=500, body=body))
+    assert (outcome.kind, outcome.error) == (Kind.INFO, "server_error_5xx")
+
+
+def test_a_5xx_error_code_is_cut_to_a_bound() -> None:
+    _, outcome = _run(tip(), _ctx(), _json(500, {"error": {"code": "x" * 500}}))
+    assert outcome.error is not None
+    assert outcome.error == "server_error_5xx: " + "x" * 64
 
 
 def test_a_body_over_the_bound_is_info_even_with_an_ok_status() -> None:
@@ -315,6 +335,15 @@ def test_webhook_asks_the_provider_for_an_envelope_then_posts_it_to_the_target()
     assert [name for name, _ in post.headers].count("Content-Type") == 1
     assert outcome == Outcome(kind=Kind.OK, status_code=200,
                               value={"event_id": "evt_1", "intent_id": "pi_1"})
+
+
+def test_webhook_envelope_request_carries_the_providers_control_key() -> None:
+    ctx = _ctx(resolver=_with_intent())
+    keyed = dataclasses.replace(ctx, endpoints=dataclasses.replace(
+        ctx.endpoints, provider_control_key="tck_0123456789abcdef"))
+    (ask, post), _ = _run(_webhook(), keyed, ENVELOPE, HttpResponse(status_code=200, body=b"{}"))
+    assert _headers(ask)["Authorization"] == "Bearer tck_0123456789abcdef"
+    assert "tck_0123456789abcdef" not in str(post.headers)  # the target never sees it
 
 
 @pytest.mark.parametrize(("status", "kind", "error"), [

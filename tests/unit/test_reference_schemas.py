@@ -64,11 +64,14 @@ def test_empty_request_refuses_any_field() -> None:
 
 def test_a_success_event_maps_to_the_credit_operation_with_its_facts() -> None:
     event = stripe_event("payment_intent.succeeded", intent_object(
-        "pi_1", amount_cents=25000, user_id=1001, minted_tokens=5250), event_id="evt_1")
+        "pi_1", amount_cents=25000, user_id=1001, minted_tokens=5250, purchase_id=7),
+        event_id="evt_1")
     name, arguments = webhook_call(event)
     assert name == "apply_payment_succeeded"
     assert arguments == {"event_id": "evt_1", "facts": PaymentFacts(
-        intent_id="pi_1", user_id=1001, minted_tokens=5250, amount_cents=25000)}
+        event_id="evt_1", event_type="payment_intent.succeeded", intent_id="pi_1",
+        purchase_id=7, user_id=1001, minted_tokens=5250, amount_cents=25000,
+        currency="usd")}
 
 
 def test_a_refund_event_carries_the_cumulative_refund() -> None:

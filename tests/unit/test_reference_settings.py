@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from harness.limits import DEFAULT_LIMITS
+from reference_impl import db
 from reference_impl.errors import ConfigError
 from reference_impl.flaws import FLAWS, Flaw, install_flaws
 from reference_impl.service import OPERATIONS
@@ -79,3 +81,25 @@ def test_the_registry_names_every_operation_of_the_spec() -> None:
     assert {"tip", "charge_minute", "open_call", "end_call", "create_purchase",
             "apply_payment_succeeded", "apply_charge_refunded", "apply_dispute_created",
             "apply_dispute_closed", "verify_webhook"} <= set(OPERATIONS)
+
+
+def test_under_load_the_service_waits_longer_than_a_client_instead_of_answering_503() -> None:
+    """A pool wait or a lock wait that expires answers 503: it must outlast the client.
+
+    A correct service on a busy machine is slow, not broken; a client that gives up sees
+    a timeout (indeterminate) and retries with its key, where a 503 would read as a fault.
+    """
+    settings = Settings(database_url="postgresql://localhost/x", admin_key="k" * 16,
+                        webhook_secret="whsec_x")
+    client_timeout_s = DEFAULT_LIMITS.op_timeout_s
+    assert settings.pool_timeout_s > 2 * client_timeout_s
+    assert settings.lock_timeout_ms / 1000 > 2 * client_timeout_s
+    assert settings.statement_timeout_ms > settings.lock_timeout_ms
+
+
+def test_transient_retries_are_bounded_but_survive_a_burst_of_deadlocks() -> None:
+    assert 8 <= db.TRANSACTION_ATTEMPTS_MAX <= 20
+    worst_case_backoff_ms = sum(
+        min(db.RETRY_BACKOFF_MS_BASE * 2**attempt, db.RETRY_BACKOFF_MS_MAX)
+        for attempt in range(db.TRANSACTION_ATTEMPTS_MAX - 1))
+    assert worst_case_backoff_ms < 3000

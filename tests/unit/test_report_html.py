@@ -248,3 +248,26 @@ def test_demo_report_renders_from_its_own_history(tmp_path: Path) -> None:
                                       .record.scenarios]
     page = paths.index_html.read_text(encoding="utf-8")
     assert page.count('class="anomaly"') == 2
+
+
+def test_slow_ops_are_a_performance_finding_beside_a_passing_verdict() -> None:
+    import dataclasses
+
+    from harness.checkers.latency import LatencyFigures, Performance, SlowOp
+
+    performance = Performance(
+        latency_ms_slow=5_000, latency_ms_max=None, ops_measured_count=3, slow_ops_count=1,
+        by_f=(LatencyFigures(f="purchase", ops_count=3, latency_ms_p50=40,
+                             latency_ms_p99=5_364, latency_ms_max=5_364, slow_ops_count=1),),
+        slowest=(SlowOp(index=4, f="purchase", kind="ok", latency_ms=5_364),))
+    passing = dataclasses.replace(passing_scenario(), performance=performance)
+    page = render_html(record(passing))
+    assert "Performance findings" in page
+    assert "1 of 3 ops took longer than 5,000 ms" in page
+    assert "not a broken invariant" in page
+    assert "purchase #4: 5,364 ms (ok)" in page
+    assert '<details class="card scenario" id="s0-dispute">' in page  # still folded: it held
+    judged = dataclasses.replace(performance, latency_ms_slow=100, latency_ms_max=100)
+    judged_page = render_html(record(dataclasses.replace(passing, performance=judged)))
+    assert "latency bound of 100 ms" in judged_page
+    assert "Performance findings" not in render_html(record(passing_scenario()))

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from harness.checkers.latency import LatencyFigures, Performance, SlowOp
 from harness.errors import UsageError
 from harness.model import Anomaly, Verdict
 from harness.report.record import (
@@ -24,6 +25,15 @@ from harness.report.record import (
     write_run_json,
 )
 
+PERFORMANCE = Performance(
+    latency_ms_slow=5_000, latency_ms_max=None, ops_measured_count=12, slow_ops_count=1,
+    by_f=(LatencyFigures(f="purchase", ops_count=4, latency_ms_p50=40, latency_ms_p99=5_364,
+                         latency_ms_max=5_364, slow_ops_count=1),
+          LatencyFigures(f="tip", ops_count=8, latency_ms_p50=3, latency_ms_p99=9,
+                         latency_ms_max=9, slow_ops_count=0)),
+    slowest=(SlowOp(index=4, f="purchase", kind="ok", latency_ms=5_364, status_code=201),
+             SlowOp(index=30, f="tip", kind="info", latency_ms=9, error="read_timeout")))
+
 
 def make_record(**overrides: Any) -> RunRecord:
     anomaly = Anomaly(kind="duplicated_credit", event_indexes=(3, 9), expected=500,
@@ -37,7 +47,7 @@ def make_record(**overrides: Any) -> RunRecord:
                   "coverage": Verdict(valid="unknown", note="never provoked: replay_absorbed"),
                   "conservation": Verdict(valid=True, counts={"accounts": 4})},
         reproduce="tokenchaos run --scenario webhook-replay --seed 8141 --target reference",
-        samples=(Sample(20, 500, 0), Sample(90, 1000, 30)))
+        samples=(Sample(20, 500, 0), Sample(90, 1000, 30)), performance=PERFORMANCE)
     crashed = ScenarioRecord(name="tip-cycle", seed=1, params={}, started_ns=2_000_000_000,
                              duration_s=0.0, ops_count=0, stats={}, verdicts={},
                              reproduce="tokenchaos run --scenario tip-cycle --seed 1")
@@ -73,7 +83,27 @@ def test_write_and_load_run_json(tmp_path: Path) -> None:
 def test_from_json_refuses_another_schema_version() -> None:
     data = make_record().to_json()
     data["schema_version"] = SCHEMA_VERSION + 1
-    with pytest.raises(UsageError, match="schema_version 2"):
+    with pytest.raises(UsageError, match=f"schema_version {SCHEMA_VERSION + 1}"):
+        RunRecord.from_json(data)
+
+
+def test_from_json_refuses_a_version_1_record_without_performance_findings() -> None:
+    data = make_record().to_json()
+    data["schema_version"] = 1
+    for scenario in data["scenarios"]:
+        del scenario["performance"]
+    with pytest.raises(UsageError, match="schema_version 1; this tokenchaos reads version 2"):
+        RunRecord.from_json(data)
+
+
+def test_performance_findings_round_trip_and_contradictions_are_malformed() -> None:
+    record = make_record()
+    loaded = RunRecord.from_json(json.loads(json.dumps(record.to_json())))
+    assert loaded.scenarios[0].performance == PERFORMANCE
+    assert loaded.scenarios[1].performance is None
+    data = record.to_json()
+    data["scenarios"][0]["performance"]["slow_ops_count"] = 99  # more than were measured
+    with pytest.raises(UsageError, match="malformed"):
         RunRecord.from_json(data)
 
 
@@ -123,7 +153,12 @@ def test_schema_rejects_what_the_record_never_writes() -> None:
     bad_sample = json.loads(json.dumps(good))
     bad_sample["scenarios"][0]["samples"][0] = [1, 2]
     bad_time = {**good, "started_at": "yesterday"}
-    for data in (bad_validity, missing, extra, bad_sample, bad_time):
+    bad_slow_op = json.loads(json.dumps(good))
+    bad_slow_op["scenarios"][0]["performance"]["slowest"][0]["kind"] = "slow"
+    no_performance = json.loads(json.dumps(good))
+    del no_performance["scenarios"][0]["performance"]
+    for data in (bad_validity, missing, extra, bad_sample, bad_time, bad_slow_op,
+                 no_performance):
         assert validate(data, schema, schema) != [], data
 
 
@@ -133,6 +168,10 @@ def test_schema_requires_every_field_the_record_writes() -> None:
     assert set(schema["required"]) == set(record)
     scenario_def = schema["$defs"]["scenario"]
     assert set(scenario_def["required"]) == set(record["scenarios"][0])
+    performance = record["scenarios"][0]["performance"]
+    assert set(schema["$defs"]["performance"]["required"]) == set(performance)
+    assert set(schema["$defs"]["latency_figures"]["required"]) == set(performance["by_f"][0])
+    assert set(schema["$defs"]["slow_op"]["required"]) == set(performance["slowest"][0])
     assert schema["properties"]["schema_version"]["const"] == SCHEMA_VERSION
 
 
