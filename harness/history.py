@@ -13,6 +13,7 @@ and flushed as it happens, so a crashed run leaves a readable prefix::
 
     {"type": "scenario", "name", "seed", "params", "users", "target_ids"}
     {"type": "event", "index", "time_ns", "process", "kind", "f", "op_id", "value", ...}
+                            (a completion of a 5xx or unlisted answer adds "body_excerpt")
     {"type": "initial", "accounts": [...], "totals": {...} | null}        (optional)
     {"type": "observation", "accounts": [...], "totals": {...} | null}
     {"type": "truth", "intents": [...], "deliveries": [...], ...}
@@ -37,6 +38,7 @@ from typing import IO, Any, overload
 
 from harness.errors import UsageError
 from harness.model import (
+    BODY_EXCERPT_CHARS_MAX,
     AccountState,
     Delivery,
     DeliveryVariant,
@@ -379,7 +381,8 @@ def _finish(current: Mapping[str, Any]) -> ScenarioRun:
 def _event(record: Mapping[str, Any]) -> Event:
     _require(record, "event line", {"index": int, "time_ns": int, "process": int, "kind": str,
                                     "f": str, "op_id": int})
-    _optional(record, "event line", {"idempotency_key": str, "error": str, "status_code": int})
+    _optional(record, "event line", {"idempotency_key": str, "error": str, "status_code": int,
+                                     "body_excerpt": str})
     if record["kind"] not in _KINDS or record["f"] not in _FS:
         bad, known = ("kind", _KINDS) if record["kind"] not in _KINDS else ("f", _FS)
         raise _BadLine(f"event line: {bad} = {record[bad]!r} is not one of "
@@ -394,8 +397,13 @@ def _event(record: Mapping[str, Any]) -> Event:
             raise _BadLine(f"event line: {key} = {record[key]} is negative")
     if record["kind"] in (Kind.INVOKE, Kind.OK) and record.get("error") is not None:
         raise _BadLine(f"event line: a {record['kind']} event has an error")
-    if record["kind"] == Kind.INVOKE and record.get("status_code") is not None:
-        raise _BadLine("event line: an invoke event has a status_code")
+    for key in ("status_code", "body_excerpt"):
+        if record["kind"] == Kind.INVOKE and record.get(key) is not None:
+            raise _BadLine(f"event line: an invoke event has a {key}")
+    excerpt = record.get("body_excerpt")
+    if excerpt is not None and len(excerpt) > BODY_EXCERPT_CHARS_MAX:
+        raise _BadLine(f"event line: body_excerpt has {len(excerpt)} characters, over the "
+                       f"{BODY_EXCERPT_CHARS_MAX} a history keeps")
     return event_from_json(record)
 
 
@@ -489,11 +497,15 @@ def _simple_types(hint: Any) -> tuple[type, ...]:
 
 
 def event_to_json(event: Event) -> dict[str, Any]:
-    return {"type": "event", "index": event.index, "time_ns": event.time_ns,
+    """One event line; ``body_excerpt`` only when the event has one (most have none)."""
+    data = {"type": "event", "index": event.index, "time_ns": event.time_ns,
             "process": event.process, "kind": event.kind.value, "f": event.f.value,
             "op_id": event.op_id, "value": dict(event.value),
             "idempotency_key": event.idempotency_key, "error": event.error,
             "status_code": event.status_code}
+    if event.body_excerpt is not None:
+        data["body_excerpt"] = event.body_excerpt
+    return data
 
 
 def event_from_json(data: Mapping[str, Any]) -> Event:
@@ -501,7 +513,7 @@ def event_from_json(data: Mapping[str, Any]) -> Event:
                  process=int(data["process"]), kind=Kind(data["kind"]), f=F(data["f"]),
                  op_id=int(data["op_id"]), value=dict(data.get("value") or {}),
                  idempotency_key=data.get("idempotency_key"), error=data.get("error"),
-                 status_code=data.get("status_code"))
+                 status_code=data.get("status_code"), body_excerpt=data.get("body_excerpt"))
 
 
 def observation_to_json(observation: Observation) -> dict[str, Any]:
@@ -560,14 +572,15 @@ def to_elle_json(history: Sequence[Event]) -> list[dict[str, Any]]:
 
     Each op has ``type`` (invoke, ok, fail, info), ``f``, ``value``, ``process``, ``time``
     (ns from the start) and ``index``; FAIL and INFO ops add ``error``, and ops carrying
-    one add ``idempotency_key`` and ``status_code``. Values keep logical names.
+    one add ``idempotency_key``, ``status_code`` and ``body_excerpt``. Values keep logical
+    names.
     """
     ops = []
     for event in history:
         op: dict[str, Any] = {"type": event.kind.value, "f": event.f.value,
                               "value": dict(event.value), "process": event.process,
                               "time": event.time_ns, "index": event.index}
-        for key in ("error", "idempotency_key", "status_code"):
+        for key in ("error", "idempotency_key", "status_code", "body_excerpt"):
             if getattr(event, key) is not None:
                 op[key] = getattr(event, key)
         ops.append(op)

@@ -19,6 +19,7 @@ from enum import StrEnum
 from typing import Literal
 
 __all__ = [
+    "BODY_EXCERPT_CHARS_MAX",
     "AccountState",
     "Anomaly",
     "Delivery",
@@ -39,6 +40,11 @@ __all__ = [
 ]
 
 Value = Mapping[str, int | str | None]
+
+# How much of an answer's body a completion keeps when the answer is a 5xx or a status the
+# profile does not list: enough for "deadlock detected" and a stack trace's first line,
+# bounded because the body comes from the target and every event is kept.
+BODY_EXCERPT_CHARS_MAX = 512
 
 
 class Kind(StrEnum):
@@ -106,11 +112,14 @@ class Outcome:
     value: Value = field(default_factory=dict)  # e.g. {"balance_tokens": 200, "tip_id": "t_9"}
     error: str | None = None  # FAIL/INFO only: why, in words ("insufficient_funds", "read timeout")
     status_code: int | None = None  # None when no response came back
+    body_excerpt: str | None = None  # 5xx or unlisted status: the body's first characters
 
     def __post_init__(self) -> None:
         assert self.kind in (Kind.OK, Kind.FAIL, Kind.INFO), self.kind  # never an invoke
         if self.kind == Kind.OK:
             assert self.error is None, self.error
+        if self.body_excerpt is not None:
+            assert len(self.body_excerpt) <= BODY_EXCERPT_CHARS_MAX, len(self.body_excerpt)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -127,6 +136,7 @@ class Event:
     idempotency_key: str | None = None
     error: str | None = None  # FAIL/INFO only
     status_code: int | None = None  # completions only, when a response came back
+    body_excerpt: str | None = None  # completions only: Outcome.body_excerpt
 
     def __post_init__(self) -> None:
         assert self.index >= 0, self.index
@@ -135,6 +145,9 @@ class Event:
             assert self.error is None, self.error
         if self.kind == Kind.INVOKE:
             assert self.status_code is None, self.status_code
+            assert self.body_excerpt is None, self.body_excerpt
+        if self.body_excerpt is not None:
+            assert len(self.body_excerpt) <= BODY_EXCERPT_CHARS_MAX, len(self.body_excerpt)
 
 
 # ---------------------------------------------------------------------------------------

@@ -11,7 +11,15 @@ post it to the target). ``drive_sync`` here and ``drive_async`` in the transport
 
 Classification is a table, as h11 keeps its transitions: the profile lists the OK and
 the FAIL statuses of every op; any 5xx, any status it does not list, and any body over
-the size bound are INFO, because the write may have been committed. Ops against the
+the size bound are INFO, because the write may have been committed (the outcome keeps a
+bounded excerpt of such a body). An OK answer the profile's ``replay`` rule matches
+carries ``"replayed": 1``: the first answer again, nothing new applied.
+
+One answer is not the target's behaviour but our own mistake: the target refusing our
+credentials (a 401 to any target op; a 403 to a user reading their own balance). The
+flow then raises ``CredentialsRefused`` (a ``TargetError``, exit 2) instead of returning
+an outcome, so a run with a wrong ``[auth]`` stops at once with the fix, rather than
+recording thousands of refusals. Ops against the
 provider (``authenticate``, ``refund``, ``dispute_open``, ``dispute_close``) speak its
 Stripe-compatible, form-encoded API; they do not depend on the target's profile.
 
@@ -30,16 +38,26 @@ from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.errors import ProviderError, UsageError
-from harness.model import F, Kind, Op, Outcome
-from harness.targets.profile import RESULT_KEYS, TEMPLATE_VARIABLES, OpSpec, Profile, Template
+from harness.errors import ProviderError, TargetError, UsageError
+from harness.model import BODY_EXCERPT_CHARS_MAX, F, Kind, Op, Outcome
+from harness.targets.profile import (
+    RESULT_KEYS,
+    TEMPLATE_VARIABLES,
+    FileProvisioning,
+    OpSpec,
+    Profile,
+    ReplayRule,
+    Template,
+)
 
 __all__ = [
     "ACTOR_KEY",
     "FLOW_STEPS_MAX",
     "PROVIDER_API_KEY_DEFAULT",
+    "REPLAYED_KEY",
     "SERVER_ERROR",
     "Credentials",
+    "CredentialsRefused",
     "Endpoints",
     "Flow",
     "FlowContext",
@@ -48,14 +66,17 @@ __all__ = [
     "Resolver",
     "Unresolved",
     "Unsupported",
+    "body_excerpt",
     "build_request",
     "classify",
+    "credentials_refused",
     "drive_sync",
     "json_path",
     "op_flow",
     "read_response",
     "render_json",
     "render_text",
+    "replayed",
     "server_error",
 ]
 
@@ -119,6 +140,10 @@ class Unresolved(LookupError):
 
 class Unsupported(LookupError):
     """The target's profile (or the run) offers no way to perform this op kind."""
+
+
+class CredentialsRefused(TargetError):
+    """The target refused the credentials the profile presents: fix ``[auth]``, not the service."""
 
 
 @dataclass(slots=True)
@@ -213,7 +238,7 @@ def op_flow(op: Op, ctx: FlowContext) -> Flow:
     if op.f == F.WEBHOOK:
         return _webhook_flow(op, spec, ctx, _envelope_request(op, ctx))
     request = build_request(op, spec, ctx)
-    return _one_step(request, lambda response: read_response(op, spec, response, ctx))
+    return _target_step(op, spec, request, ctx)
 
 
 def drive_sync(flow: Flow, send: Callable[[HttpRequest], HttpResponse | Outcome]) -> Outcome:
@@ -241,6 +266,41 @@ def _one_step(request: HttpRequest, read: Callable[[HttpResponse], Outcome]) -> 
     return read(response)
 
 
+def _target_step(op: Op, spec: OpSpec, request: HttpRequest, ctx: FlowContext) -> Flow:
+    response = yield request
+    if credentials_refused(op.f, response.status_code):
+        raise CredentialsRefused(
+            f"the target refused our credentials ({response.status_code} on {op.f.value} "
+            f"#{op.id}): check [auth] header and scheme in {ctx.profile.source} (it sends "
+            f"{ctx.profile.auth.header}: {_scheme_shown(ctx.profile)}<token>)"
+            f"{_stale_tokens_hint(ctx.profile)}; the answer was "
+            f"{body_excerpt(response.body)[:200]!r}")
+    return read_response(op, spec, response, ctx)
+
+
+def credentials_refused(f: F, status_code: int) -> bool:
+    """Whether an answer to a target op means our credentials were refused. Pure.
+
+    A 401 to any op but a webhook (which carries no token of ours: a 401 there is the
+    target rejecting a forged signature, as it should). A 403 only to ``read_balance``:
+    it reads the caller's own account, which no correct service forbids; a 403 to a tip
+    or a call charge may be the right answer (another user's call), so it stays a FAIL.
+    """
+    if f == F.WEBHOOK or f not in ACTOR_KEY:
+        return False
+    return status_code == 401 or (status_code == 403 and f == F.READ_BALANCE)
+
+
+def _scheme_shown(profile: Profile) -> str:
+    return f"{profile.auth.scheme} " if profile.auth.scheme else ""
+
+
+def _stale_tokens_hint(profile: Profile) -> str:
+    if isinstance(profile.provisioning, FileProvisioning):
+        return ", and that the users file's tokens are still valid"
+    return ""
+
+
 def _spec(profile: Profile, f: F) -> OpSpec:
     spec = profile.ops.get(f)
     if spec is None:
@@ -262,12 +322,20 @@ def build_request(op: Op, spec: OpSpec, ctx: FlowContext) -> HttpRequest:
     if actor is not None:
         token = ctx.resolver.token(op.value.get(actor))
         headers.append((ctx.profile.auth.header, ctx.profile.auth.value(token)))
-    if spec.idempotency_header and op.idempotency_key is not None:
-        headers.append((spec.idempotency_header, op.idempotency_key))
+    carrier, key_name = spec.idempotency.carrier, spec.idempotency.name
+    key = op.idempotency_key if carrier != "none" else None  # "none": no key, ever
+    templated = {name.lower() for name in spec.headers}
+    if carrier == "header" and key is not None and key_name is not None \
+            and key_name.lower() not in templated:
+        headers.append((key_name, key))
     headers.extend((name, render_text(text, variables)) for name, text in spec.headers.items())
+    data = None if spec.body is None else render_json(spec.body, variables)
+    if carrier == "body" and key is not None and key_name is not None:
+        assert data is None or isinstance(data, dict), "checked when the profile loaded"
+        data = {**(data or {}), key_name: key}  # the template's own field is the same key
     body = b""
-    if spec.body is not None:
-        body = json.dumps(render_json(spec.body, variables), separators=(",", ":")).encode()
+    if data is not None:
+        body = json.dumps(data, separators=(",", ":")).encode()
         headers.append(("Content-Type", "application/json"))
     path = render_text(spec.path, variables, quote=True)
     return HttpRequest(method=spec.method, url=ctx.endpoints.target_url + path,
@@ -283,7 +351,34 @@ def read_response(op: Op, spec: OpSpec, response: HttpResponse, ctx: FlowContext
     body = response.json()
     value = {key: _scalar(key, json_path(body, spec.result[key]) if key in spec.result else None)
              for key in sorted(RESULT_KEYS[op.f])}
+    if spec.replay is not None and replayed(spec.replay, response, body):
+        value[REPLAYED_KEY] = 1
     return Outcome(kind=Kind.OK, value=value, status_code=response.status_code)
+
+
+REPLAYED_KEY = "replayed"  # in an OK value: 1 when the answer is a replay of an earlier one
+
+
+def replayed(rule: ReplayRule, response: HttpResponse, body: Any) -> bool:
+    """Whether an OK answer is a replay by the profile's rule. Pure.
+
+    A header rule compares the header's text (name in any case, value exactly, spaces
+    around it ignored); a body rule compares the JSON value at the dotted path, type and
+    all (``false`` is not ``0``, and ``"1"`` is not ``1``).
+    """
+    if rule.carrier == "header":
+        wanted = rule.name.lower()
+        return any(name.lower() == wanted and text.strip() == rule.equals
+                   for name, text in response.headers)
+    return _same_json(json_path(body, rule.name), rule.equals)
+
+
+def _same_json(seen: Any, equals: Any) -> bool:
+    if isinstance(seen, bool) or isinstance(equals, bool):
+        return isinstance(seen, bool) and isinstance(equals, bool) and seen == equals
+    if isinstance(seen, int | float) and isinstance(equals, int | float):
+        return seen == equals
+    return type(seen) is type(equals) and bool(seen == equals)
 
 
 def classify(spec: OpSpec, response: HttpResponse, *, response_body_bytes_max: int,
@@ -295,10 +390,11 @@ def classify(spec: OpSpec, response: HttpResponse, *, response_body_bytes_max: i
     """
     status = response.status_code
     if len(response.body) > response_body_bytes_max:
-        return Outcome(kind=Kind.INFO, error="response_too_large", status_code=status)
+        return Outcome(kind=Kind.INFO, error="response_too_large", status_code=status,
+                       body_excerpt=body_excerpt(response.body))
     if status >= 500:
         return Outcome(kind=Kind.INFO, error=server_error(response, error_code_path),
-                       status_code=status)
+                       status_code=status, body_excerpt=body_excerpt(response.body))
     if status in spec.status_ok:
         return Outcome(kind=Kind.OK, status_code=status)
     if status in spec.status_fail:
@@ -307,7 +403,18 @@ def classify(spec: OpSpec, response: HttpResponse, *, response_body_bytes_max: i
             code = json_path(response.json(), error_code_path)
             error = spec.fail_by_code.get(str(code), error) if code is not None else error
         return Outcome(kind=Kind.FAIL, error=error, status_code=status)
-    return Outcome(kind=Kind.INFO, error="unexpected_status", status_code=status)
+    return Outcome(kind=Kind.INFO, error="unexpected_status", status_code=status,
+                   body_excerpt=body_excerpt(response.body))
+
+
+def body_excerpt(body: bytes) -> str:
+    """The body's first ``BODY_EXCERPT_CHARS_MAX`` characters, as UTF-8 (bad bytes replaced).
+
+    Only what the excerpt can hold is decoded (4 bytes per character at most), so a huge
+    body costs no more than a small one.
+    """
+    text = body[:BODY_EXCERPT_CHARS_MAX * 4].decode("utf-8", errors="replace")
+    return text[:BODY_EXCERPT_CHARS_MAX]
 
 
 SERVER_ERROR = "server_error_5xx"  # the error of every 5xx outcome; the service's code may follow
@@ -444,7 +551,8 @@ def _provider_reader(ctx: FlowContext, fields: Mapping[str, str]
     def read(response: HttpResponse) -> Outcome:
         status = response.status_code
         if len(response.body) > ctx.response_body_bytes_max:
-            return Outcome(kind=Kind.INFO, error="response_too_large", status_code=status)
+            return Outcome(kind=Kind.INFO, error="response_too_large", status_code=status,
+                           body_excerpt=body_excerpt(response.body))
         body = response.json()
         if status == 200:
             value = {key: _scalar(key, json_path(body, path)) for key, path in fields.items()}
@@ -454,7 +562,8 @@ def _provider_reader(ctx: FlowContext, fields: Mapping[str, str]
             error = code if isinstance(code, str) and code else _PROVIDER_FAIL.get(status)
             return Outcome(kind=Kind.FAIL, error=error or "invalid", status_code=status)
         error = "server_error_5xx" if status >= 500 else "unexpected_status"
-        return Outcome(kind=Kind.INFO, error=error, status_code=status)
+        return Outcome(kind=Kind.INFO, error=error, status_code=status,
+                       body_excerpt=body_excerpt(response.body))
     return read
 
 
@@ -533,7 +642,7 @@ def _webhook_flow(op: Op, spec: OpSpec, ctx: FlowContext, envelope_request: Http
         "event_id": _scalar("event_id", json_path(event, "id")),
         "intent_id": _scalar("intent_id", intent_id)}
     return Outcome(kind=outcome.kind, value=value, error=outcome.error,
-                   status_code=outcome.status_code)
+                   status_code=outcome.status_code, body_excerpt=outcome.body_excerpt)
 
 
 def _read_envelope(response: HttpResponse) -> tuple[bytes, tuple[tuple[str, str], ...]]:

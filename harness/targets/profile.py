@@ -1,8 +1,9 @@
 """Target profiles: how to talk to one deployment, loaded from TOML into frozen data.
 
 A profile says, for each op kind, which HTTP request to send (method, path template, body
-template, headers, idempotency header) and how to read the answer (which status codes are
-OK, which are a FAIL and with what error code, where the result fields sit in the body).
+template, headers, where its idempotency key goes: ``harness.targets.idempotency``) and how
+to read the answer (which status codes are OK, which are a FAIL and with what error code,
+where the result fields sit in the body, what marks a replayed answer).
 It also says how users are provisioned (an HTTP call, or a file of existing users), how
 the end state is observed (admin HTTP endpoints, or read-only SQL), and which metadata
 keys of a PaymentIntent name the user and the tokens it mints.
@@ -19,7 +20,10 @@ deployment is; ``harness.targets.address`` uses it to decide whether a non-loopb
 address may be loaded (only ``staging`` opts in; ``production`` is always refused).
 
 Everything a user can get wrong here raises ``UsageError`` naming the file, the key, the
-value and what to write instead. This module does no network I/O and reads no clock.
+value and what to write instead, when the profile is loaded: a profile that loads can run
+every op it declares (a template never needs an op the profile lacks, an id the op cannot
+know, or an environment variable that is not set). This module does no network I/O and
+reads no clock; it reads the environment only for the ``*_env`` keys and ``{env:NAME}``.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -36,6 +40,14 @@ from typing import Any
 from harness.errors import UsageError
 from harness.model import F
 from harness.targets.address import ENVIRONMENTS, Environment, http_address
+from harness.targets.idempotency import (
+    NO_IDEMPOTENCY,
+    Idempotency,
+    ReplayRule,
+    parse_idempotency,
+    parse_replay,
+)
+from harness.targets.toml_table import METHODS, Table, Template, placeholders
 
 __all__ = [
     "BUNDLED_PROFILES",
@@ -46,11 +58,13 @@ __all__ = [
     "AuthSpec",
     "FileProvisioning",
     "HttpProvisioning",
+    "Idempotency",
     "MetadataSpec",
     "ObserverSpec",
     "OpSpec",
     "Profile",
     "ProvisioningSpec",
+    "ReplayRule",
     "SqlObserverSpec",
     "Template",
     "load_profile",
@@ -59,8 +73,6 @@ __all__ = [
 ]
 
 BUNDLED_PROFILES = ("reference", "seed")
-
-Template = Any  # a TOML value: str, int, bool, float, list of templates, table of templates
 
 # Variables an op's templates may use. ``<role>_id`` is the target's id of the user named
 # by the op's ``<role>`` value; ``call_id`` the id the target gave the call; the rest are
@@ -95,17 +107,19 @@ _RESULT_KEYS_REQUIRED: Mapping[F, frozenset[str]] = {
     F.READ_BALANCE: frozenset({"balance_tokens"}),
 }
 
+# Variables that only another op of the profile can supply: ``{call_id}`` is the id the
+# target gave in its answer to ``call_open``, so a profile using it must have that op.
+_VARIABLE_SOURCES: Mapping[str, F] = {"call_id": F.CALL_OPEN}
+
+# The user kinds scenarios provision; ``[provisioning] kinds`` maps each one.
+USER_KINDS = ("creator", "fan")
 PROVISIONING_VARIABLES = frozenset({"kind", "name"})
 
-_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE"})
 _ACCOUNT_FIELDS = frozenset({"user_id", "balance_tokens", "debt_tokens", "status",
                              "ledger_sum_tokens", "credited_tokens", "clawed_back_tokens"})
 _TOTALS_FIELDS = frozenset({"minted_tokens", "clawed_back_tokens", "balances_tokens",
                             "debts_tokens", "drift_accounts_count"})
-_PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*)(?::([a-z]+))?\}")
-_CASTS = frozenset({"int", "str"})
-_ERROR_CODE = re.compile(r"^[a-z][a-z0-9_]*$")
-_REQUIRED: Any = object()  # a sentinel: the key must be present
+_ENV_PLACEHOLDER = re.compile(r"\{env:([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -117,7 +131,8 @@ class OpSpec:
     path: str  # template, relative to the base URL: "/v1/calls/{call_id}/charges"
     body: Template | None = None  # JSON body template; None sends no body
     headers: Mapping[str, str] = field(default_factory=dict)  # name -> text template
-    idempotency_header: str | None = None  # header carrying the op's key; None: not sent
+    idempotency: Idempotency = NO_IDEMPOTENCY  # where the op's key goes, if anywhere
+    replay: ReplayRule | None = None  # how an OK answer that is a replay is recognised
     status_ok: frozenset[int] = frozenset()
     status_fail: Mapping[int, str] = field(default_factory=dict)  # status -> error code
     fail_by_code: Mapping[str, str] = field(default_factory=dict)  # body code -> error code
@@ -125,18 +140,28 @@ class OpSpec:
     variables: frozenset[str] = frozenset()  # every placeholder the templates use
 
     def __post_init__(self) -> None:
-        assert self.method in _METHODS, self.method
+        assert self.method in METHODS, self.method
         assert self.status_ok.isdisjoint(self.status_fail), "a status is both OK and FAIL"
         for status in self.status_ok | set(self.status_fail):
             assert 100 <= status < 500, status  # 5xx is always INFO
 
+    @property
+    def idempotent(self) -> bool:
+        """Whether the op carries an idempotency key (scenarios test its retries only then)."""
+        return self.idempotency.idempotent
+
+    @property
+    def idempotency_header(self) -> str | None:
+        """The header that carries the key, if a header does (the older profile key)."""
+        return self.idempotency.name if self.idempotency.carrier == "header" else None
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AuthSpec:
-    """How a token is presented: ``{header}: {scheme} {token}`` (no scheme: the token alone)."""
+    """How a token is presented: ``{header}: {scheme} {token}``; scheme None: the token alone."""
 
     header: str = "Authorization"
-    scheme: str = "Bearer"
+    scheme: str | None = "Bearer"
 
     def value(self, token: str) -> str:
         return f"{self.scheme} {token}" if self.scheme else token
@@ -160,6 +185,15 @@ class HttpProvisioning:
     status_ok: frozenset[int]
     id_path: str  # dotted JSON path of the new user's id in the answer
     token_path: str  # ... and of their bearer token
+    headers: Mapping[str, str] = field(default_factory=dict)  # {env:NAME} already read
+    kinds: Mapping[str, Mapping[str, Template]] = field(default_factory=dict)  # kind -> fields
+
+    def body_for(self, kind: str) -> Template | None:
+        """The body template for a user of ``kind``: ``body`` with ``kinds[kind]`` merged in."""
+        fields = self.kinds.get(kind)
+        if fields is None:
+            return self.body
+        return {**(self.body or {}), **fields}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -258,7 +292,7 @@ def parse_profile(data: Mapping[str, Any], *, source: str, folder: Path | None =
                   environ: Mapping[str, str] | None = None) -> Profile:
     """Validate parsed TOML into a ``Profile``. See ``load_profile``."""
     environ = os.environ if environ is None else environ
-    root = _Table(data, source=source, where="")
+    root = Table(data, source=source, where="")
     root.only("target", "auth", "metadata", "responses", "ops", "provisioning", "observer")
     target = root.table("target")
     target.only("name", "base_url", "base_url_env", "admin_key", "admin_key_env", "health_path",
@@ -276,14 +310,14 @@ def parse_profile(data: Mapping[str, Any], *, source: str, folder: Path | None =
     http_address(base_url, role="target", origin=f"profile {source}: [target] base_url")
     written_key = target.opt_text("admin_key")
     admin_key = _from_env(target, "admin_key", environ) or written_key
-    health_path = target.opt_path("health_path")
-    auth = _parse_auth(root.opt_table("auth"))
+    health_path = target.opt_path("health_path", frozenset())
+    auth = _parse_auth(root)
     metadata = _parse_metadata(root.table("metadata"))
     responses = root.opt_table("responses")
     if responses:
         responses.only("error_code_path")
     error_code_path = responses.opt_text("error_code_path") if responses else None
-    ops = _parse_ops(root.table("ops"))
+    ops = _parse_ops(root.table("ops"), error_code_path=error_code_path)
     provisioning = _parse_provisioning(root.table("provisioning"), folder, environ)
     observer_table = root.opt_table("observer")
     observer = _parse_observer(observer_table, environ) if observer_table else None
@@ -293,38 +327,29 @@ def parse_profile(data: Mapping[str, Any], *, source: str, folder: Path | None =
                    error_code_path=error_code_path, environment=environment)
 
 
-def placeholders(template: Template) -> frozenset[str]:
-    """Every variable name a template uses (its casts and literal braces left out)."""
-    names: set[str] = set()
-    if isinstance(template, str):
-        for match in _PLACEHOLDER.finditer(template):
-            if match.group(1):
-                names.add(match.group(1))
-    elif isinstance(template, list):
-        for item in template:
-            names |= placeholders(item)
-    elif isinstance(template, Mapping):
-        for item in template.values():
-            names |= placeholders(item)
-    return frozenset(names)
-
-
 # ---------------------------------------------------------------------------------------
 # Sections.
 
 
-def _parse_auth(table: _Table | None) -> AuthSpec:
-    if table is None:
-        return AuthSpec()
+def _parse_auth(root: Table) -> AuthSpec:
+    fix = ('add [auth] with header = "Authorization" and scheme = "Bearer" (the token after '
+           'a word), or scheme = "none" to send the bare token (e.g. header = "X-Api-Key")')
+    if "auth" not in root:
+        raise root.error("[auth]", None, f"is missing; {fix}")
+    table = root.table("auth")
     table.only("header", "scheme")
     header = table.opt_text("header", "Authorization") or "Authorization"
-    scheme = table.opt_text("scheme", "Bearer") or "Bearer"
-    if scheme == "none":  # the header carries the token alone
-        scheme = ""
-    return AuthSpec(header=header, scheme=scheme)
+    if "scheme" not in table:
+        raise table.error("scheme", None, "is missing, so it is not clear how the token is "
+                          f"sent; write scheme = \"Bearer\" or scheme = \"none\" ({fix[4:]})")
+    scheme = table.text("scheme").strip()
+    if not scheme or any(char.isspace() for char in scheme):
+        raise table.error("scheme", table.raw("scheme"), 'must be one word, e.g. "Bearer" or '
+                          '"Token", or "none" for the bare token')
+    return AuthSpec(header=header, scheme=None if scheme == "none" else scheme)
 
 
-def _parse_metadata(table: _Table) -> MetadataSpec:
+def _parse_metadata(table: Table) -> MetadataSpec:
     table.only("user_key", "tokens_keys")
     user_key = table.text("user_key")
     tokens_keys = table.text_list("tokens_keys")
@@ -334,23 +359,41 @@ def _parse_metadata(table: _Table) -> MetadataSpec:
     return MetadataSpec(user_key=user_key, tokens_keys=tuple(tokens_keys))
 
 
-def _parse_ops(table: _Table) -> dict[F, OpSpec]:
+def _parse_ops(table: Table, *, error_code_path: str | None) -> dict[F, OpSpec]:
     table.only(*(f.value for f in TEMPLATE_VARIABLES))
-    return {f: _parse_op(table.table(f.value), f) for f in TEMPLATE_VARIABLES if f.value in table}
+    ops = {f: _parse_op(table.table(f.value), f, error_code_path=error_code_path)
+           for f in TEMPLATE_VARIABLES if f.value in table}
+    for f, spec in ops.items():
+        for variable in sorted(spec.variables):
+            source = _VARIABLE_SOURCES.get(variable)
+            if source is not None and source not in ops:
+                raise table.error(f.value, None, f"uses {{{variable}}}, which comes from the "
+                                  f"answer to {source.value}, and the profile has no "
+                                  f"[ops.{source.value}]; add it, or leave {{{variable}}} out "
+                                  f"of [ops.{f.value}]")
+    return ops
 
 
-def _parse_op(table: _Table, f: F) -> OpSpec:
-    table.only("method", "path", "body", "headers", "idempotency_header", "status_ok",
-               "status_fail", "fail_by_code", "result")
+# Keys only ops that change state have: a read or a webhook carries no key of ours.
+_KEYED_OP_KEYS = ("idempotency", "idempotency_header", "replay")
+
+
+def _parse_op(table: Table, f: F, *, error_code_path: str | None) -> OpSpec:
+    webhook = f == F.WEBHOOK
+    keyed = "idempotency_key" in TEMPLATE_VARIABLES[f]
+    table.only("method", "path", "status_ok", "status_fail",
+               *(() if webhook else ("body", "headers", "fail_by_code", "result")),
+               *(_KEYED_OP_KEYS if keyed else ()))
     allowed = TEMPLATE_VARIABLES[f]
     method = table.method("method", default="POST")
-    path = table.path("path")
+    path = table.path("path", allowed)
     body = table.template("body", allowed)
     headers = table.text_table("headers")
     for header_name, header_value in headers.items():
         table.check_template(f"headers.{header_name}", header_value, allowed)
-    idempotency_header = table.opt_text("idempotency_header")
-    webhook = f == F.WEBHOOK
+    idempotency = parse_idempotency(table, path=path, body=body, headers=headers) \
+        if keyed else NO_IDEMPOTENCY
+    replay = parse_replay(table) if keyed else None
     status_ok = table.status_list("status_ok", default=_WEBHOOK_OK if webhook else ())
     if not status_ok:
         raise table.error("status_ok", None, "is missing or empty; add e.g. status_ok = [200]")
@@ -360,15 +403,19 @@ def _parse_op(table: _Table, f: F) -> OpSpec:
         raise table.error("status_fail", both[0], "is also in status_ok; a status is OK or "
                           "FAIL, not both")
     fail_by_code = table.code_table("fail_by_code")
+    if fail_by_code and error_code_path is None:
+        raise table.error("fail_by_code", fail_by_code, "needs to know where the error code "
+                          'is in a FAIL body; add [responses] error_code_path = "error.code" '
+                          "(the dotted path of it)")
     result = _parse_result(table, f)
     variables = placeholders(path) | placeholders(body) | placeholders(list(headers.values()))
     return OpSpec(f=f, method=method, path=path, body=body, headers=headers,
-                  idempotency_header=idempotency_header, status_ok=status_ok,
+                  idempotency=idempotency, replay=replay, status_ok=status_ok,
                   status_fail=status_fail, fail_by_code=fail_by_code, result=result,
                   variables=variables)
 
 
-def _parse_result(table: _Table, f: F) -> dict[str, str]:
+def _parse_result(table: Table, f: F) -> dict[str, str]:
     result = table.text_table("result")
     unknown = sorted(set(result) - RESULT_KEYS[f])
     if unknown:
@@ -386,7 +433,7 @@ _WEBHOOK_OK = tuple(range(200, 300))
 _WEBHOOK_FAIL = {status: "rejected" for status in range(400, 500)}
 
 
-def _parse_provisioning(table: _Table, folder: Path | None,
+def _parse_provisioning(table: Table, folder: Path | None,
                         environ: Mapping[str, str]) -> ProvisioningSpec:
     mode = table.choice("mode", ("http", "file"))
     if mode == "file":
@@ -405,18 +452,65 @@ def _parse_provisioning(table: _Table, folder: Path | None,
             raise table.error("users_file", None, 'is missing; add users_file = "users.json" '
                               'or users_file_env = "TOKENCHAOS_USERS_FILE"')
         return FileProvisioning(users_file=users_file, users_file_env=env_name)
-    table.only("mode", "method", "path", "body", "status_ok", "id", "token")
+    table.only("mode", "method", "path", "body", "headers", "kinds", "status_ok", "id", "token")
     method = table.method("method", default="POST")
-    path = table.path("path")
+    path = table.path("path", PROVISIONING_VARIABLES)
     body = table.template("body", PROVISIONING_VARIABLES)
+    headers = _provisioning_headers(table, environ)
+    kinds = _provisioning_kinds(table, body)
     status_ok = table.status_list("status_ok", default=(200, 201))
     id_path = table.text("id")
     token_path = table.text("token")
     return HttpProvisioning(method=method, path=path, body=body, status_ok=status_ok,
-                            id_path=id_path, token_path=token_path)
+                            id_path=id_path, token_path=token_path, headers=headers,
+                            kinds=kinds)
 
 
-def _parse_observer(table: _Table, environ: Mapping[str, str]) -> ObserverSpec:
+def _provisioning_headers(table: Table, environ: Mapping[str, str]) -> dict[str, str]:
+    """Extra headers of the creation call, each ``{env:NAME}`` replaced by that variable now."""
+    headers: dict[str, str] = {}
+    for name, text in table.text_table("headers").items():
+        rendered = text
+        for variable in _ENV_PLACEHOLDER.findall(text):
+            value = environ.get(variable)
+            if not value:
+                raise table.error(f"headers.{name}", text, f"reads the environment variable "
+                                  f"{variable}, which is not set; export {variable}=... "
+                                  "before the run (its value is never written in the profile)")
+            literal = value.replace("{", "{{").replace("}", "}}")  # a value, not a template
+            rendered = rendered.replace(f"{{env:{variable}}}", literal)
+        table.check_template(f"headers.{name}", rendered, PROVISIONING_VARIABLES)
+        headers[name] = rendered
+    return headers
+
+
+def _provisioning_kinds(table: Table, body: Template | None) -> dict[str, dict[str, Template]]:
+    """``kinds``: per user kind, fields merged into the creation call's body."""
+    if "kinds" not in table:
+        return {}
+    example = 'e.g. kinds = { fan = { isCreator = false }, creator = { isCreator = true } }'
+    kinds = table.table("kinds")
+    kinds.only(*USER_KINDS)
+    if body is not None and not isinstance(body, Mapping):
+        raise table.error("kinds", table.raw("kinds"), "merges fields into the body, and body "
+                          "is not a table; write body = { ... } or leave body out")
+    mapped: dict[str, dict[str, Template]] = {}
+    for kind in USER_KINDS:
+        fields = kinds.raw(kind)
+        if not isinstance(fields, Mapping):
+            raise kinds.error(kind, fields, f"must be a table of body fields for a {kind}; "
+                              f"{example}")
+        kinds.check_template(kind, fields, PROVISIONING_VARIABLES)
+        clash = sorted(set(fields) & set(body or {}))
+        if clash:
+            raise kinds.error(f"{kind}.{clash[0]}", fields[clash[0]], "is also in body; a "
+                              "field comes from body or from kinds, not both: remove it from "
+                              "one of them")
+        mapped[kind] = dict(fields)
+    return mapped
+
+
+def _parse_observer(table: Table, environ: Mapping[str, str]) -> ObserverSpec:
     kind = table.choice("kind", ("admin_http", "sql"))
     if kind == "sql":
         table.only("kind", "database_url", "database_url_env", "accounts_query", "totals_query")
@@ -431,12 +525,12 @@ def _parse_observer(table: _Table, environ: Mapping[str, str]) -> ObserverSpec:
         return SqlObserverSpec(database_url=url, database_url_env=env_name,
                                accounts_query=accounts_query, totals_query=totals_query)
     table.only("kind", "accounts_path", "accounts_list", "account", "totals_path", "totals")
-    accounts_path = table.path("accounts_path")
+    accounts_path = table.path("accounts_path", frozenset())
     accounts_list_path = table.opt_text("accounts_list", "", empty_ok=True) or ""
     account_fields = table.text_table("account")
     _check_fields(table, "account", account_fields, _ACCOUNT_FIELDS,
                   required=("user_id", "balance_tokens"))
-    totals_path = table.opt_path("totals_path")
+    totals_path = table.opt_path("totals_path", frozenset())
     totals_fields = table.text_table("totals")
     _check_fields(table, "totals", totals_fields, _TOTALS_FIELDS,
                   required=tuple(sorted(_TOTALS_FIELDS)) if totals_path else ())
@@ -446,7 +540,7 @@ def _parse_observer(table: _Table, environ: Mapping[str, str]) -> ObserverSpec:
                                  totals_fields=totals_fields)
 
 
-def _check_fields(table: _Table, key: str, fields: Mapping[str, str], known: frozenset[str],
+def _check_fields(table: Table, key: str, fields: Mapping[str, str], known: frozenset[str],
                   *, required: tuple[str, ...]) -> None:
     unknown = sorted(set(fields) - known)
     if unknown:
@@ -458,165 +552,9 @@ def _check_fields(table: _Table, key: str, fields: Mapping[str, str], known: fro
                           'of it in the JSON>"')
 
 
-def _from_env(table: _Table, key: str, environ: Mapping[str, str]) -> str | None:
+def _from_env(table: Table, key: str, environ: Mapping[str, str]) -> str | None:
     """The value of the environment variable ``<key>_env`` names, if set and not empty."""
     env_name = table.opt_text(f"{key}_env")
     if env_name is None:
         return None
     return environ.get(env_name) or None
-
-
-# ---------------------------------------------------------------------------------------
-# A TOML table that knows where it is, so every message names file, key and value.
-
-
-class _Table:
-    def __init__(self, data: Any, *, source: str, where: str) -> None:
-        if not isinstance(data, Mapping):
-            place = f"[{where}]" if where else "the file"
-            raise UsageError(f"profile {source}: {place} must be a table, got "
-                             f"{type(data).__name__} {data!r}")
-        self._data = data
-        self._source = source
-        self._where = where
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._data
-
-    def error(self, key: str, value: object, advice: str) -> UsageError:
-        place = f"[{self._where}] {key}" if self._where else key
-        shown = "" if value is None else f" = {value!r}"
-        return UsageError(f"profile {self._source}: {place}{shown} {advice}")
-
-    def only(self, *known: str) -> None:
-        """Reject keys this table does not have, before reading any: they are typos."""
-        unknown = sorted(set(self._data) - set(known))
-        if unknown:
-            raise self.error(unknown[0], self._data[unknown[0]],
-                             f"is not a known key here; known keys: {', '.join(sorted(known))}")
-
-    def _get(self, key: str, default: Any) -> Any:
-        if key in self._data:
-            return self._data[key]
-        if default is _REQUIRED:
-            raise self.error(key, None, "is missing; add it")
-        return default
-
-    def table(self, key: str) -> _Table:
-        where = f"{self._where}.{key}" if self._where else key
-        return _Table(self._get(key, _REQUIRED), source=self._source, where=where)
-
-    def opt_table(self, key: str) -> _Table | None:
-        return self.table(key) if key in self._data else None
-
-    def text(self, key: str, *, empty_ok: bool = False) -> str:
-        value = self._get(key, _REQUIRED)
-        if not isinstance(value, str) or not (value or empty_ok):
-            raise self.error(key, value, 'must be a non-empty string, e.g. "value"')
-        return value
-
-    def opt_text(self, key: str, default: str | None = None, *,
-                 empty_ok: bool = False) -> str | None:
-        return self.text(key, empty_ok=empty_ok) if key in self._data else default
-
-    def choice(self, key: str, options: tuple[str, ...]) -> str:
-        value = self.text(key)
-        if value not in options:
-            raise self.error(key, value, f"must be one of {', '.join(map(repr, options))}")
-        return value
-
-    def method(self, key: str, default: str) -> str:
-        value = self.opt_text(key, default) or default
-        if value.upper() not in _METHODS:
-            raise self.error(key, value, f"is not an HTTP method; use one of "
-                             f"{', '.join(sorted(_METHODS))}")
-        return value.upper()
-
-    def path(self, key: str) -> str:
-        value = self.text(key)
-        if not value.startswith("/"):
-            raise self.error(key, value, f'must start with "/", e.g. "/{value}"; the base URL '
-                             "goes in [target] base_url")
-        self.check_template(key, value, None)
-        return value
-
-    def opt_path(self, key: str) -> str | None:
-        return self.path(key) if key in self._data else self.opt_text(key)
-
-    def text_list(self, key: str) -> list[str]:
-        value = self._get(key, _REQUIRED)
-        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-            raise self.error(key, value, 'must be a list of strings, e.g. ["tokens"]')
-        return list(value)
-
-    def text_table(self, key: str) -> dict[str, str]:
-        value = self._get(key, {})
-        if not isinstance(value, Mapping) or not all(
-                isinstance(v, str) and v for v in value.values()):
-            raise self.error(key, value, 'must be a table of strings, e.g. { name = "value" }')
-        return dict(value)
-
-    def code_table(self, key: str) -> dict[str, str]:
-        table = self.text_table(key)
-        for code, error in table.items():
-            if not _ERROR_CODE.match(error):
-                raise self.error(f"{key}.{code}", error, "must be a snake_case error code, "
-                                 'e.g. "idempotency_conflict"')
-        return table
-
-    def status_list(self, key: str, default: Iterable[int]) -> frozenset[int]:
-        value = self._get(key, list(default))
-        if not isinstance(value, list) or not all(type(v) is int for v in value):
-            raise self.error(key, value, "must be a list of status codes, e.g. [200, 201]")
-        for status in value:
-            if not 100 <= status < 500:
-                raise self.error(key, status, "is not a 1xx-4xx status; a 5xx answer is "
-                                 "always indeterminate (INFO), so it cannot be listed")
-        return frozenset(value)
-
-    def status_codes(self, key: str, default: Mapping[int, str]) -> dict[int, str]:
-        value = self._get(key, default)
-        if not isinstance(value, Mapping):
-            raise self.error(key, value, 'must be a table, e.g. { 402 = "insufficient_funds" }')
-        codes: dict[int, str] = {}
-        for status_text, error in value.items():
-            status = int(status_text) if str(status_text).isdigit() else None
-            if status is None or not 400 <= status < 500:
-                raise self.error(f"{key}.{status_text}", error, "is not a 4xx status; write "
-                                 'e.g. status_fail = { 402 = "insufficient_funds" } (a 5xx '
-                                 "is always INFO)")
-            if not isinstance(error, str) or not _ERROR_CODE.match(error):
-                raise self.error(f"{key}.{status_text}", error, "must be a snake_case error "
-                                 'code, e.g. "insufficient_funds"')
-            codes[status] = error
-        return codes
-
-    def template(self, key: str, allowed: frozenset[str]) -> Template | None:
-        value = self._get(key, None)
-        if value is not None:
-            self.check_template(key, value, allowed)
-        return value
-
-    def check_template(self, key: str, template: Template, allowed: frozenset[str] | None) -> None:
-        """Check placeholders, casts and braces; ``allowed`` None means any name."""
-        if isinstance(template, list):
-            for index, item in enumerate(template):
-                self.check_template(f"{key}[{index}]", item, allowed)
-        elif isinstance(template, Mapping):
-            for item_key, item in template.items():
-                self.check_template(f"{key}.{item_key}", item, allowed)
-        elif isinstance(template, str):
-            self._check_string(key, template, allowed)
-
-    def _check_string(self, key: str, text: str, allowed: frozenset[str] | None) -> None:
-        for match in _PLACEHOLDER.finditer(text):
-            name, cast = match.group(1), match.group(2)
-            if name and allowed is not None and name not in allowed:
-                raise self.error(key, text, f"uses {{{name}}}, which is not available here; "
-                                 f"available: {', '.join(sorted(allowed)) or '(none)'}")
-            if cast and cast not in _CASTS:
-                raise self.error(key, text, f"casts with :{cast}; use :int or :str")
-        leftover = _PLACEHOLDER.sub("", text)
-        if "{" in leftover or "}" in leftover:
-            raise self.error(key, text, "has an unbalanced brace; write {{ or }} for a "
-                             "literal brace and {name} for a variable")

@@ -1,8 +1,11 @@
 """Provisioning: give every logical user of a scenario an account on the target.
 
 Either one admin HTTP call per user (the reference service's ``POST /v1/users``), or a
-file of existing users and their tokens (a deployment without such an API). Users are
-never funded here: money arrives only through real purchases and webhooks.
+file of existing users and their tokens (a deployment without such an API). The HTTP
+call may carry extra headers (a staging token, read from the environment when the
+profile loaded) and the fields that make a user a fan or a creator in the service's own
+terms (``[provisioning] kinds``). Users are never funded here: money arrives only
+through real purchases and webhooks.
 
 Every way this can go wrong raises ``ProvisioningFailed`` (or ``UsageError`` for a bad
 file), saying what was asked, what came back, and what to change.
@@ -19,7 +22,7 @@ from typing import Any
 import httpx
 
 from harness.errors import ProvisioningFailed, UsageError
-from harness.protocol import Credentials, json_path, render_json
+from harness.protocol import Credentials, json_path, render_json, render_text
 from harness.targets.profile import FileProvisioning, HttpProvisioning, Profile
 
 __all__ = ["load_users_file", "provision"]
@@ -62,16 +65,25 @@ async def provision(users: Mapping[str, str], *, profile: Profile, client: httpx
 async def _create(name: str, kind: str, spec: HttpProvisioning, *, profile: Profile,
                   client: httpx.AsyncClient, base_url: str,
                   admin_key: str | None) -> Credentials:
-    url = base_url.rstrip("/") + spec.path
+    variables = {"kind": kind, "name": name}
+    url = base_url.rstrip("/") + render_text(spec.path, variables, quote=True)
     headers = {"Accept": "application/json"}
     if admin_key:
         headers[profile.auth.header] = profile.auth.value(admin_key)
-    body = None if spec.body is None else render_json(spec.body, {"kind": kind, "name": name})
+    headers.update((header, render_text(text, variables)) for header, text in spec.headers.items())
+    template = spec.body_for(kind)
+    body = None if template is None else render_json(template, variables)
     try:
         response = await client.request(spec.method, url, headers=headers, json=body)
     except httpx.HTTPError as exc:
         raise ProvisioningFailed(f"creating user {name} ({kind}): {spec.method} {url} failed: "
                                  f"{type(exc).__name__} {exc}; is the target up?") from exc
+    if response.status_code in (401, 403) and response.status_code not in spec.status_ok:
+        raise ProvisioningFailed(
+            f"the target refused our credentials ({response.status_code} on provisioning "
+            f"{name}, a {kind}): check [auth] header and scheme in {profile.source}, the "
+            f"admin key ([target] admin_key_env) and [provisioning] headers; "
+            f"{spec.method} {url} answered {response.text[:200]!r}")
     if response.status_code not in spec.status_ok:
         raise ProvisioningFailed(
             f"creating user {name} ({kind}): {spec.method} {url} answered "
