@@ -118,7 +118,8 @@ def histories(draw: st.DrawFn) -> list[Event]:
                           value={**invoke.value, **draw(_VALUES)},
                           idempotency_key=invoke.idempotency_key,
                           error=None if kind == Kind.OK else draw(_ERRORS),
-                          status_code=draw(st.none() | st.integers(100, 599)))
+                          status_code=draw(st.none() | st.integers(100, 599)),
+                          body_excerpt=draw(st.none() | st.text(max_size=8)))
             if kind == Kind.INFO:
                 live[live.index(process)] = next_process
                 next_process += 1
@@ -267,6 +268,10 @@ def _write(path: Path, records: list[dict[str, Any]]) -> None:
     (lambda r: r[5]["intents"][0].pop("amount_cents"), 6, "intent lacks 'amount_cents'"),
     (lambda r: r.insert(5, r[4]), 6, "a second 'observation' line"),
     (lambda r: r[6].__setitem__("stats", [1]), 7, "stats must be an object"),
+    (lambda r: r[1].__setitem__("body_excerpt", "x"), 2, "an invoke event has a body_excerpt"),
+    (lambda r: r[2].__setitem__("body_excerpt", 5), 3, "body_excerpt = 5 must be str"),
+    (lambda r: r[2].__setitem__("body_excerpt", "x" * 513), 3, "body_excerpt has 513 "
+     "characters, over the 512"),
 ])
 def test_a_damaged_history_names_its_first_bad_line(
         tmp_path: Path, corrupt: Any, line_number: int, message: str) -> None:
@@ -377,3 +382,40 @@ def test_edn_export_writes_one_op_map_per_line_with_keywords() -> None:
     assert ':tip-id nil' in lines[1]
     assert ':error "insufficient_funds"' in lines[1]
     assert to_edn([]) == ""
+
+
+# -- body excerpts ------------------------------------------------------------------------
+
+
+def test_a_completion_keeps_its_body_excerpt_through_write_and_load(tmp_path: Path) -> None:
+    path = tmp_path / "history.jsonl"
+    info = Event(index=1, time_ns=1, process=0, kind=Kind.INFO, f=F.TIP, op_id=0,
+                 value={"sender": "fan_0"}, error="server_error_5xx", status_code=500,
+                 body_excerpt="ERROR: deadlock detected")
+    with HistoryWriter(path) as writer:
+        writer.begin(name="a", seed=1, params={}, users={}, target_ids={})
+        writer.event(ev(0, Kind.INVOKE))
+        writer.event(info)
+        writer.event(ev(2, Kind.INVOKE, process=1, op_id=1))
+        writer.event(ev(3, Kind.OK, process=1, op_id=1))
+    lines = _lines(path)
+    assert lines[2]["body_excerpt"] == "ERROR: deadlock detected"
+    assert "body_excerpt" not in lines[4]  # most events have none, and the line says nothing
+    (run,) = load(path)
+    assert run.history[1] == info
+    assert run.history[3].body_excerpt is None
+    assert to_elle_json(run.history)[1]["body_excerpt"] == "ERROR: deadlock detected"
+
+
+def test_a_history_written_before_body_excerpts_still_loads(tmp_path: Path) -> None:
+    path = tmp_path / "history.jsonl"
+    _write(path, [{"type": "scenario", "name": "old", "seed": 3},
+                  {"type": "event", "index": 0, "time_ns": 0, "process": 0, "kind": "invoke",
+                   "f": "tip", "op_id": 0, "value": {}, "idempotency_key": None,
+                   "error": None, "status_code": None},
+                  {"type": "event", "index": 1, "time_ns": 5, "process": 0, "kind": "info",
+                   "f": "tip", "op_id": 0, "value": {}, "idempotency_key": None,
+                   "error": "server_error_5xx", "status_code": 500}])
+    (run,) = load(path)
+    assert run.history[1].body_excerpt is None
+    assert run.history[1].status_code == 500

@@ -9,10 +9,11 @@ from collections.abc import Callable
 
 import pytest
 
-from harness.errors import ProviderError, UsageError
-from harness.model import F, Kind, Op, Outcome
+from harness.errors import ProviderError, TargetError, UsageError
+from harness.model import BODY_EXCERPT_CHARS_MAX, F, Kind, Op, Outcome
 from harness.protocol import (
     Credentials,
+    CredentialsRefused,
     Endpoints,
     FlowContext,
     HttpRequest,
@@ -20,13 +21,15 @@ from harness.protocol import (
     Resolver,
     Unresolved,
     Unsupported,
+    body_excerpt,
+    credentials_refused,
     drive_sync,
     json_path,
     op_flow,
     render_json,
     render_text,
 )
-from harness.targets.profile import load_profile
+from harness.targets.profile import AuthSpec, Idempotency, Profile, ReplayRule, load_profile
 
 TARGET = "http://target.test"
 PROVIDER = "http://provider.test"
@@ -410,3 +413,185 @@ def test_every_target_op_of_the_reference_profile_builds_a_request() -> None:
         request = next(flow)
         assert request.url.startswith(TARGET + "/v1/"), (f, request.url)
         flow.close()
+
+
+# -- idempotency carriers -----------------------------------------------------------------
+
+
+def _with_tip(**changes: object) -> Profile:
+    """The reference profile with its tip op changed."""
+    ops = dict(REFERENCE.ops)
+    ops[F.TIP] = dataclasses.replace(REFERENCE.ops[F.TIP], **changes)  # type: ignore[arg-type]
+    return dataclasses.replace(REFERENCE, ops=ops)
+
+
+def _keys_sent(request: HttpRequest, key: str = "k-1") -> int:
+    """How many times the op's key appears anywhere in the request."""
+    return str(request.headers).count(key) + request.body.decode().count(key) + \
+        request.url.count(key)
+
+
+def test_an_op_without_idempotency_sends_no_key_even_when_the_scenario_gives_one() -> None:
+    sent, _ = _run(tip(key="k-1"), _ctx(_with_tip(idempotency=Idempotency("none"))),
+                   _json(201, {"tip_id": "t_1"}))
+    assert _keys_sent(sent[0]) == 0
+    assert not _with_tip(idempotency=Idempotency("none")).ops[F.TIP].idempotent
+
+
+def test_a_header_carrier_sends_the_key_once_in_that_header() -> None:
+    sent, _ = _run(tip(), _ctx(_with_tip(idempotency=Idempotency("header", "X-Key"))),
+                   _json(201, {}))
+    assert _headers(sent[0])["X-Key"] == "k-1"
+    assert _keys_sent(sent[0]) == 1
+
+
+def test_a_body_carrier_adds_the_top_level_field_and_no_header() -> None:
+    sent, _ = _run(tip(), _ctx(_with_tip(idempotency=Idempotency("body", "clientKey"))),
+                   _json(201, {}))
+    assert json.loads(sent[0].body) == {"to": 9, "amount": 60, "clientKey": "k-1"}
+    assert _keys_sent(sent[0]) == 1
+
+
+def test_a_body_carrier_whose_template_already_has_the_field_sends_the_key_once() -> None:
+    profile = _with_tip(idempotency=Idempotency("body", "clientKey"),
+                        body={"to": "{recipient_id:int}", "clientKey": "{idempotency_key}"},
+                        variables=frozenset({"recipient_id", "idempotency_key"}))
+    sent, _ = _run(tip(), _ctx(profile), _json(201, {}))
+    assert sent[0].body.count(b"k-1") == 1
+    assert json.loads(sent[0].body) == {"to": 9, "clientKey": "k-1"}
+
+
+def test_a_body_carrier_without_a_body_template_sends_the_key_alone() -> None:
+    sent, _ = _run(tip(), _ctx(_with_tip(idempotency=Idempotency("body", "k"), body=None,
+                                         variables=frozenset())), _json(201, {}))
+    assert json.loads(sent[0].body) == {"k": "k-1"}
+    assert _headers(sent[0])["Content-Type"] == "application/json"
+
+
+def test_an_op_the_scenario_sends_without_a_key_gets_no_key_field() -> None:
+    sent, _ = _run(tip(key=None), _ctx(_with_tip(idempotency=Idempotency("body", "k"))),
+                   _json(201, {}))
+    assert "k" not in json.loads(sent[0].body)
+
+
+def test_a_header_template_that_carries_the_key_is_not_doubled() -> None:
+    profile = _with_tip(idempotency=Idempotency("header", "X-Key"),
+                        headers={"x-key": "{idempotency_key}"},
+                        variables=frozenset({"recipient_id", "amount_tokens",
+                                             "idempotency_key"}))
+    sent, _ = _run(tip(), _ctx(profile), _json(201, {}))
+    assert [name.lower() for name, _ in sent[0].headers].count("x-key") == 1
+    assert _keys_sent(sent[0]) == 1
+
+
+def test_the_seed_profile_sends_no_key_with_tips_or_call_minutes() -> None:
+    charge = Op(id=5, f=F.CALL_CHARGE, value={"user": "fan_0", "creator": "creator_0",
+                                              "call": "c_0", "minute": 1, "amount_tokens": 10},
+                idempotency_key="k-1")
+    for op in (tip(key="k-1"), charge):
+        sent, _ = _run(op, _ctx(SEED), _json(200, {"senderBalance": 0}))
+        assert _keys_sent(sent[0]) == 0, op.f
+
+
+# -- replays ------------------------------------------------------------------------------
+
+
+def test_an_ok_answer_with_the_replay_header_is_marked_replayed() -> None:
+    replayed = HttpResponse(status_code=201, headers=(("idempotent-replayed", " true"),),
+                            body=json.dumps({"tip_id": "t_1", "balance": 40}).encode())
+    _, outcome = _run(tip(), _ctx(), replayed)
+    assert outcome.value == {"tip_id": "t_1", "balance_tokens": 40, "replayed": 1}
+    _, first = _run(tip(), _ctx(), _json(201, {"tip_id": "t_1", "balance": 40}))
+    assert "replayed" not in first.value
+
+
+@pytest.mark.parametrize(("billed", "marked"), [(False, True), (True, False), (0, False),
+                                                ("false", False), (None, False)])
+def test_a_body_replay_rule_compares_the_json_value_type_and_all(billed: object,
+                                                                 marked: bool) -> None:
+    profile = _with_tip(replay=ReplayRule("body", "charge.billed", False))
+    _, outcome = _run(tip(), _ctx(profile), _json(201, {"charge": {"billed": billed}}))
+    assert (outcome.value.get("replayed") == 1) is marked
+
+
+def test_a_replay_rule_never_marks_a_refusal() -> None:
+    failed = HttpResponse(status_code=402, headers=(("Idempotent-Replayed", "true"),),
+                          body=b'{"error": {"code": "insufficient_funds"}}')
+    _, outcome = _run(tip(), _ctx(), failed)
+    assert outcome.kind == Kind.FAIL
+    assert "replayed" not in outcome.value
+
+
+# -- credentials --------------------------------------------------------------------------
+
+
+def test_a_401_stops_the_run_with_the_fix_instead_of_recording_a_refusal() -> None:
+    with pytest.raises(CredentialsRefused) as caught:
+        _run(tip(), _ctx(), _json(401, {"error": {"code": "unauthorized"}}))
+    message = str(caught.value)
+    assert message.startswith("the target refused our credentials (401 on tip #3): check "
+                              "[auth] header and scheme in reference.toml")
+    assert "Authorization: Bearer <token>" in message
+    assert isinstance(caught.value, TargetError)
+    assert caught.value.exit_code == 2
+
+
+def test_a_403_to_reading_ones_own_balance_stops_the_run() -> None:
+    with pytest.raises(CredentialsRefused, match=r"\(403 on read_balance #2\)"):
+        _run(Op(id=2, f=F.READ_BALANCE, value={"user": "fan_0"}), _ctx(), _json(403, {}))
+
+
+def test_a_403_to_a_spend_is_an_ordinary_refusal() -> None:
+    # Another user's call, a creator tipping: a correct service may say 403 to these.
+    _, outcome = _run(tip(), _ctx(), _json(403, {"error": {"code": "forbidden"}}))
+    assert (outcome.kind, outcome.error) == (Kind.FAIL, "forbidden")
+
+
+@pytest.mark.parametrize(("f", "status", "refused"), [
+    (F.TIP, 401, True), (F.PURCHASE, 401, True), (F.CALL_CHARGE, 401, True),
+    (F.READ_BALANCE, 401, True), (F.READ_BALANCE, 403, True), (F.TIP, 403, False),
+    (F.CALL_CHARGE, 403, False), (F.CALL_END, 403, False), (F.WEBHOOK, 401, False),
+    (F.WEBHOOK, 403, False), (F.REFUND, 401, False), (F.TIP, 400, False)])
+def test_credentials_refused_table(f: F, status: int, refused: bool) -> None:
+    assert credentials_refused(f, status) is refused
+
+
+def test_a_bare_token_profile_sends_the_token_alone() -> None:
+    profile = dataclasses.replace(REFERENCE, auth=AuthSpec(header="X-Api-Key", scheme=None))
+    sent, _ = _run(tip(), _ctx(profile), _json(201, {}))
+    assert _headers(sent[0])["X-Api-Key"] == "tok-fan"
+    assert "Authorization" not in _headers(sent[0])
+
+
+# -- body excerpts ------------------------------------------------------------------------
+
+
+def test_a_5xx_keeps_a_bounded_excerpt_of_its_body() -> None:
+    body = b"ERROR: deadlock detected\nDETAIL: Process 81 waits for ShareLock" + b"." * 2000
+    _, outcome = _run(tip(), _ctx(), HttpResponse(status_code=500, body=body))
+    assert outcome.body_excerpt is not None
+    assert outcome.body_excerpt.startswith("ERROR: deadlock detected")
+    assert len(outcome.body_excerpt) == BODY_EXCERPT_CHARS_MAX
+
+
+def test_an_unexpected_status_keeps_its_body_and_bad_utf8_is_replaced() -> None:
+    _, outcome = _run(tip(), _ctx(), HttpResponse(status_code=418, body=b"teapot \xff!"))
+    assert (outcome.error, outcome.body_excerpt) == ("unexpected_status", "teapot \ufffd!")
+
+
+def test_ok_and_fail_answers_keep_no_excerpt() -> None:
+    _, ok = _run(tip(), _ctx(), _json(201, {"tip_id": "t"}))
+    _, failed = _run(tip(), _ctx(), _json(402, {"error": {"code": "insufficient_funds"}}))
+    assert ok.body_excerpt is None
+    assert failed.body_excerpt is None
+
+
+def test_a_webhook_answered_5xx_keeps_its_body() -> None:
+    _, outcome = _run(_webhook(), _ctx(resolver=_with_intent()), ENVELOPE,
+                      HttpResponse(status_code=500, body=b"relation does not exist"))
+    assert outcome.body_excerpt == "relation does not exist"
+
+
+def test_body_excerpt_cuts_characters_not_bytes() -> None:
+    assert body_excerpt("é".encode() * 600) == "é" * BODY_EXCERPT_CHARS_MAX
+    assert body_excerpt(b"") == ""
