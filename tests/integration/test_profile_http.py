@@ -4,14 +4,17 @@ bare tokens, keys in the body, and a run stopped by refused credentials."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from harness.errors import ProvisioningFailed
+from harness.history import HistoryWriter, load
 from harness.limits import Limits
 from harness.model import F, Kind, Op, Outcome
 from harness.protocol import (
@@ -22,10 +25,13 @@ from harness.protocol import (
     Resolver,
     op_flow,
 )
+from harness.runner import run_scenario
+from harness.scenario import Scenario, ScenarioParams
+from harness.schedule import Batch, Step
 from harness.targets.http_async import drive_async
 from harness.targets.profile import Profile, load_profile
 from harness.targets.provisioning import provision
-from harness.targets.session import make_client
+from harness.targets.session import TargetSession, make_client
 
 pytestmark = pytest.mark.integration
 
@@ -206,3 +212,27 @@ async def test_a_5xx_body_reaches_the_outcome_as_an_excerpt(server: Server,
     server.answers = [(500, b"ERROR: deadlock detected")]
     outcome = await _drive(_profile(tmp_path, server.url), TIP)
     assert outcome.body_excerpt == "ERROR: deadlock detected"
+
+
+async def test_a_run_whose_credentials_are_refused_stops_at_the_first_401(
+        server: Server, tmp_path: Path) -> None:
+    # Two users created, then a batch of four tips: the first 401 ends the run, exit 2.
+    server.answers = [(200, _account(1)), (200, _account(2))] + [(401, b"{}")] * 4
+    tips = tuple(dataclasses.replace(TIP, id=op_id) for op_id in range(4))
+
+    def generate(rng: Any, params: ScenarioParams) -> Iterator[Step]:
+        yield Batch(ops=tips)
+
+    scenario = Scenario(name="auth", summary="refused credentials",
+                        users=lambda params: {"fan_0": "fan", "creator_0": "creator"},
+                        generator=generate, checkers=())
+    profile = _profile(tmp_path, server.url)
+    async with TargetSession.open(profile, limits=LIMITS) as session:
+        with HistoryWriter(tmp_path / "history.jsonl") as writer, \
+                pytest.raises(CredentialsRefused, match=r"\(401 on tip #\d\)") as caught:
+            await run_scenario(scenario, ScenarioParams(seed=1, concurrency=1), session=session,
+                               provider=None, writer=writer, limits=LIMITS)
+    assert caught.value.exit_code == 2
+    assert len(server.seen) == 3  # the two creations and one tip; no tip after the 401
+    (run,) = load(tmp_path / "history.jsonl")
+    assert not run.complete
