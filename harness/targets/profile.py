@@ -15,6 +15,11 @@ it with ``:int`` / ``:str`` (``"{recipient_id:int}"``); any other string interpo
 ``{{`` and ``}}`` are literal braces. The variables an op may use are listed in
 ``TEMPLATE_VARIABLES``; a profile using another name is rejected when it is loaded.
 
+``[auth]`` must say how a token is sent: ``scheme = "Bearer"`` (or any word) puts it
+after the word, ``scheme = "none"`` sends it bare. ``[provisioning]`` (HTTP) may add
+``headers`` whose ``{env:NAME}`` parts are read from the environment when the profile
+loads, and ``kinds``, the body fields that make a user a fan or a creator.
+
 ``[target] environment`` (``local``, ``staging`` or ``production``) says what the
 deployment is; ``harness.targets.address`` uses it to decide whether a non-loopback
 address may be loaded (only ``staging`` opts in; ``production`` is always refused).
