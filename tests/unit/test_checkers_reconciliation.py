@@ -233,3 +233,18 @@ def test_reconciliation_notes_deliveries_still_pending() -> None:
     assert verdict.valid is True
     assert "2 deliverys" not in (verdict.note or "")
     assert "pending" in (verdict.note or "")
+
+
+@pytest.mark.parametrize("replayed", [True, False])
+def test_reconciliation_a_replayed_retry_is_applied_once_and_a_double_apply_is_caught(
+        replayed: bool) -> None:
+    h, t = _funded()
+    h.tip("fan_0", "creator_0", 300, key="k1", tip_id="t1")
+    h.op(F.TIP, {"sender": "fan_0", "recipient": "creator_0", "amount_tokens": 300}, Kind.OK,
+         {"replayed": 1} if replayed else {"tip_id": "t1"}, key="k1")
+    once = check_reconciliation(h.input(observe({"fan_0": 700, "creator_0": 300}), t.build()))
+    assert once.valid is True, once
+    # The service said "replay" (or answered alike) but moved the money twice.
+    twice = check_reconciliation(h.input(observe({"fan_0": 400, "creator_0": 600}), t.build()))
+    assert twice.valid is False
+    assert {a.kind for a in twice.anomalies} == {"unreconciled_net"}
