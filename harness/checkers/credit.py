@@ -25,6 +25,7 @@ from harness.checkers.intents import (
     IntentModel,
     credit_terms,
     describe_intents,
+    explain_clawback_gap,
     pending_note,
 )
 from harness.checkers.ledger import account_model
@@ -50,7 +51,9 @@ def check_exactly_once_credit(inp: CheckInput) -> Verdict:
     Anomaly kinds: ``duplicated_credit``, ``lost_credit``, ``phantom_credit``.
 
     Count keys: ``intents``, ``intents_credited``, ``intents_possible``,
-    ``intents_not_credited``, ``users_checked``, ``users_undecidable``.
+    ``intents_not_credited``, ``users_checked``, ``users_undecidable``,
+    ``users_off_by_a_clawback`` (measured by net change, off by exactly one refund's or
+    dispute's effect: the refunds checker's to judge).
     """
     sampler = Sampler()
     intents, ledger = account_model(inp)
@@ -64,12 +67,14 @@ def check_exactly_once_credit(inp: CheckInput) -> Verdict:
         "intents_not_credited": sum(1 for m in models if m.credit == Credit.NONE),
         "users_checked": 0,
         "users_undecidable": 0,
+        "users_off_by_a_clawback": 0,
     }
     if inp.observation is None:
         return conclude(sampler, counts, checked=False, unknown_note="no end state was observed")
     if not models:
         return conclude(sampler, counts, checked=False,
                         unknown_note="no payment intent was part of this scenario")
+    clawback_notes: list[str] = []
     gross_terms = credit_terms(intents, gross=True)
     net_terms = credit_terms(intents)
     transfer_users = ledger.transfer_users
@@ -80,12 +85,21 @@ def check_exactly_once_credit(inp: CheckInput) -> Verdict:
         if account is None:
             counts["users_undecidable"] += 1
             continue
+        clawback = _clawback_matter(account)
+        if clawback is not None:
+            counts["users_off_by_a_clawback"] += 1
+            clawback_notes.append(f"{user}: {clawback}")
+            continue
         counts["users_checked"] += 1
         _check_account(account, sampler)
     notes = []
     if counts["users_undecidable"]:
         notes.append(f"{counts['users_undecidable']} account(s) could not be judged: the "
                      "observer reports no credited tokens and they also tipped or paid calls")
+    if clawback_notes:
+        notes.append("an account's net is off by exactly a refund's or a dispute's effect, "
+                     "which is the refunds checker's to judge, not its credits: "
+                     + "; ".join(clawback_notes[:3]))
     if intents.unattributed_count:
         notes.append(f"{intents.unattributed_count} credited intent(s) have no known owner")
     return conclude(sampler, counts, checked=counts["users_checked"] > 0,
@@ -137,6 +151,28 @@ def _check_account(account: _Account, sampler: Sampler) -> None:
                 f"Then {account.user} {measure} {observed} tokens, not {expected}: {verdict}.")
     badness = max(observed - term.max_tokens, term.sure_tokens - observed, 1)
     sampler.add(_anomaly(kind, account, involved, text), badness=badness)
+
+
+def _clawback_matter(account: _Account) -> str | None:
+    """Why a net-measured account's gap is a clawback's, not a credit's, if it is.
+
+    Measured by its net change, an account whose lost dispute was given back looks credited
+    twice. When no success was acknowledged twice (a double credit needs a second
+    delivery) and one refund or dispute of its intents is exactly the gap, the gap is that
+    event's: the refunds, conservation and reconciliation checkers name it.
+    """
+    if account.gross or _explained_by(account, 0):
+        return None
+    if any(m.success_acknowledged_count >= 2 for m in account.intents):
+        return None
+    term = account.term
+    observed = account.observed_tokens
+    gap = observed - term.max_tokens if observed > term.max_tokens else observed - term.sure_tokens
+    for model in account.intents:
+        text = explain_clawback_gap(model, gap)
+        if text is not None:
+            return text
+    return None
 
 
 def _explained_by(account: _Account, shift_tokens: int) -> bool:

@@ -129,3 +129,18 @@ def test_exactly_once_credit_a_purchase_call_that_timed_out_still_credits_by_web
     verdict = check_exactly_once_credit(h.input(observe({"fan_0": credited},
                                                         credited={"fan_0": credited}), truth))
     assert (verdict.valid is True) == valid, verdict
+
+
+def test_exactly_once_credit_does_not_blame_credits_for_a_lost_dispute_given_back() -> None:
+    h = H()
+    h.purchase("fan_0", "p_0", 1000, "pi_1")
+    truth = (T().intent("pi_1", "fan_0", 1000, dispute_status="lost")
+             .deliver("evt_s", SUCCEEDED, "pi_1")
+             .deliver("evt_d", "charge.dispute.created", "pi_1")
+             .deliver("evt_c", "charge.dispute.closed", "pi_1").build())
+    assert check_exactly_once_credit(h.input(observe({"fan_0": 0}), truth)).valid is True
+    verdict = check_exactly_once_credit(h.input(observe({"fan_0": 1000}), truth))
+    assert verdict.valid == "unknown", verdict  # a clawback matter, not a double credit
+    assert verdict.counts["users_off_by_a_clawback"] == 1
+    assert verdict.note is not None
+    assert "closed lost" in verdict.note
