@@ -31,6 +31,9 @@ from harness.model import DeliveryVariant, F, IntentTruth, Kind, ProviderTruth
 
 __all__ = [
     "CLAWBACK_EVENT_TYPES",
+    "DISPUTE_CLOSED_EVENT_TYPE",
+    "DISPUTE_CREATED_EVENT_TYPE",
+    "REFUNDED_EVENT_TYPE",
     "SUCCEEDED_EVENT_TYPE",
     "Credit",
     "CreditTerms",
@@ -47,7 +50,9 @@ __all__ = [
 
 SUCCEEDED_EVENT_TYPE = "payment_intent.succeeded"
 REFUNDED_EVENT_TYPE = "charge.refunded"
-DISPUTE_EVENT_TYPES = frozenset({"charge.dispute.created", "charge.dispute.closed"})
+DISPUTE_CREATED_EVENT_TYPE = "charge.dispute.created"
+DISPUTE_CLOSED_EVENT_TYPE = "charge.dispute.closed"
+DISPUTE_EVENT_TYPES = frozenset({DISPUTE_CREATED_EVENT_TYPE, DISPUTE_CLOSED_EVENT_TYPE})
 CLAWBACK_EVENT_TYPES = DISPUTE_EVENT_TYPES | {REFUNDED_EVENT_TYPE}
 _TAKEN_DISPUTE_STATUSES = frozenset({"needs_response", "warning_needs_response", "lost"})
 
