@@ -48,7 +48,8 @@ from harness.targets.address import Address, check_remote_allowed, database_host
 from harness.targets.profile import Profile, SqlObserverSpec, load_profile
 from harness.targets.session import TargetSession
 
-__all__ = ["Announce", "RunOutcome", "RunPlan", "check_addresses", "reproduce_command", "run_plan"]
+__all__ = ["Announce", "OnScenario", "RunOutcome", "RunPlan", "check_addresses",
+           "reproduce_command", "run_plan"]
 
 VERSION = "0.1.0"
 
@@ -95,15 +96,19 @@ class RunOutcome:
 
 
 Announce = Callable[[str], None]
+OnScenario = Callable[[ScenarioRecord], None]
 
 
 async def run_plan(plan: RunPlan, *, progress: Progress | None = None,
                    announce: Announce | None = None,
+                   on_scenario: OnScenario | None = None,
                    clock: Callable[[], float] = time.monotonic) -> RunOutcome:
     """Run every scenario of the plan, judge each, and write the report.
 
     Args:
         announce: told, before the first scenario, which address the run is about to load.
+        on_scenario: told each scenario's judged record as soon as it is judged, so its
+            verdicts can be shown while the next scenario runs.
         clock: the ``time.monotonic`` clock the run's deadline is computed on.
 
     Raises:
@@ -144,6 +149,8 @@ async def run_plan(plan: RunPlan, *, progress: Progress | None = None,
                     stats=dict(result.stats), verdicts=verdicts,
                     reproduce=reproduce_command(plan, scenario.name, params),
                     performance=performance))
+                if on_scenario is not None:
+                    on_scenario(records[-1])
     valid = merge_validity(*(r.valid for r in records))
     exit_code = exit_code_for([valid])
     record = RunRecord(run_id=run_id, started_at=iso_utc(started_ns),

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from harness.limits import Limits
-    from harness.report.record import RunRecord
+    from harness.report.record import RunRecord, ScenarioRecord
     from harness.scenario import Scenario, ScenarioParams
     from harness.zoo import Zoo, ZooRow
 
@@ -431,9 +431,11 @@ def run(
                    report_dir=report_dir or Path(str(defaults.get("report_dir", "reports"))),
                    limits=_limits(duration, _latency_bound(latency_bound_ms, defaults)),
                    command=_command_line())
+    printer = _ScenarioPrinter()
     outcome = asyncio.run(run_plan(plan, progress=make_progress(),
-                                   announce=lambda line: typer.echo(line, err=True)))
-    _print_outcome(outcome.record, outcome.report_dir)
+                                   announce=lambda line: typer.echo(line, err=True),
+                                   on_scenario=printer))
+    _print_outcome(outcome.record, outcome.report_dir, details=False)
     raise typer.Exit(outcome.exit_code)
 
 
@@ -687,11 +689,63 @@ def _word(valid: object) -> str:
     return "held" if valid is True else "BROKE" if valid is False else "unknown"
 
 
-def _print_outcome(record: RunRecord, report_dir: Path) -> None:
+class _ScenarioPrinter:
+    """Print each scenario's verdicts as it is judged, the "never credited" finding first."""
+
+    def __init__(self) -> None:
+        self.finding_printed = False
+
+    def __call__(self, scenario: ScenarioRecord) -> None:
+        from rich.console import Console
+        from rich.markup import escape
+
+        console = Console(stderr=False, highlight=False)
+        finding = _credit_finding(scenario)
+        if finding is not None and not self.finding_printed:
+            self.finding_printed = True
+            console.print(f"\n[bold]{escape(finding)}[/bold]")
+        _print_scenario(console, scenario)
+
+
+def _credit_finding(scenario: ScenarioRecord) -> str | None:
+    from harness.checkers.credit import never_credited_finding
+
+    verdict = scenario.verdicts.get("exactly_once_credit")
+    return None if verdict is None else never_credited_finding(verdict)
+
+
+def _print_scenario(console: Console, scenario: ScenarioRecord) -> None:
+    """One scenario's verdict line and, unless it held, what did not hold and how to rerun."""
+    from rich.markup import escape
+
+    console.print(f"\n[bold]{escape(scenario.name)}[/bold] (seed {scenario.seed}): "
+                  f"{_word(scenario.valid)}")
+    if scenario.valid is True:
+        return
+    for name, verdict in scenario.verdicts.items():
+        if verdict.valid is True:
+            continue
+        console.print(f"  {name}: {_word(verdict.valid)}"
+                      + (f" — {verdict.note}" if verdict.note else ""), markup=False)
+        for anomaly in verdict.anomalies[:3]:
+            console.print(f"    {anomaly.explanation}", markup=False)
+    console.print(f"  reproduce: {scenario.reproduce}", markup=False, soft_wrap=True)
+
+
+def _print_outcome(record: RunRecord, report_dir: Path, *, details: bool = True) -> None:
+    """The run's summary: the "never credited" finding first, the table, the verdict.
+
+    ``details`` also prints every scenario that did not hold (``run`` printed them live).
+    """
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     console = Console(stderr=False, highlight=False)
+    findings = [f for f in map(_credit_finding, record.scenarios) if f is not None]
+    if findings:
+        console.print(f"\n[bold]{escape(findings[0])}[/bold]"
+                      + (f" (in {len(findings)} scenarios)" if len(findings) > 1 else ""))
     table = Table(title=f"tokenchaos run {record.run_id}")
     table.add_column("scenario")
     table.add_column("verdict")
@@ -704,16 +758,11 @@ def _print_outcome(record: RunRecord, report_dir: Path) -> None:
     for scenario in record.scenarios:
         if scenario.valid is True:
             continue
-        console.print(f"\n[bold]{scenario.name}[/bold] (seed {scenario.seed}): "
-                      f"{_word(scenario.valid)}")
-        for name, verdict in scenario.verdicts.items():
-            if verdict.valid is True:
-                continue
-            console.print(f"  {name}: {_word(verdict.valid)}"
-                          + (f" — {verdict.note}" if verdict.note else ""))
-            for anomaly in verdict.anomalies[:3]:
-                console.print(f"    {anomaly.explanation}")
-        console.print(f"  reproduce: {scenario.reproduce}")
+        if details:
+            _print_scenario(console, scenario)
+        else:
+            console.print(f"{scenario.name} (seed {scenario.seed}): {_word(scenario.valid)}; "
+                          f"reproduce: {scenario.reproduce}", markup=False, soft_wrap=True)
     _print_performance(console, record)
     console.print(f"\nverdict: {_word(record.valid)}; report: {report_dir / 'index.html'}")
 

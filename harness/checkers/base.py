@@ -33,6 +33,7 @@ from harness.model import (
 )
 
 __all__ = [
+    "REPLAYED",
     "CheckInput",
     "Checker",
     "OpPair",
@@ -41,6 +42,7 @@ __all__ = [
     "describe_op",
     "initial_account",
     "initial_net_tokens",
+    "is_replay",
     "pairs",
     "plural",
     "reaches",
@@ -141,6 +143,8 @@ def pairs(history: Sequence[Event]) -> Iterator[OpPair]:
 # ---------------------------------------------------------------------------------------
 # Reading op values.
 
+REPLAYED = "replayed"  # an OK's value field: 1 when the profile's replay rule matched
+
 
 def value_int(value: Value, key: str, default: int = 0) -> int:
     """An integer field of an op value (``default`` when absent or not an int)."""
@@ -154,6 +158,12 @@ def value_str(value: Value, key: str) -> str | None:
     """A string field of an op value, or ``None``."""
     item = value.get(key)
     return item if isinstance(item, str) else None
+
+
+def is_replay(completion: Event | None) -> bool:
+    """Whether an OK completion was recognised as a replay (the first answer again)."""
+    return (completion is not None and completion.kind == Kind.OK
+            and value_int(completion.value, REPLAYED) == 1)
 
 
 def initial_account(initial: Observation | None, user: str) -> tuple[int, int]:

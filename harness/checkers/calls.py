@@ -9,6 +9,12 @@ One pass over the history, in order, per call:
   (``402`` ends the call);
 - the acknowledged charges of a call are no more than the distinct minutes requested.
 
+A charge answered OK with ``replayed = 1`` (the profile's replay rule recognised the
+answer as a replay or a no-op) is the first answer of that minute again: it is no new
+charge, whenever it was sent. A charge answered OK with no charge id and no replay mark
+is a charge (nothing says otherwise); when that makes too many, the anomaly says how to
+declare the service's replay answer.
+
 Memory: the calls, and per call its minutes.
 """
 
@@ -16,12 +22,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from harness.checkers.base import CheckInput, Sampler, conclude, describe_op, value_int, value_str
+from harness.checkers.base import (
+    REPLAYED,
+    CheckInput,
+    Sampler,
+    conclude,
+    describe_op,
+    plural,
+    value_int,
+    value_str,
+)
 from harness.model import Anomaly, Event, F, Kind, Verdict
 
 __all__ = ["check_calls"]
 
 _REFUSED_FOR_FUNDS = "insufficient_funds"
+_INDEXES_MAX = 16  # ops named in one anomaly
 
 
 @dataclass(slots=True)
@@ -31,6 +47,7 @@ class _Call:
     minutes_requested: set[int] = field(default_factory=set)
     charges: dict[int, dict[str, int]] = field(default_factory=dict)  # minute -> id -> index
     acknowledged_without_id: int = 0
+    acknowledged_without_id_indexes: list[int] = field(default_factory=list)
 
 
 def check_calls(inp: CheckInput) -> Verdict:
@@ -40,13 +57,15 @@ def check_calls(inp: CheckInput) -> Verdict:
     end), ``charge_after_refusal`` (after a charge refused for funds), ``too_many_charges``.
 
     Count keys: ``calls``, ``charges_attempted``, ``charges_acknowledged``,
-    ``charges_refused_for_funds``, ``charges_refused_as_ended``.
+    ``charges_refused_for_funds``, ``charges_refused_as_ended``, ``charges_replayed``
+    (acknowledged as a replay: no new charge).
     """
     sampler = Sampler()
     calls: dict[str, _Call] = {}
     pending: dict[int, tuple[Event, str | None, int | None]] = {}
     counts = {"calls": 0, "charges_attempted": 0, "charges_acknowledged": 0,
-              "charges_refused_for_funds": 0, "charges_refused_as_ended": 0}
+              "charges_refused_for_funds": 0, "charges_refused_as_ended": 0,
+              "charges_replayed": 0}
     for event in inp.history:
         if event.f not in (F.CALL_CHARGE, F.CALL_END, F.CALL_OPEN):
             continue
@@ -89,6 +108,9 @@ def _complete_charge(name: str, call: _Call, invoke: Event, event: Event,
         return
     if event.kind != Kind.OK:
         return
+    if value_int(event.value, REPLAYED) == 1:
+        counts["charges_replayed"] += 1  # the minute's first answer again: nothing new
+        return
     counts["charges_acknowledged"] += 1
     if ended_by is not None:
         kind = "charge_after_refusal" if "refused" in ended_by else "charge_after_end"
@@ -102,6 +124,8 @@ def _complete_charge(name: str, call: _Call, invoke: Event, event: Event,
     charge_id = event.value.get("charge_id")
     if charge_id is None:
         call.acknowledged_without_id += 1
+        if len(call.acknowledged_without_id_indexes) < _INDEXES_MAX:
+            call.acknowledged_without_id_indexes.append(invoke.index)
         return
     by_id = call.charges.setdefault(minute, {})
     if str(charge_id) in by_id:
@@ -122,8 +146,15 @@ def _check_counts(name: str, call: _Call, sampler: Sampler) -> None:
     requested = len(call.minutes_requested)
     if charged <= requested or any(len(ids) > 1 for ids in call.charges.values()):
         return  # a minute charged twice is already reported
-    indexes = tuple(sorted(i for ids in call.charges.values() for i in ids.values()))[:16]
+    indexes = tuple(sorted({i for ids in call.charges.values() for i in ids.values()}
+                           | set(call.acknowledged_without_id_indexes)))[:_INDEXES_MAX]
     text = (f"Call {name} asked for {requested} distinct minute(s) but {charged} charges "
             "were acknowledged.")
+    if call.acknowledged_without_id:
+        text += (f" {plural(call.acknowledged_without_id, 'charge')} answered OK with no "
+                 "charge id and no replay mark counted as new charges; if the service "
+                 "answers a re-sent minute that way, declare its replay answer in the "
+                 "profile ([ops.call_charge] replay = { header = ..., equals = ... } or "
+                 "{ body = ..., equals = ... }).")
     sampler.add(Anomaly(kind="too_many_charges", event_indexes=indexes, expected=requested,
                         observed=charged, explanation=text), badness=charged - requested)

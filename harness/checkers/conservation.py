@@ -29,6 +29,7 @@ from harness.checkers.intents import (
     Intents,
     credit_terms,
     describe_intents,
+    explain_gap,
     pending_note,
 )
 from harness.checkers.ledger import account_model
@@ -136,19 +137,13 @@ def _hint(intents: Intents, gap: int) -> str | None:
     """Name an intent whose credit or clawback is exactly the gap, with its deliveries."""
     models: list[IntentModel] = list(intents.models.values())
     for model in models:
-        if model.credit == Credit.CREDITED and model.minted_tokens == gap:
-            return (f"That is exactly {model.describe()}, {model.describe_deliveries()}: "
-                    "credited twice?")
         if model.credit == Credit.NONE and model.minted_tokens == gap:
             return (f"That is exactly {model.describe()}, {model.describe_deliveries()} "
                     f"(provider status {model.intent.status}): credited anyway?")
-        if model.credit == Credit.CREDITED and model.net_min_tokens == -gap:
-            return (f"That is exactly {model.describe()}, {model.describe_deliveries()}: "
-                    "never credited?")
-        if model.credit == Credit.CREDITED and model.clawback_max_tokens and (
-                model.clawback_max_tokens in (gap, -gap)):
-            return (f"That is exactly the clawback of {model.describe()}: "
-                    f"{'never taken back' if gap > 0 else 'taken back twice'}?")
+    for model in models:
+        text = explain_gap(model, gap)
+        if text is not None:
+            return text
     return None
 
 

@@ -9,6 +9,12 @@ Ops are grouped by (op kind, sender, idempotency key). Within a group:
 - an op with another body reuses the key for a different request: it must be refused
   (``409 idempotency_conflict``), so at most one body of a key may be acknowledged.
 
+An OK answer marked ``replayed = 1`` (the profile's replay rule matched) is the first
+answer again: whatever id it carries, it is the same answer, and it is counted as a
+recognised replay. A replay mark on a key this sender had not used before is an anomaly:
+the service answered as if it had seen the request, so it replayed another request's
+answer (a key deduplicated across accounts, or a stale cache) and applied nothing.
+
 Two passes: the first counts each key's uses, so the second remembers only reused keys
 (a few indexes per body); memory is bounded by the keys.
 """
@@ -17,7 +23,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from harness.checkers.base import CheckInput, OpPair, Sampler, conclude, describe_op, pairs
+from harness.checkers.base import (
+    CheckInput,
+    OpPair,
+    Sampler,
+    conclude,
+    describe_op,
+    is_replay,
+    pairs,
+)
 from harness.model import Anomaly, F, Kind, Value, Verdict
 
 __all__ = ["ANSWER_ID_FIELDS", "check_idempotency"]
@@ -62,21 +76,25 @@ def check_idempotency(inp: CheckInput) -> Verdict:
 
     Anomaly kinds: ``replay_answered_differently`` (one request, two different answers:
     it was applied twice), ``key_reuse_accepted`` (a key reused with another body was
-    acknowledged instead of refused).
+    acknowledged instead of refused), ``replay_of_nothing`` (answered as a replay though
+    this sender had not sent that key before).
 
     Count keys: ``keys``, ``keys_reused``, ``replays_acknowledged``,
-    ``conflicts_rejected``, ``answers_without_id``.
+    ``replays_recognised`` (answers marked as replays), ``conflicts_rejected``,
+    ``answers_without_id``.
     """
     sampler = Sampler()
     counts = {"keys": 0, "keys_reused": 0, "replays_acknowledged": 0,
-              "conflicts_rejected": 0, "answers_without_id": 0}
+              "replays_recognised": 0, "conflicts_rejected": 0, "answers_without_id": 0}
     # First pass: how often each key was used, so only reused keys are remembered.
     uses: dict[tuple[F, str | None, str], int] = {}
+    first_index: dict[tuple[F, str | None, str], int] = {}  # the key's first invocation
     for event in inp.history:
         key = event.idempotency_key
         if event.kind == Kind.INVOKE and key is not None and event.f in ANSWER_ID_FIELDS:
             name = (event.f, _sender(event.value), key)
             uses[name] = uses.get(name, 0) + 1
+            first_index.setdefault(name, event.index)
     counts["keys"] = len(uses)
     keys: dict[tuple[F, str | None, str], _Key] = {}
     for pair in pairs(inp.history):
@@ -86,6 +104,10 @@ def check_idempotency(inp: CheckInput) -> Verdict:
         name = (pair.f, _sender(pair.invoke.value), key)
         if pair.kind == Kind.FAIL and pair.error == _CONFLICT:
             counts["conflicts_rejected"] += 1
+        if is_replay(pair.completion):
+            counts["replays_recognised"] += 1
+            if pair.index == first_index[name]:
+                _replay_of_nothing(pair, name, sampler)
         if uses[name] < 2:
             continue
         entry = keys.setdefault(name, _Key())
@@ -102,7 +124,7 @@ def check_idempotency(inp: CheckInput) -> Verdict:
                           key=lambda b: b.ok_indexes[0])
         for later in accepted[1:]:
             _reuse_accepted(sender, key, accepted[0], later, sampler)
-    checked = counts["keys_reused"] > 0
+    checked = counts["keys_reused"] > 0 or bool(sampler)
     return conclude(sampler, counts, checked=checked,
                     unknown_note=None if checked else "no idempotency key was used twice")
 
@@ -118,6 +140,8 @@ def _record(pair: OpPair, body: _Body, counts: dict[str, int]) -> None:
     if body.ok_indexes:
         counts["replays_acknowledged"] += 1
     body.ok_indexes.append(pair.index)
+    if is_replay(pair.completion):
+        return  # the first answer again, whatever id it carries
     answer = pair.value.get(ANSWER_ID_FIELDS[pair.f])
     if answer is None:
         counts["answers_without_id"] += 1
@@ -139,6 +163,19 @@ def _different_answers(f: F, sender: str | None, key: str, body: _Body,
                         event_indexes=tuple(index for _, index in listed[:8]),
                         expected=f"one {field_name}", observed=f"{len(listed)} {field_name}s",
                         explanation=text, user=sender), badness=len(listed))
+
+
+def _replay_of_nothing(pair: OpPair, name: tuple[F, str | None, str],
+                       sampler: Sampler) -> None:
+    f, sender, key = name
+    text = (f"Let A be {describe_op(f, pair.index, pair.invoke.value)}, the first request "
+            f"{sender} sent with key {key!r}. Then A was answered as a replay (nothing new "
+            "applied), though nothing of its own had been sent before: the service replayed "
+            "another request's answer (a key shared across accounts?) and A's own request "
+            "was never applied.")
+    sampler.add(Anomaly(kind="replay_of_nothing", event_indexes=pair.event_indexes,
+                        expected="applied (first use of the key)", observed="replayed",
+                        explanation=text, user=sender))
 
 
 def _reuse_accepted(sender: str | None, key: str, first: _Body, later: _Body,

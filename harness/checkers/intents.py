@@ -26,11 +26,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from harness.checkers.base import CheckInput, pairs, plural, value_str
+from harness.checkers.base import CheckInput, pairs, plural, value_int, value_str
 from harness.model import DeliveryVariant, F, IntentTruth, Kind, ProviderTruth
 
 __all__ = [
     "CLAWBACK_EVENT_TYPES",
+    "DISPUTE_CLOSED_EVENT_TYPE",
+    "DISPUTE_CREATED_EVENT_TYPE",
+    "REFUNDED_EVENT_TYPE",
     "SUCCEEDED_EVENT_TYPE",
     "Credit",
     "CreditTerms",
@@ -38,6 +41,8 @@ __all__ = [
     "Intents",
     "credit_terms",
     "describe_intents",
+    "explain_clawback_gap",
+    "explain_gap",
     "model_intents",
     "parse_variant",
     "pending_note",
@@ -45,7 +50,9 @@ __all__ = [
 
 SUCCEEDED_EVENT_TYPE = "payment_intent.succeeded"
 REFUNDED_EVENT_TYPE = "charge.refunded"
-DISPUTE_EVENT_TYPES = frozenset({"charge.dispute.created", "charge.dispute.closed"})
+DISPUTE_CREATED_EVENT_TYPE = "charge.dispute.created"
+DISPUTE_CLOSED_EVENT_TYPE = "charge.dispute.closed"
+DISPUTE_EVENT_TYPES = frozenset({DISPUTE_CREATED_EVENT_TYPE, DISPUTE_CLOSED_EVENT_TYPE})
 CLAWBACK_EVENT_TYPES = DISPUTE_EVENT_TYPES | {REFUNDED_EVENT_TYPE}
 _TAKEN_DISPUTE_STATUSES = frozenset({"needs_response", "warning_needs_response", "lost"})
 
@@ -102,6 +109,8 @@ class IntentModel:
     purchase: str | None = None  # logical purchase name
     purchase_index: int | None = None  # history index of the purchase op that created it
     op_indexes: tuple[int, ...] = ()  # raw webhook ops about it
+    paid_tokens: int | None = None  # the package's own tokens, from the purchase op
+    clawback_answers: tuple[tuple[str, str], ...] = ()  # (event type, ack|maybe|no)
 
     def __post_init__(self) -> None:
         assert 0 <= self.clawback_min_tokens <= self.clawback_max_tokens
@@ -129,6 +138,13 @@ class IntentModel:
         return self.minted_tokens - self.clawback_min_tokens
 
     @property
+    def bonus_tokens(self) -> int:
+        """Tokens minted beyond the package's own (0 when unknown or none)."""
+        if self.paid_tokens is None or not 0 < self.paid_tokens < self.minted_tokens:
+            return 0
+        return self.minted_tokens - self.paid_tokens
+
+    @property
     def event_indexes(self) -> tuple[int, ...]:
         head = () if self.purchase_index is None else (self.purchase_index,)
         return head + self.op_indexes
@@ -140,6 +156,12 @@ class IntentModel:
         if self.purchase_index is None:
             return f"the purchase of {what}"
         return f"purchase #{self.purchase_index} ({what})"
+
+    def name(self) -> str:
+        """``purchase #12 (intent pi_3)``: short, for a sentence that already named the user."""
+        if self.purchase_index is None:
+            return f"intent {self.intent_id}"
+        return f"purchase #{self.purchase_index} (intent {self.intent_id})"
 
     def describe_deliveries(self) -> str:
         """``whose success webhook was acknowledged twice (deliveries 3, 4)``."""
@@ -191,6 +213,7 @@ def model_intents(inp: CheckInput) -> Intents | None:
     purchase_intents: dict[str, str] = {}
     purchase_users: dict[str, str] = {}
     purchase_indexes: dict[str, int] = {}
+    purchase_tokens: dict[str, int] = {}
     raw_webhooks: list[tuple[int, str | None, str | None, str | None, str, Kind]] = []
     for pair in pairs(inp.history):
         value = pair.value
@@ -200,6 +223,9 @@ def model_intents(inp: CheckInput) -> Intents | None:
             if user is not None:
                 purchase_users.setdefault(purchase, user)
             purchase_indexes.setdefault(purchase, pair.index)
+            tokens = value_int(pair.invoke.value, "amount_tokens")
+            if tokens > 0:
+                purchase_tokens.setdefault(purchase, tokens)
         intent_id = value_str(value, "intent_id")
         if pair.kind == Kind.OK and purchase is not None and intent_id is not None:
             purchase_intents.setdefault(purchase, intent_id)
@@ -233,7 +259,8 @@ def model_intents(inp: CheckInput) -> Intents | None:
         user = intent.user or (purchase_users.get(purchase) if purchase else None)
         models[intent_id] = _model_one(
             intent, user, by_intent.get(intent_id, []), purchase,
-            purchase_indexes.get(purchase) if purchase else None)
+            purchase_indexes.get(purchase) if purchase else None,
+            purchase_tokens.get(purchase) if purchase else None)
     unattributed = sum(1 for m in models.values()
                        if m.user is None and m.credit != Credit.NONE)
     return Intents(models=models, purchase_intents=purchase_intents,
@@ -263,7 +290,8 @@ def _event_logs(truth: ProviderTruth) -> dict[str, _EventLog]:
 
 
 def _model_one(intent: IntentTruth, user: str | None, logs: Iterable[_EventLog],
-               purchase: str | None, purchase_index: int | None) -> IntentModel:
+               purchase: str | None, purchase_index: int | None,
+               paid_tokens: int | None) -> IntentModel:
     logs = list(logs)
     success = [log for log in logs if log.event_type == SUCCEEDED_EVENT_TYPE]
     answers = {log.answer for log in success}
@@ -288,6 +316,8 @@ def _model_one(intent: IntentTruth, user: str | None, logs: Iterable[_EventLog],
         purchase=purchase,
         purchase_index=purchase_index,
         op_indexes=tuple(i for log in logs for i in log.op_indexes),
+        paid_tokens=paid_tokens,
+        clawback_answers=tuple((log.event_type, str(log.answer)) for log in clawback_logs),
     )
 
 
@@ -322,6 +352,102 @@ def describe_intents(models: Iterable[IntentModel], limit: int = 3) -> str:
     head = ", ".join(m.describe() for m in listed[:limit])
     rest = len(listed) - limit
     return head if rest <= 0 else f"{head} and {plural(rest, 'more intent')}"
+
+
+def explain_gap(model: IntentModel, gap_tokens: int) -> str | None:
+    """Name the event of ``model`` whose effect is exactly ``gap_tokens`` off, if one is.
+
+    ``gap_tokens`` is what the account holds beyond what the provider's truth leaves it
+    (positive: too many tokens). Clawbacks are named first, by the kind of their event
+    (refund, dispute opened, dispute closed won or lost) and, for a refund, by the bonus
+    share it should have taken; a credit counted twice is named only when its success
+    was acknowledged more than once, since a double credit needs a second delivery.
+    Returns one sentence, or ``None`` when no single effect of this intent is the gap.
+    """
+    if gap_tokens == 0 or model.credit != Credit.CREDITED:
+        return None
+    for explain in (_explain_dispute, _explain_refund, _explain_credit):
+        text = explain(model, gap_tokens)
+        if text is not None:
+            return text
+    return None
+
+
+def explain_clawback_gap(model: IntentModel, gap_tokens: int) -> str | None:
+    """``explain_gap`` restricted to the intent's refunds and disputes."""
+    if gap_tokens == 0 or model.credit != Credit.CREDITED:
+        return None
+    return _explain_dispute(model, gap_tokens) or _explain_refund(model, gap_tokens)
+
+
+def _explain_dispute(model: IntentModel, gap: int) -> str | None:
+    status = model.intent.dispute_status
+    share = model.minted_tokens - model.intent.refund_clawback_tokens  # what a dispute takes
+    if status is None or share <= 0 or abs(gap) != share:
+        return None
+    what = model.name()
+    if status == "lost" and gap > 0:
+        return (f"The dispute on {what} was closed lost, so its {share} tokens stay taken "
+                "back, yet the account holds them: the lost dispute was given back as if won"
+                f"{_unless_opened_never_applied(model)}.")
+    if status in _TAKEN_DISPUTE_STATUSES and gap > 0:
+        return (f"The dispute opened on {what} should have taken back {share} tokens, "
+                "yet the account holds them: the dispute opened was never applied.")
+    if status == "won" and gap < 0:
+        return (f"The dispute on {what} was closed won, so its {share} tokens are given "
+                "back, yet they stay taken: the won dispute was not reinstated.")
+    return None
+
+
+def _unless_opened_never_applied(model: IntentModel) -> str:
+    answers = dict(model.clawback_answers)
+    if answers.get("charge.dispute.created") == str(_Answer.ACK):
+        return ""
+    return " (or the dispute opened, never acknowledged, was never applied)"
+
+
+def _explain_refund(model: IntentModel, gap: int) -> str | None:
+    intent = model.intent
+    taken = intent.refund_clawback_tokens
+    if intent.refunded_cents <= 0 or taken <= 0 or intent.dispute_status in (
+            _TAKEN_DISPUTE_STATUSES):
+        return None  # a dispute that took everything hides what the refund took
+    refund = (f"the refund of {min(intent.refunded_cents, intent.amount_cents)} of "
+              f"{intent.amount_cents} cents on {model.name()}")
+    bonus = model.bonus_tokens
+    if bonus and model.paid_tokens is not None:
+        refunded_cents = min(intent.refunded_cents, intent.amount_cents)
+        bonus_share = taken - model.paid_tokens * refunded_cents // intent.amount_cents
+        if bonus_share > 0 and gap == bonus_share:
+            package = f"the {model.paid_tokens}-token package"
+            share = (f"the {bonus} bonus tokens of {package} were" if bonus_share == bonus
+                     else f"the bonus share ({bonus_share} of the {bonus} bonus tokens of "
+                          f"{package}) was")
+            return (f"Of {refund}, {taken - bonus_share} tokens were taken back, not {taken}: "
+                    f"{share} not clawed back.")
+    refund = refund[0].upper() + refund[1:]
+    whole = (intent.refunded_cents < intent.amount_cents
+             and gap == taken - model.minted_tokens)
+    redelivered = model.clawback_acknowledged_count > model.clawback_event_count
+    if gap == -taken and (redelivered or not whole):
+        return f"{refund} ({taken} tokens) was applied twice."
+    if whole:
+        return (f"{refund} took back the whole purchase, {model.minted_tokens} tokens, "
+                f"not its share of {taken}.")
+    if gap == taken:
+        return f"{refund} ({taken} tokens) was dropped: never applied."
+    return None
+
+
+def _explain_credit(model: IntentModel, gap: int) -> str | None:
+    if gap == model.minted_tokens:
+        looks = "was" if model.success_acknowledged_count >= 2 else "looks"
+        return (f"The gap is exactly the credit of {model.describe()}, "
+                f"{model.describe_deliveries()}: it {looks} credited twice.")
+    if gap in (-model.net_min_tokens, -model.minted_tokens) and gap != 0:
+        return (f"The gap is exactly the credit of {model.describe()}, "
+                f"{model.describe_deliveries()}: it looks never credited.")
+    return None
 
 
 @dataclass(slots=True)

@@ -15,8 +15,13 @@ the same way through the balance they return.
 
 Logical ops: ops that share (sender, idempotency key) and body are one op (applied once if
 any is OK, never if all FAIL, maybe otherwise); two charges of one call and minute are one
-charge whatever their keys. At the end, the logical ops that are still "maybe" become
-``Unknown``s: each is applied entirely or not at all, and a tip couples two accounts.
+charge whatever their keys. So an OK marked ``replayed = 1`` (the profile's replay rule
+matched) adds nothing new: its logical op is applied once, however many of its ops were
+acknowledged; a genuine double-apply shows as money moved twice. A replay mark on an op
+with no earlier op of its own (``idempotency`` reports it) still counts as acknowledged:
+the client asked for the op and was told OK, so the money must show it. At the end, the
+logical ops that are still "maybe" become ``Unknown``s: each is applied entirely or not
+at all, and a tip couples two accounts.
 
 Memory: the accounts, the open calls, the idempotency keys and the indeterminate ops.
 Credits come from the provider's truth (``intents.py``), not from here.

@@ -32,7 +32,13 @@ from harness.checkers.base import (
     plural,
     reaches,
 )
-from harness.checkers.intents import CreditTerms, IntentModel, credit_terms, pending_note
+from harness.checkers.intents import (
+    CreditTerms,
+    IntentModel,
+    credit_terms,
+    explain_gap,
+    pending_note,
+)
 from harness.checkers.ledger import Ledger, Unknown, account_model
 from harness.model import AccountState, Anomaly, F, Verdict
 
@@ -240,18 +246,9 @@ def _hint(problem: _Problem, user: str, gap: int) -> str | None:
             return f"The gap is exactly {recent.label}: it looks acknowledged but not applied."
     term = problem.terms.get(user, CreditTerms())
     for model in term.credited:
-        if model.minted_tokens == gap:
-            return (f"The gap is exactly the credit of {model.describe()}, "
-                    f"{model.describe_deliveries()}: it looks credited twice.")
-        if model.net_min_tokens == -gap or model.minted_tokens == -gap:
-            return (f"The gap is exactly the credit of {model.describe()}, "
-                    f"{model.describe_deliveries()}: it looks never credited.")
-        if model.clawback_max_tokens and model.clawback_max_tokens == -gap:
-            return (f"The gap is exactly the clawback of {model.describe()}: it looks taken "
-                    "back twice.")
-        if model.clawback_max_tokens and model.clawback_max_tokens == gap:
-            return (f"The gap is exactly the clawback of {model.describe()}: it looks never "
-                    "taken back.")
+        text = explain_gap(model, gap)
+        if text is not None:
+            return text
     return None
 
 

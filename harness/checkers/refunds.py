@@ -24,6 +24,7 @@ from harness.checkers.intents import (
     Intents,
     credit_terms,
     describe_intents,
+    explain_gap,
 )
 from harness.checkers.ledger import Ledger, account_model
 from harness.model import AccountState, Anomaly, Verdict
@@ -157,6 +158,13 @@ def _check_clawback(user: str, taken: int, allowed: _Range, sampler: Sampler) ->
 
 
 def _hint(taken: int, allowed: _Range) -> str:
+    """Name the event whose effect is the difference: the refund, the dispute, the bonus."""
+    gap = allowed.low_tokens - taken if taken < allowed.low_tokens else (
+        allowed.high_tokens - taken)  # tokens the account holds beyond what it should
+    for model in allowed.models:
+        text = explain_gap(model, gap)
+        if text is not None:
+            return ": " + text[0].lower() + text[1:].removesuffix(".")
     whole = sum(m.minted_tokens for m in allowed.models if m.intent.refunded_cents > 0)
     twice = bool(allowed.high_tokens) and taken == 2 * allowed.high_tokens
     redelivered = any(m.clawback_acknowledged_count > m.clawback_event_count
@@ -166,8 +174,23 @@ def _hint(taken: int, allowed: _Range) -> str:
     if whole and taken == whole and allowed.high_tokens < whole:
         return ": a partial refund took back the whole purchase"
     if taken == 0:
-        return ": the refund was dropped"
+        return f": {_events(allowed.models)} took nothing back"
     return ""
+
+
+def _events(models: tuple[IntentModel, ...]) -> str:
+    """``the refund and the dispute closed lost``: the clawback events the account had."""
+    kinds: list[str] = []
+    for model in models:
+        if model.intent.refunded_cents > 0 and "the refund" not in kinds:
+            kinds.append("the refund")
+        status = model.intent.dispute_status
+        if status is not None:
+            name = {"won": "the dispute closed won", "lost": "the dispute closed lost"}.get(
+                status, "the dispute opened")
+            if name not in kinds:
+                kinds.append(name)
+    return " and ".join(kinds) or "the clawback"
 
 
 def _check_debt(inp: CheckInput, user: str, account: AccountState, ledger: Ledger,

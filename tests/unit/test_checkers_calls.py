@@ -83,3 +83,39 @@ def test_calls_flag_more_charges_than_minutes_without_ids() -> None:
 
 def test_calls_are_unknown_without_charges() -> None:
     assert check_calls(_call().input(None, None)).valid == "unknown"
+
+
+def _minute(h: H, minute: int, result: dict[str, int | str | None]) -> int:
+    """A charge of ``minute`` answered OK with exactly ``result`` (no charge id added)."""
+    return h.op(F.CALL_CHARGE, {"user": "fan_0", "creator": "creator_0", "call": "c1",
+                                "minute": minute, "amount_tokens": 60}, Kind.OK, result)
+
+
+def test_calls_a_resent_minute_answered_as_a_replay_is_no_second_charge() -> None:
+    h = _call()
+    _minute(h, 1, {"charge_id": "ch_1"})
+    _minute(h, 1, {"replayed": 1})  # 200 {"billed": false}: the first answer again
+    verdict = check_calls(h.input(None, None))
+    assert verdict.valid is True, verdict
+    assert verdict.counts["charges_acknowledged"] == 1
+    assert verdict.counts["charges_replayed"] == 1
+
+
+def test_calls_a_replayed_minute_after_the_end_is_no_charge_after_the_end() -> None:
+    h = _call()
+    _minute(h, 1, {"charge_id": "ch_1"})
+    h.call_end("fan_0", "c1")
+    _minute(h, 1, {"replayed": 1, "charge_id": "ch_1"})
+    assert check_calls(h.input(None, None)).valid is True
+
+
+def test_calls_a_resent_minute_answered_without_id_or_replay_mark_is_a_charge() -> None:
+    h = _call()
+    _minute(h, 1, {"charge_id": "ch_1"})
+    second = _minute(h, 1, {})  # no replay rule says what this is: a charge
+    verdict = check_calls(h.input(None, None))
+    assert verdict.valid is False
+    anomaly = verdict.anomalies[0]
+    assert anomaly.kind == "too_many_charges"
+    assert second in anomaly.event_indexes
+    assert "replay = {" in anomaly.explanation

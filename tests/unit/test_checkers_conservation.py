@@ -116,3 +116,17 @@ def test_conservation_compares_minted_totals_with_the_truth_since_the_start() ->
     assert [a.kind for a in verdict.anomalies] == ["totals_disagree"]
     after = observe({"fan_0": 700, "creator_0": 300}, totals=_totals(6000, 0, 6000))
     assert check_conservation(_history().input(after, truth, initial=before)).valid is True
+
+
+def test_conservation_names_the_bonus_tokens_not_clawed_back() -> None:
+    h = H()
+    h.purchase("fan_0", "p_0", 5000, "pi_1")
+    h.refund("p_0", 25000, "pi_1")
+    truth = (T().intent("pi_1", "fan_0", 5250, amount_cents=25000, refunded_cents=25000)
+             .deliver("evt_s", "payment_intent.succeeded", "pi_1")
+             .deliver("evt_r", REFUNDED, "pi_1").build())
+    assert check_conservation(h.input(observe({"fan_0": 0}), truth)).valid is True
+    verdict = check_conservation(h.input(observe({"fan_0": 250}), truth))
+    assert verdict.valid is False
+    assert ("the 250 bonus tokens of the 5000-token package were not clawed back"
+            in verdict.anomalies[0].explanation)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.checkers.credit import check_exactly_once_credit
+from harness.checkers.credit import check_exactly_once_credit, never_credited_finding
 from harness.model import F, Kind
 from tests.unit.conftest import SUCCEEDED, H, T, observe
 
@@ -129,3 +129,62 @@ def test_exactly_once_credit_a_purchase_call_that_timed_out_still_credits_by_web
     verdict = check_exactly_once_credit(h.input(observe({"fan_0": credited},
                                                         credited={"fan_0": credited}), truth))
     assert (verdict.valid is True) == valid, verdict
+
+
+def test_exactly_once_credit_does_not_blame_credits_for_a_lost_dispute_given_back() -> None:
+    h = H()
+    h.purchase("fan_0", "p_0", 1000, "pi_1")
+    truth = (T().intent("pi_1", "fan_0", 1000, dispute_status="lost")
+             .deliver("evt_s", SUCCEEDED, "pi_1")
+             .deliver("evt_d", "charge.dispute.created", "pi_1")
+             .deliver("evt_c", "charge.dispute.closed", "pi_1").build())
+    assert check_exactly_once_credit(h.input(observe({"fan_0": 0}), truth)).valid is True
+    verdict = check_exactly_once_credit(h.input(observe({"fan_0": 1000}), truth))
+    assert verdict.valid == "unknown", verdict  # a clawback matter, not a double credit
+    assert verdict.counts["users_off_by_a_clawback"] == 1
+    assert verdict.note is not None
+    assert "closed lost" in verdict.note
+
+
+def _never_crediting(status: int) -> T:
+    truth = T()
+    for intent in ("pi_1", "pi_2"):
+        truth.intent(intent, "fan_0", 500 if intent == "pi_1" else 1000)
+        for _ in range(3):
+            truth.deliver(f"evt_{intent}", SUCCEEDED, intent, status)
+    return truth
+
+
+@pytest.mark.parametrize("status", [200, 500])
+def test_exactly_once_credit_says_first_that_no_purchase_was_ever_credited(
+        status: int) -> None:
+    truth = _never_crediting(status).build()
+    credited = check_exactly_once_credit(_purchases().input(observe({"fan_0": 1500}), truth))
+    assert not any(a.kind == "never_credited" for a in credited.anomalies)
+    verdict = check_exactly_once_credit(_purchases().input(observe({"fan_0": 0}), truth))
+    assert verdict.valid is False
+    first = verdict.anomalies[0]
+    assert first.kind == "never_credited"
+    assert first.explanation.startswith(
+        f"No purchase was ever credited: 2 succeeded intents, their success webhooks were "
+        f"delivered 6 times and answered {status} (6 times) — the service never credits")
+    assert never_credited_finding(verdict) == first.explanation
+
+
+def test_exactly_once_credit_never_credited_after_4xx_only_is_unknown_not_broken() -> None:
+    truth = _never_crediting(400).build()  # e.g. a webhook secret that does not match
+    verdict = check_exactly_once_credit(_purchases().input(observe({"fan_0": 0}), truth))
+    assert verdict.valid == "unknown", verdict
+    finding = never_credited_finding(verdict)
+    assert finding is not None
+    assert "answered 400 (6 times)" in finding
+
+
+def test_exactly_once_credit_a_disputed_purchase_at_net_zero_is_no_never_credited() -> None:
+    h = H()
+    h.purchase("fan_0", "p_0", 1000, "pi_1")
+    truth = (T().intent("pi_1", "fan_0", 1000, dispute_status="lost")
+             .deliver("evt_s", SUCCEEDED, "pi_1")
+             .deliver("evt_d", "charge.dispute.created", "pi_1").build())
+    verdict = check_exactly_once_credit(h.input(observe({"fan_0": 0}), truth))
+    assert verdict.valid is True, verdict

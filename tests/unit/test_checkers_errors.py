@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+
+import pytest
+
 from harness.checkers.server_errors import SERVER_ERROR, check_errors
-from harness.model import F, Kind
-from tests.unit.conftest import SUCCEEDED, H, T
+from harness.model import Event, F, Kind
+from tests.unit.conftest import REFUNDED, SUCCEEDED, H, T
 
 
 def test_errors_hold_for_fast_answers_and_4xx() -> None:
@@ -96,3 +100,39 @@ def test_errors_ignore_the_providers_own_api() -> None:
     h.op(F.REFUND, {"purchase": "p_0", "amount_cents": None}, Kind.INFO, error=SERVER_ERROR,
          status=500)
     assert check_errors(h.input(None, None)).valid == "unknown"
+
+
+def test_errors_state_the_refund_never_applied_when_every_delivery_was_a_5xx() -> None:
+    h = H()
+    h.purchase("fan_0", "p_0", 1000, "pi_1")
+    h.refund("p_0", 1250, "pi_1")
+    truth = T().intent("pi_1", "fan_0", 1000, refunded_cents=1250).deliver(
+        "evt_s", SUCCEEDED, "pi_1")
+    for _ in range(4):
+        truth.deliver("evt_r", REFUNDED, "pi_1", status=500)
+    verdict = check_errors(h.input(None, truth.build()))
+    assert verdict.valid is False
+    assert [a.kind for a in verdict.anomalies] == ["webhook_never_applied"]
+    anomaly = verdict.anomalies[0]
+    assert anomaly.explanation == ("The refund of 250 tokens for purchase #0 (intent pi_1) was "
+                                   "never applied: every one of its 4 deliveries was answered "
+                                   "500.")
+    assert anomaly.delivery_indexes == (1, 2, 3, 4)
+    # Answered at last: each 5xx is a server error, and nothing went missing.
+    truth.deliver("evt_r", REFUNDED, "pi_1", status=200)
+    recovered = check_errors(h.input(None, truth.build()))
+    assert {a.kind for a in recovered.anomalies} == {"server_error"}
+    assert recovered.counts["server_error"] == 4
+
+
+@pytest.mark.skipif("body_excerpt" not in Event.__dataclass_fields__,
+                    reason="the history keeps no body excerpt of a 5xx yet")
+def test_errors_quote_the_body_of_a_5xx() -> None:
+    h = H()
+    h.op(F.TIP, {"sender": "fan_0", "recipient": "creator_0", "amount_tokens": 10},
+         Kind.INFO, error=f"{SERVER_ERROR}: internal", status=500)
+    h.events[-1] = dataclasses.replace(
+        h.events[-1], body_excerpt='{"error": "deadlock detected"}')  # type: ignore[call-arg]
+    verdict = check_errors(h.input(None, None))
+    assert verdict.valid is False
+    assert "deadlock detected" in verdict.anomalies[0].explanation

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from harness.checkers.idempotency import check_idempotency
-from harness.model import Kind
+from harness.model import F, Kind
 from tests.unit.conftest import H
 
 
@@ -69,3 +69,33 @@ def test_idempotency_is_unknown_when_no_key_was_reused() -> None:
     verdict = check_idempotency(h.input(None, None))
     assert verdict.valid == "unknown"
     assert "no idempotency key was used twice" in (verdict.note or "")
+
+
+def _replayed_tip(h: H, sender: str, key: str, tip_id: str | None = None) -> int:
+    result: dict[str, int | str | None] = {"replayed": 1}
+    if tip_id is not None:
+        result["tip_id"] = tip_id
+    return h.op(F.TIP, {"sender": sender, "recipient": "creator_0", "amount_tokens": 50},
+                Kind.OK, result, key=key)
+
+
+def test_idempotency_a_retry_answered_as_a_replay_is_the_same_answer() -> None:
+    h = H()
+    h.tip("fan_0", "creator_0", 50, key="k1", tip_id="t_1")
+    _replayed_tip(h, "fan_0", "k1")  # no tip id in a replay's body
+    _replayed_tip(h, "fan_0", "k1", tip_id="t_replay")  # an id of its own, still a replay
+    verdict = check_idempotency(h.input(None, None))
+    assert verdict.valid is True, verdict
+    assert verdict.counts["replays_recognised"] == 2
+
+
+def test_idempotency_flags_a_replay_of_a_key_another_account_used() -> None:
+    h = H()
+    h.tip("fan_0", "creator_0", 50, key="shared", tip_id="t_1")
+    other = _replayed_tip(h, "fan_1", "shared", tip_id="t_1")  # fan_1 got fan_0's answer
+    verdict = check_idempotency(h.input(None, None))
+    assert verdict.valid is False
+    anomaly = verdict.anomalies[0]
+    assert anomaly.kind == "replay_of_nothing"
+    assert anomaly.user == "fan_1"
+    assert other in anomaly.event_indexes

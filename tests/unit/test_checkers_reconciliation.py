@@ -233,3 +233,46 @@ def test_reconciliation_notes_deliveries_still_pending() -> None:
     assert verdict.valid is True
     assert "2 deliverys" not in (verdict.note or "")
     assert "pending" in (verdict.note or "")
+
+
+@pytest.mark.parametrize("replayed", [True, False])
+def test_reconciliation_a_replayed_retry_is_applied_once_and_a_double_apply_is_caught(
+        replayed: bool) -> None:
+    h, t = _funded()
+    h.tip("fan_0", "creator_0", 300, key="k1", tip_id="t1")
+    h.op(F.TIP, {"sender": "fan_0", "recipient": "creator_0", "amount_tokens": 300}, Kind.OK,
+         {"replayed": 1} if replayed else {"tip_id": "t1"}, key="k1")
+    once = check_reconciliation(h.input(observe({"fan_0": 700, "creator_0": 300}), t.build()))
+    assert once.valid is True, once
+    # The service said "replay" (or answered alike) but moved the money twice.
+    twice = check_reconciliation(h.input(observe({"fan_0": 400, "creator_0": 600}), t.build()))
+    assert twice.valid is False
+    assert {a.kind for a in twice.anomalies} == {"unreconciled_net"}
+
+
+def test_reconciliation_names_a_lost_dispute_given_back_not_a_double_credit() -> None:
+    h, _ = _funded()
+    truth = (T().intent("pi_1", "fan_0", 1000, dispute_status="lost")
+             .deliver("evt_s", "payment_intent.succeeded", "pi_1")
+             .deliver("evt_d", "charge.dispute.created", "pi_1")
+             .deliver("evt_c", "charge.dispute.closed", "pi_1").build())
+    assert check_reconciliation(h.input(observe({"fan_0": 0}), truth)).valid is True
+    verdict = check_reconciliation(h.input(observe({"fan_0": 1000}), truth))
+    assert verdict.valid is False
+    text = verdict.anomalies[0].explanation
+    assert "dispute" in text
+    assert "closed lost" in text
+    assert "credited twice" not in text
+
+
+def test_reconciliation_names_a_won_dispute_not_reinstated() -> None:
+    h, _ = _funded()
+    truth = (T().intent("pi_1", "fan_0", 1000, dispute_status="won")
+             .deliver("evt_s", "payment_intent.succeeded", "pi_1")
+             .deliver("evt_d", "charge.dispute.created", "pi_1")
+             .deliver("evt_c", "charge.dispute.closed", "pi_1").build())
+    assert check_reconciliation(h.input(observe({"fan_0": 1000}), truth)).valid is True
+    verdict = check_reconciliation(h.input(observe({"fan_0": 0}), truth))
+    assert verdict.valid is False
+    assert "closed won" in verdict.anomalies[0].explanation
+    assert "not reinstated" in verdict.anomalies[0].explanation

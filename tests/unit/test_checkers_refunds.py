@@ -155,3 +155,56 @@ def test_refunds_hold_whether_an_indeterminate_tip_before_the_refund_applied(
     verdict = check_refunds(h.input(observe({"fan_0": fan, "creator_0": creator},
                                             clawed={"fan_0": 1000}), _refunded(5000).build()))
     assert verdict.valid is True, verdict
+
+
+def _disputed(status: str) -> T:
+    """pi_1: 1000 tokens, credited, disputed, the dispute closed ``status``."""
+    return (T().intent("pi_1", "fan_0", 1000, dispute_status=status)
+            .deliver("evt_s", SUCCEEDED, "pi_1").deliver("evt_d", DISPUTE_CREATED, "pi_1")
+            .deliver("evt_c", DISPUTE_CLOSED, "pi_1"))
+
+
+def test_refunds_name_a_lost_dispute_given_back_not_a_dropped_refund() -> None:
+    truth = _disputed("lost").build()
+    # Measured by net change (no clawed-back column): lost keeps the 1000 taken.
+    assert check_refunds(_history().input(observe({"fan_0": (0, 0)}), truth)).valid is True
+    verdict = check_refunds(_history().input(observe({"fan_0": 1000}), truth))
+    assert verdict.valid is False
+    text = verdict.anomalies[0].explanation
+    assert "closed lost" in text
+    assert "given back" in text
+    assert "refund" not in text.split("allow")[-1]  # no refund was involved
+
+
+def _bonus_refunded(refunded_cents: int) -> tuple[H, T]:
+    """A 5000-token package minting 5250 for 25000 cents, refunded ``refunded_cents``."""
+    h = H()
+    h.purchase("fan_0", "p_0", 5000, "pi_1")
+    h.refund("p_0", refunded_cents, "pi_1")
+    truth = (T().intent("pi_1", "fan_0", 5250, amount_cents=25000,
+                        refunded_cents=refunded_cents)
+             .deliver("evt_s", SUCCEEDED, "pi_1").deliver("evt_r", REFUNDED, "pi_1"))
+    return h, truth
+
+
+def test_refunds_name_the_bonus_tokens_not_clawed_back() -> None:
+    h, truth = _bonus_refunded(25000)
+    good = check_refunds(h.input(observe({"fan_0": 0}, clawed={"fan_0": 5250}), truth.build()))
+    assert good.valid is True, good
+    verdict = check_refunds(h.input(observe({"fan_0": 250}, clawed={"fan_0": 5000}),
+                                    truth.build()))
+    assert verdict.valid is False
+    assert ("the 250 bonus tokens of the 5000-token package were not clawed back"
+            in verdict.anomalies[0].explanation)
+
+
+def test_refunds_name_the_bonus_share_of_a_partial_refund() -> None:
+    h, truth = _bonus_refunded(10000)  # 40%: 2100 tokens, of which 100 are bonus
+    good = check_refunds(h.input(observe({"fan_0": 3150}, clawed={"fan_0": 2100}),
+                                 truth.build()))
+    assert good.valid is True, good
+    verdict = check_refunds(h.input(observe({"fan_0": 3250}, clawed={"fan_0": 2000}),
+                                    truth.build()))
+    assert verdict.valid is False
+    assert "the bonus share (100 of the 250 bonus tokens of the 5000-token package)" in (
+        verdict.anomalies[0].explanation)
