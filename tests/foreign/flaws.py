@@ -7,12 +7,12 @@ named ones into a copy of the registry; the correct operations never branch on f
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import psycopg
-import stripe
 from psycopg_pool import ConnectionPool
 
 from tests.foreign import operations as correct
@@ -190,7 +190,8 @@ _ALL = (
     Flaw(name="global_client_keys", operation="find_answer", replacement=_global_client_keys,
          caught_by=("idempotency",), description=_global_client_keys.__doc__ or ""),
     Flaw(name="negative_tip_accepted", operation="read_tip", replacement=_negative_tip_accepted,
-         caught_by=("bad_input", "reconciliation"), description=_negative_tip_accepted.__doc__ or ""),
+         caught_by=("bad_input", "reconciliation"),
+         description=_negative_tip_accepted.__doc__ or ""),
     Flaw(name="webhook_signature_ignored", operation="verify_event",
          replacement=_webhook_signature_ignored, caught_by=("webhook_auth",),
          description=_webhook_signature_ignored.__doc__ or ""),

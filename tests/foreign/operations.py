@@ -212,13 +212,15 @@ def _confirm(*, owner_id: str, order_no: int, tokens: int, payment_method: str,
     if client_key is not None:
         options["idempotency_key"] = "foreign-" + hashlib.sha256(
             f"{owner_id}:{client_key}".encode()).hexdigest()
+    params: dict[str, Any] = {
+        "amount": bundle.price_cents, "currency": CURRENCY, "confirm": True,
+        "payment_method": payment_method, "payment_method_types": ["card"],
+        "metadata": {"ownerId": owner_id, "baseTokens": str(bundle.tokens),
+                     "bonusTokens": str(bundle.bonus_tokens), "orderRef": str(order_no)},
+        **options,
+    }
     try:
-        intent = stripe.PaymentIntent.create(
-            amount=bundle.price_cents, currency=CURRENCY, confirm=True,
-            payment_method=payment_method, payment_method_types=["card"],
-            metadata={"ownerId": owner_id, "baseTokens": str(bundle.tokens),
-                      "bonusTokens": str(bundle.bonus_tokens), "orderRef": str(order_no)},
-            **options)
+        intent = stripe.PaymentIntent.create(**params)
     except stripe.CardError as exc:
         return error(402, "card_declined", exc.user_message or "the card was declined"), None
     except stripe.InvalidRequestError as exc:
@@ -262,7 +264,9 @@ def _move_tip(conn: psycopg.Connection[Any], sender: Wallet, recipient: Wallet,
     assert row is not None
     ref = f"tip:{row[0]}"
     after = book(conn, sender, reason="tip_out", balance_delta=-tokens, owed_delta=0, ref=ref)
-    book_credit(conn, recipient, tokens=tokens, reason="tip_in", ref=ref)
+    repaid = min(tokens, recipient.owed)  # what the recipient owes is repaid first
+    book(conn, recipient, reason="tip_in", balance_delta=tokens - repaid, owed_delta=-repaid,
+         ref=ref)
     return Reply(status=200, body={"tip": {"id": int(row[0])}, "balance": str(after.balance)})
 
 
@@ -295,7 +299,8 @@ def bill_minute(pool: ConnectionPool[Any], *, ops: Mapping[str, Operation], fan:
                 return stored
             if stored is not None:  # the minute this key billed: nothing billed now
                 return Reply(status=200, body={**stored.answer, "billed": False})
-        reply = ops["bill_locked_session"](conn, fan=fan, session_id=session_id, minute=minute)
+        reply: Reply = ops["bill_locked_session"](conn, fan=fan, session_id=session_id,
+                                                  minute=minute)
         if client_key is not None and reply.status < 500:
             _keep_answer(conn, owner_id=fan, operation="bill_minute", client_key=client_key,
                          body_sha256=body_sha256, reply=reply)
@@ -410,10 +415,13 @@ def _lock_order(conn: psycopg.Connection[Any], facts: Facts) -> _Order | None:
     row = conn.execute(f"SELECT {columns} FROM stripe_intents o WHERE o.intent_id = %s"
                        " FOR UPDATE OF o", (facts.intent_id,)).fetchone()
     if row is None and facts.order_no is not None:
+        # The purchase may be binding this order right now: lock it first, then look at
+        # its intent (a WHERE on intent_id would skip the row once the purchase commits).
         row = conn.execute(f"SELECT {columns} FROM stripe_intents o WHERE o.order_no = %s"
-                           " AND o.intent_id IS NULL FOR UPDATE OF o",
-                           (facts.order_no,)).fetchone()
-        if row is not None:
+                           " FOR UPDATE OF o", (facts.order_no,)).fetchone()
+        if row is not None and row[1] is not None and row[1] != facts.intent_id:
+            return None  # that order belongs to another intent: this one is not ours
+        if row is not None and row[1] is None:
             conn.execute("UPDATE stripe_intents SET intent_id = %s WHERE order_no = %s",
                          (facts.intent_id, facts.order_no))
     if row is None:
