@@ -456,3 +456,16 @@ async def test_flaw_global_client_keys_replays_another_accounts_purchase(
         first = await foreign.buy(one, 250, key="shared")
         second = await foreign.buy(two, 1000, key="shared")
         assert second.json() == first.json()
+
+
+def test_every_flaw_has_the_signature_of_the_operation_it_replaces() -> None:
+    import inspect
+
+    from tests.foreign.flaws import FLAWS
+    from tests.foreign.operations import OPERATIONS
+
+    for flaw in FLAWS.values():
+        correct = inspect.signature(OPERATIONS[flaw.operation]).parameters
+        buggy = inspect.signature(flaw.replacement).parameters
+        assert list(buggy) == list(correct), flaw.name
+        assert flaw.caught_by, flaw.name
