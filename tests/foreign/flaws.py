@@ -1,0 +1,201 @@
+"""Bugs written into the foreign service: each one replacement of one operation.
+
+``FLAWS`` maps a name to a ``Flaw``: the operation it replaces, the buggy function (same
+signature as the correct one), and the checkers that must catch it. ``install`` puts the
+named ones into a copy of the registry; the correct operations never branch on flaws.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg_pool import ConnectionPool
+
+from tests.foreign import operations as correct
+from tests.foreign.parsing import Refused, text
+from tests.foreign.replies import Reply, error
+from tests.foreign.wallets import book, book_clawback, book_credit, lock_wallets
+
+__all__ = ["FLAWS", "FLAW_NAMES_ENV", "Flaw", "install"]
+
+FLAW_NAMES_ENV = "FOREIGN_FLAWS"  # comma-separated flaw names for ``python -m tests.foreign``
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Flaw:
+    """One bug: which operation it replaces, with what, and who must notice."""
+
+    name: str
+    operation: str
+    replacement: Callable[..., Any]
+    caught_by: tuple[str, ...]
+    description: str
+
+
+def install(registry: dict[str, Callable[..., Any]],
+            names: Iterable[str]) -> dict[str, Callable[..., Any]]:
+    """The registry with the named flaws in place of the operations they replace.
+
+    Raises:
+        ValueError: an unknown flaw name, or two flaws replacing one operation.
+    """
+    replaced: dict[str, str] = {}
+    for name in names:
+        flaw = FLAWS.get(name)
+        if flaw is None:
+            raise ValueError(f"no foreign flaw {name!r}; known: {', '.join(sorted(FLAWS))}")
+        if flaw.operation in replaced:
+            raise ValueError(f"flaws {replaced[flaw.operation]} and {name} both replace "
+                             f"{flaw.operation}; install one of them")
+        replaced[flaw.operation] = name
+        registry[flaw.operation] = flaw.replacement
+    return registry
+
+
+def _tip_lost_update(pool: ConnectionPool[Any], *, from_owner: str, to_owner: str,
+                     tokens: int) -> Reply:
+    """Lost update on tips: balances read without a lock, checked in Python, written back."""
+    with pool.connection() as conn:
+        rows = dict(conn.execute("SELECT owner_id, balance FROM wallets WHERE owner_id = ANY(%s)",
+                                 ([from_owner, to_owner],)).fetchall())
+    if to_owner not in rows:
+        return error(404, "no_such_account", f"no account {to_owner}")
+    sender_balance, recipient_balance = int(rows[from_owner]), int(rows[to_owner])
+    if sender_balance < tokens:
+        return error(409, "insufficient_funds", f"balance {sender_balance} does not cover "
+                     f"{tokens}")
+    with pool.connection() as conn:
+        row = conn.execute("INSERT INTO tips (from_owner, to_owner, tokens) VALUES (%s, %s, %s)"
+                           " RETURNING tip_no", (from_owner, to_owner, tokens)).fetchone()
+        assert row is not None
+        for owner, balance, delta, reason in (
+                (from_owner, sender_balance - tokens, -tokens, "tip_out"),
+                (to_owner, recipient_balance + tokens, tokens, "tip_in")):
+            conn.execute("UPDATE wallets SET balance = %s WHERE owner_id = %s", (balance, owner))
+            conn.execute("INSERT INTO wallet_entries (owner_id, reason, balance_delta, ref)"
+                         " VALUES (%s, %s, %s, %s)", (owner, reason, delta, f"tip:{row[0]}"))
+    return Reply(status=200, body={"tip": {"id": int(row[0])},
+                                   "balance": str(sender_balance - tokens)})
+
+
+def _credit_every_delivery(conn: psycopg.Connection[Any], *, order: Any) -> None:
+    """Credit on every webhook delivery: the intent is never checked for an earlier credit."""
+    conn.execute("INSERT INTO intent_credits (intent_id, order_no, tokens) VALUES (%s, %s, %s)"
+                 " ON CONFLICT (intent_id) DO NOTHING",
+                 (order.intent_id, order.order_no, order.minted_tokens))
+    wallet = lock_wallets(conn, [order.owner_id])[order.owner_id]
+    book_credit(conn, wallet, tokens=order.minted_tokens, reason="purchase", ref=order.intent_id)
+
+
+def _refund_not_idempotent(conn: psycopg.Connection[Any], *, order: Any,
+                           refunded_cents: int) -> None:
+    """Refund not idempotent: every charge.refunded claws back its whole cumulative share."""
+    if not order.credited or refunded_cents == 0:
+        return
+    share = order.minted_tokens * min(refunded_cents, order.price_cents) // order.price_cents
+    if share == 0:
+        return
+    wallet = lock_wallets(conn, [order.owner_id])[order.owner_id]
+    book_clawback(conn, wallet, tokens=share, reason="refund", ref=order.intent_id)
+    conn.execute("UPDATE stripe_intents SET refunded_cents = GREATEST(refunded_cents, %s),"
+                 " taken_tokens = taken_tokens + %s WHERE order_no = %s",
+                 (refunded_cents, share, order.order_no))
+
+
+def _minute_billed_again(conn: psycopg.Connection[Any], *, fan: str, session_id: str,
+                         minute: int) -> Reply:
+    """A replayed call minute is charged again: minutes are recorded but never looked up."""
+    session = conn.execute(
+        "SELECT fan_owner, creator_owner, per_minute, closed FROM video_sessions"
+        " WHERE session_id = %s FOR UPDATE", (session_id,)).fetchone()
+    if session is None:
+        return error(404, "no_such_session", f"no session {session_id}")
+    if str(session[0]) != fan:
+        return error(403, "not_your_session", f"only the fan of {session_id} may bill it")
+    if session[3] is not None:
+        return error(410, "session_closed", f"session {session_id} is closed")
+    wallets = lock_wallets(conn, [str(session[0]), str(session[1])])
+    payer, payee, per_minute = wallets[str(session[0])], wallets[str(session[1])], int(session[2])
+    if payer.balance < per_minute:
+        conn.execute("UPDATE video_sessions SET closed = 'out_of_funds' WHERE session_id = %s",
+                     (session_id,))
+        return error(422, "insufficient_funds", f"balance {payer.balance} does not cover "
+                     f"{per_minute}")
+    charge_id = f"min_{session_id[4:]}_{minute}"
+    conn.execute("INSERT INTO session_minutes (session_id, minute_no, tokens, charge_id)"
+                 " VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                 (session_id, minute, per_minute, charge_id))
+    ref = f"minute:{session_id}:{minute}"
+    after = book(conn, payer, reason="minute_out", balance_delta=-per_minute, owed_delta=0,
+                 ref=ref)
+    book_credit(conn, payee, tokens=per_minute, reason="minute_in", ref=ref)
+    return Reply(status=200, body={"billed": True, "chargeId": charge_id,
+                                   "balance": str(after.balance)})
+
+
+def _global_client_keys(conn: psycopg.Connection[Any], *, owner_id: str, operation: str,
+                        client_key: str, body_sha256: str) -> correct.Stored | Reply | None:
+    """A global answer cache: a client key is looked up across accounts, bodies unchecked."""
+    row = conn.execute("SELECT body_sha256, status, answer FROM client_keys"
+                       " WHERE operation = %s AND client_key = %s LIMIT 1",
+                       (operation, client_key)).fetchone()
+    return None if row is None else correct.Stored(body_sha256=str(row[0]), status=int(row[1]),
+                                                   answer=row[2])
+
+
+def _negative_tip_accepted(body: Mapping[str, Any], *, sender: str) -> tuple[str, int] | Reply:
+    """A negative tip is accepted: the amount is checked to be a non-zero integer only."""
+    try:
+        to_owner = text(body, "to")
+    except Refused as refused:
+        return refused.reply
+    tokens = body.get("tokens")
+    if isinstance(tokens, bool) or not isinstance(tokens, int) or tokens == 0:
+        return error(400, "bad_field", f"tokens must be a non-zero integer, got {tokens!r}")
+    assert to_owner is not None
+    if to_owner == sender:
+        return error(400, "self_tip", "you cannot tip yourself")
+    return to_owner, tokens
+
+
+def _webhook_signature_ignored(payload: bytes, signature: str | None, *, secret: str,
+                               tolerance_s: int) -> dict[str, Any] | None:
+    """The webhook's signature is never verified: any JSON event is applied."""
+    try:
+        event = json.loads(payload)
+    except ValueError:
+        return None
+    return event if isinstance(event, dict) else None
+
+
+_ALL = (
+    Flaw(name="tip_lost_update", operation="send_tip", replacement=_tip_lost_update,
+         caught_by=("conservation", "reconciliation"),
+         description=_tip_lost_update.__doc__ or ""),
+    Flaw(name="credit_every_delivery", operation="credit_intent",
+         replacement=_credit_every_delivery,
+         caught_by=("conservation", "exactly_once_credit", "reconciliation"),
+         description=_credit_every_delivery.__doc__ or ""),
+    Flaw(name="refund_not_idempotent", operation="record_refund",
+         replacement=_refund_not_idempotent,
+         caught_by=("refunds", "conservation", "reconciliation"),
+         description=_refund_not_idempotent.__doc__ or ""),
+    Flaw(name="minute_billed_again", operation="bill_locked_session",
+         replacement=_minute_billed_again, caught_by=("calls", "reconciliation"),
+         description=_minute_billed_again.__doc__ or ""),
+    Flaw(name="global_client_keys", operation="find_answer", replacement=_global_client_keys,
+         caught_by=("idempotency",), description=_global_client_keys.__doc__ or ""),
+    Flaw(name="negative_tip_accepted", operation="read_tip", replacement=_negative_tip_accepted,
+         caught_by=("bad_input", "reconciliation"),
+         description=_negative_tip_accepted.__doc__ or ""),
+    Flaw(name="webhook_signature_ignored", operation="verify_event",
+         replacement=_webhook_signature_ignored, caught_by=("webhook_auth",),
+         description=_webhook_signature_ignored.__doc__ or ""),
+)
+FLAWS: Mapping[str, Flaw] = {flaw.name: flaw for flaw in _ALL}
+for _flaw in _ALL:
+    assert _flaw.operation in correct.OPERATIONS, _flaw
