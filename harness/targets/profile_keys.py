@@ -212,7 +212,8 @@ TEMPLATE_VARIABLE_MEANINGS: Mapping[str, str] = {
     "payment_method": "the provider's test payment method (`pm_card_visa`, ...)",
     "idempotency_key": "the op's idempotency key (a retry sends the same one)",
     "call": "the call's logical name (`c_1`)",
-    "call_id": "the id the target gave the call in `call_open`'s answer",
+    "call_id": "the id the target gave the call in `call_open`'s answer (so a profile "
+               "using it needs `[ops.call_open]` with `result.call_id`)",
     "rate_tokens_per_minute": "the call's price per minute",
     "minute": "the call minute charged, from 1",
     "kind": "`fan` or `creator` (provisioning)",
