@@ -151,3 +151,51 @@ def test_doctor_target_local_passes(tmp_path: Path, pg_admin_url: str) -> None:
     done = _tokenchaos("doctor", cwd=tmp_path, env=env)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     assert "verdict: the profile can run the suite" in done.stdout
+
+
+_SQL_OBSERVER = '''[observer]
+kind = "sql"
+database_url_env = "TOKENCHAOS_DOCTOR_TEST_DATABASE_URL"
+accounts_query = """
+SELECT id::text AS user_id, balance AS balance_tokens, debt AS debt_tokens, status
+  FROM accounts WHERE id::text = ANY(%(user_ids)s)
+"""
+balances_table = "accounts"
+balance_column = "balance"
+intents_table = "payments"
+intent_column = "intent_id"
+'''
+
+
+def _sql_profile(tmp_path: Path, **overrides: str) -> Path:
+    text = REFERENCE_TOML.read_text(encoding="utf-8")
+    text = text[:text.index("[observer]")] + _SQL_OBSERVER
+    for old, new in overrides.items():
+        text = text.replace(old, new)
+    path = tmp_path / "sql.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+async def test_with_an_sql_observer_the_schema_is_checked_first(
+        info: StackInfo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TOKENCHAOS_DOCTOR_TEST_DATABASE_URL", info.database_url)
+    report = await run_doctor(_plan(info, _sql_profile(tmp_path)))
+    assert report.steps[0].name == "schema"
+    assert report.steps[0].reading == "OK"
+    assert report.schema == ()
+    assert report.ok, format_report(report)
+    notes = _step(report, "observer")
+    assert "no credited_tokens" in notes  # and what that costs: exactly_once_credit
+    assert "exactly_once_credit" in notes
+
+
+async def test_a_schema_table_the_profile_names_wrongly_is_a_problem(
+        info: StackInfo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TOKENCHAOS_DOCTOR_TEST_DATABASE_URL", info.database_url)
+    profile = _sql_profile(tmp_path, **{'intents_table = "payments"':
+                                        'intents_table = "token_transactions"'})
+    report = await run_doctor(_plan(info, profile))
+    assert not report.ok
+    assert "there is no table 'token_transactions'" in _step(report, "schema")
+    assert "SCHEMA NOT CHECKED" in "\n".join(format_report(report))
