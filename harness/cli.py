@@ -312,6 +312,20 @@ FLAG_RULES: tuple[FlagRule, ...] = (
         "flaws are installed in the local reference service: use --flaw with --target "
         "local, or start a flawed service with tokenchaos serve --flaw NAME and test it with "
         "--target reference --target-url URL")),
+    FlagRule(command="doctor", flag="--target-url", requires=frozenset({REMOTE}), advice=(
+        f"{_LOCAL_STARTS_ITS_OWN}, so a URL would be ignored; to examine a service you run, "
+        "name its profile: --target PROFILE --target-url URL")),
+    FlagRule(command="doctor", flag="--provider-url", requires=frozenset({REMOTE}), advice=(
+        f"{_LOCAL_STARTS_ITS_OWN}; --provider-url is the simulator a remote target uses: "
+        "give it with --target PROFILE")),
+    FlagRule(command="doctor", flag="--provider-key", requires=frozenset({REMOTE}), advice=(
+        f"{_LOCAL_STARTS_ITS_OWN} with a key of its own; --provider-key is the key of the "
+        "provider a remote target uses")),
+    FlagRule(command="doctor", flag="--database-url", requires=frozenset({REMOTE}), advice=(
+        f"{_LOCAL_STARTS_ITS_OWN}; --database-url is for a remote target's SQL observer")),
+    FlagRule(command="doctor", flag="--database-url", requires=frozenset({SQL_OBSERVER}),
+             advice=("profile {target} does not read the end state over SQL; --database-url "
+                     'is only for a profile with [observer] kind = "sql"')),
     FlagRule(command="zoo", flag="--readme", requires=frozenset({UPDATE_README}), advice=(
         "--readme names the file --update-readme rewrites; add --update-readme, or drop it")),
     FlagRule(command="zoo", flag="--flaw", excludes=frozenset({UPDATE_README}), advice=(
@@ -336,7 +350,7 @@ def check_flags_apply(command: str, given: Collection[str], traits: Collection[s
         clashing = sorted(rule.excludes & set(traits))
         if missing or clashing:
             kind = "env variable" if rule.flag.startswith("TOKENCHAOS_") else "flag"
-            where = f"--target {target}" if command == "run" else f"this {command}"
+            where = f"--target {target}" if command in ("run", "doctor") else f"this {command}"
             raise UsageError(f"the {kind} {rule.flag} does not apply to {where}: "
                              + rule.advice.replace("{target}", target))
 
@@ -437,6 +451,47 @@ def run(
                                    on_scenario=printer))
     _print_outcome(outcome.record, outcome.report_dir, details=False)
     raise typer.Exit(outcome.exit_code)
+
+
+@app.command()
+def doctor(
+    ctx: typer.Context,
+    target: Annotated[str, typer.Option(
+        help="A profile name or .toml file describing your service; 'local' examines the "
+             "reference profile against the local stack it starts.")] = "local",
+    target_url: Annotated[str | None, typer.Option(
+        help="Base URL of the target (overrides the profile's).")] = None,
+    provider_url: Annotated[str | None, typer.Option(
+        help="The provider simulator your target uses (tokenchaos provider).")] = None,
+    provider_key: Annotated[str | None, typer.Option(
+        help="The control key that provider printed (default: TOKENCHAOS_PROVIDER_KEY).")
+    ] = None,
+    database_url: Annotated[str | None, typer.Option(
+        help="Read-only database URL for a profile with a SQL observer.")] = None,
+    allow_remote: Annotated[list[str] | None, typer.Option(
+        "--allow-remote", metavar="HOST",
+        help="Allow connecting to HOST, which is not loopback (repeatable), as for run.")
+    ] = None,
+) -> None:
+    """Try each op of a profile once with two users; say what works and what it lacks.
+
+    Prints, per op, what was sent (secrets masked), what came back, how the profile read
+    it and what the profile is missing. Exits 0 when the profile can run the suite, 2
+    otherwise; never 1 (it judges the profile, not the service).
+    """
+    from harness.doctor import DoctorPlan, format_report, run_doctor
+
+    check_flags_apply("doctor", _given_flags(ctx), _run_traits(target), target=target)
+    local = target == "local"
+    plan = DoctorPlan(profile="reference" if local else target, local=local,
+                      target_url=target_url, provider_url=provider_url,
+                      provider_key=None if local else (
+                          provider_key or os.environ.get("TOKENCHAOS_PROVIDER_KEY")),
+                      database_url=database_url, allowed_hosts=tuple(allow_remote or ()))
+    report = asyncio.run(run_doctor(plan))
+    for line in format_report(report):
+        typer.echo(line)
+    raise typer.Exit(EXIT_OK if report.ok else EXIT_CANNOT_JUDGE)
 
 
 @app.command()

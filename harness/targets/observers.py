@@ -2,7 +2,8 @@
 
 ``AdminHttpObserver`` reads admin HTTP endpoints (the reference service's audit);
 ``SqlObserver`` runs the profile's queries over psycopg in a READ ONLY transaction, so a
-mistaken query cannot change what it observes. Both report only the accounts of the
+mistaken query cannot change what it observes; it also runs the schema check
+(``SqlObserver.check_schema``) on the tables the profile names. Both report only the accounts of the
 scenario's users (others may share a staging database), and both raise ``TargetError``
 when they cannot observe: what the target *says* is never judged here.
 """
@@ -21,6 +22,7 @@ from harness.errors import TargetError
 from harness.model import AccountState, Observation, Totals
 from harness.protocol import json_path
 from harness.targets.profile import AdminHttpObserverSpec, AuthSpec, Profile, SqlObserverSpec
+from harness.targets.schema_check import SchemaFinding, check_schema
 
 __all__ = ["AdminHttpObserver", "Observer", "SqlObserver", "make_observer"]
 
@@ -112,6 +114,22 @@ class SqlObserver:
         self._database_url = database_url
         self._timeout_s = timeout_s
         self._source = source
+
+    @property
+    def checks_schema(self) -> bool:
+        """Whether the profile names the tables the schema check reads."""
+        return self._spec.schema is not None
+
+    async def check_schema(self) -> tuple[SchemaFinding, ...]:
+        """The schema check's findings (``harness.targets.schema_check``); () if not named.
+
+        Raises:
+            TargetError: the database cannot be reached or its catalog cannot be read.
+        """
+        if self._spec.schema is None:
+            return ()
+        return await check_schema(self._database_url, self._spec.schema,
+                                  timeout_s=self._timeout_s, source=self._source)
 
     async def observe(self, target_ids: Mapping[str, str]) -> Observation:
         params = {"user_ids": sorted(set(target_ids.values()))}

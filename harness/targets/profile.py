@@ -70,6 +70,7 @@ __all__ = [
     "Profile",
     "ProvisioningSpec",
     "ReplayRule",
+    "SchemaNames",
     "SqlObserverSpec",
     "Template",
     "load_profile",
@@ -224,6 +225,16 @@ class AdminHttpObserverSpec:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class SchemaNames:
+    """Where balances and payment intents live, for the schema check (``schema_check``)."""
+
+    balances_table: str  # may be schema-qualified: "public.token_balances"
+    balance_column: str
+    intents_table: str
+    intent_column: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class SqlObserverSpec:
     """Read the end state with read-only SQL over psycopg."""
 
@@ -231,6 +242,7 @@ class SqlObserverSpec:
     database_url_env: str | None
     accounts_query: str  # columns: user_id, balance_tokens, and optional AccountState fields
     totals_query: str | None = None  # one row with Totals columns
+    schema: SchemaNames | None = None  # None: the profile names no tables; schema not checked
 
 
 ObserverSpec = AdminHttpObserverSpec | SqlObserverSpec
@@ -518,7 +530,8 @@ def _provisioning_kinds(table: Table, body: Template | None) -> dict[str, dict[s
 def _parse_observer(table: Table, environ: Mapping[str, str]) -> ObserverSpec:
     kind = table.choice("kind", ("admin_http", "sql"))
     if kind == "sql":
-        table.only("kind", "database_url", "database_url_env", "accounts_query", "totals_query")
+        table.only("kind", "database_url", "database_url_env", "accounts_query", "totals_query",
+                   *_SCHEMA_KEYS)
         written_url = table.opt_text("database_url")
         url = _from_env(table, "database_url", environ) or written_url
         env_name = table.opt_text("database_url_env")
@@ -528,7 +541,8 @@ def _parse_observer(table: Table, environ: Mapping[str, str]) -> ObserverSpec:
         accounts_query = table.text("accounts_query")
         totals_query = table.opt_text("totals_query")
         return SqlObserverSpec(database_url=url, database_url_env=env_name,
-                               accounts_query=accounts_query, totals_query=totals_query)
+                               accounts_query=accounts_query, totals_query=totals_query,
+                               schema=_parse_schema_names(table))
     table.only("kind", "accounts_path", "accounts_list", "account", "totals_path", "totals")
     accounts_path = table.path("accounts_path", frozenset())
     accounts_list_path = table.opt_text("accounts_list", "", empty_ok=True) or ""
@@ -543,6 +557,29 @@ def _parse_observer(table: Table, environ: Mapping[str, str]) -> ObserverSpec:
                                  accounts_list_path=accounts_list_path,
                                  account_fields=account_fields, totals_path=totals_path,
                                  totals_fields=totals_fields)
+
+
+_SCHEMA_KEYS = ("balances_table", "balance_column", "intents_table", "intent_column")
+_SQL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$")
+
+
+def _parse_schema_names(table: Table) -> SchemaNames | None:
+    """The four names of the schema check: all of them, or none (the check is skipped)."""
+    given = [key for key in _SCHEMA_KEYS if key in table]
+    if not given:
+        return None
+    missing = [key for key in _SCHEMA_KEYS if key not in table]
+    if missing:
+        raise table.error(missing[0], None, f"is missing; the schema check needs all of "
+                          f"{', '.join(_SCHEMA_KEYS)} (or none of them)")
+    names = {key: table.text(key) for key in _SCHEMA_KEYS}
+    for key, name in names.items():
+        is_column = key.endswith("_column")
+        if not _SQL_NAME.match(name) or (is_column and "." in name):
+            raise table.error(key, name, "must be a plain SQL name"
+                              + ("" if is_column else ", optionally schema.table")
+                              + ', e.g. "token_balances"')
+    return SchemaNames(**names)
 
 
 def _check_fields(table: Table, key: str, fields: Mapping[str, str], known: frozenset[str],
