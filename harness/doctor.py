@@ -441,8 +441,7 @@ class _Doctor:
     async def _retry(self, tip: Op, expected_tokens: int) -> None:
         """Send the tip again with the same key: an idempotent op applies it once."""
         spec = self.profile.ops[F.TIP]
-        carried = bool(getattr(spec, "idempotent", spec.idempotency_header is not None))
-        if not carried:
+        if not spec.idempotent:
             self._add(Step(name="tip retried with the same key", reading="SKIP", notes=(
                 "[ops.tip] carries no idempotency key: retries of tips are not tested",)))
             return

@@ -293,7 +293,8 @@ class _Execution:
                                kind=outcome.kind, f=op.f, op_id=op.id,
                                value={**op.value, **outcome.value},
                                idempotency_key=op.idempotency_key, error=outcome.error,
-                               status_code=outcome.status_code))
+                               status_code=outcome.status_code,
+                               body_excerpt=outcome.body_excerpt))
             self.stats[f"ops_{outcome.kind.value}_count"] += 1
             self.resolver.learn(op, outcome)
             if outcome.kind == Kind.INFO:  # Jepsen: this process may still be running it

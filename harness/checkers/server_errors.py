@@ -154,8 +154,8 @@ def _slow_op(pair: OpPair, latency_ns: int, bound_ms: int, sampler: Sampler) -> 
 
 def _body_excerpt(completion: Event | None) -> str | None:
     """The start of a 5xx's body, as the history kept it (``Event.body_excerpt``)."""
-    excerpt = getattr(completion, "body_excerpt", None)
-    if not isinstance(excerpt, str) or not excerpt.strip():
+    excerpt = completion.body_excerpt if completion is not None else None
+    if excerpt is None or not excerpt.strip():
         return None
     excerpt = " ".join(excerpt.split())
     if len(excerpt) > BODY_EXCERPT_CHARS_QUOTED_MAX:

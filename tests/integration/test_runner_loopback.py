@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 import uvicorn
 from fastapi import FastAPI, Header, HTTPException, Request
+from fastapi.responses import JSONResponse
 
 from harness.errors import UsageError
 from harness.history import History, HistoryWriter, load
@@ -36,6 +37,7 @@ pytestmark = pytest.mark.integration
 
 ADMIN_KEY = "adm-test"
 HANG_TOKENS = 13
+DEADLOCK_TOKENS = 17  # a tip of this amount answers 503 with the service's own error body
 LIMITS = Limits(op_timeout_s=1.0, connect_timeout_s=1.0, run_duration_s_max=60.0)
 
 
@@ -71,6 +73,9 @@ def _stand_in(release: asyncio.Event) -> FastAPI:
         sender = caller(authorization)
         if body["amount"] == HANG_TOKENS:
             await release.wait()
+        if body["amount"] == DEADLOCK_TOKENS:
+            return JSONResponse(status_code=503, content={"error": {
+                "code": "deadlock_detected", "message": "gave up after 10 retries"}})
         if sender["balance"] < body["amount"]:
             raise HTTPException(402)
         sender["balance"] -= body["amount"]
@@ -182,6 +187,18 @@ async def test_runner_records_a_well_formed_history_and_observes_the_end(
     assert result.stats["ops_invoked_count"] == 7
     assert result.stats["http_requests_count"] == 7
     assert result.truth is None
+
+
+async def test_a_5xx_keeps_its_code_and_a_body_excerpt_in_the_saved_history(
+        stand_in_url: str, tmp_path: Path) -> None:
+    steps: list[Step] = [Batch(ops=(_purchase(0),)), Batch(ops=(_tip(1, DEADLOCK_TOKENS),))]
+    await _run(stand_in_url, tmp_path, _scenario(steps))
+    (loaded,) = load(tmp_path / "history.jsonl")
+    tip = next(e for e in loaded.events if e.f == F.TIP and e.kind != Kind.INVOKE)
+    assert tip.kind == Kind.INFO
+    assert tip.error == "server_error_5xx: deadlock_detected"
+    assert tip.body_excerpt is not None
+    assert "gave up after 10 retries" in tip.body_excerpt
 
 
 async def test_completions_carry_the_ops_arguments_merged_with_results(
