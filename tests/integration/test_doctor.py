@@ -79,9 +79,7 @@ async def test_a_wrong_result_path_and_a_wrong_status_list_are_named_with_the_fi
         tmp_path,
         ('result = { charge_id = "charge_id", balance_tokens = "balance" }',
          'result = { charge_id = "charge_id", balance_tokens = "new_balance" }'),
-        ('path = "/v1/tips"\nidempotency_header = "Idempotency-Key"\n'
-         'body = { to = "{recipient_id:int}", amount = "{amount_tokens}" }\nstatus_ok = [201]',
-         'path = "/v1/tips"\nidempotency_header = "Idempotency-Key"\n'
+        ('body = { to = "{recipient_id:int}", amount = "{amount_tokens}" }\nstatus_ok = [201]',
          'body = { to = "{recipient_id:int}", amount = "{amount_tokens}" }\nstatus_ok = [200]'))
     report = await run_doctor(_plan(info, profile))
     assert not report.ok
