@@ -46,7 +46,7 @@ from harness.protocol import (
     op_flow,
 )
 from harness.provider.policy import DeliveryPolicy
-from harness.scenario import Scenario, ScenarioParams
+from harness.scenario import Scenario, ScenarioParams, traits_of
 from harness.schedule import Batch, Pause, SetPolicy, Settle, Step
 from harness.targets.http_async import drive_async
 from harness.targets.session import TargetSession
@@ -110,6 +110,8 @@ async def run_scenario(scenario: Scenario, params: ScenarioParams, *, session: T
     """
     deadline = time.monotonic() + limits.run_duration_s_max if deadline_s is None \
         else deadline_s
+    # The scenario draws its amounts and leaves out parts by what this target offers.
+    params = params.for_target(traits_of(session.profile))
     execution = _Execution(scenario, params, session=session, provider=provider,
                            writer=writer, limits=limits, progress=progress, deadline_s=deadline)
     return await execution.run()
@@ -162,7 +164,7 @@ class _Execution:
         self.resolver.users.update(credentials)
         target_ids = {name: credentials[name].target_id for name in users}
         self.writer.begin(name=self.scenario.name, seed=self.params.seed,
-                          params=dataclasses.asdict(self.params), users=users,
+                          params=self.params.record(), users=users,
                           target_ids=target_ids)
         try:
             return await self._run_begun(users, target_ids)
@@ -188,7 +190,7 @@ class _Execution:
         if self.progress is not None:
             self.progress.scenario_finished(self.scenario.name, stats=stats)
         return ScenarioRun(name=self.scenario.name, seed=self.params.seed,
-                           params=dataclasses.asdict(self.params), users=users,
+                           params=self.params.record(), users=users,
                            target_ids=target_ids, history=self.history, initial=initial,
                            observation=observation, truth=truth, stats=stats, complete=True)
 

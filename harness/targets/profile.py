@@ -36,6 +36,7 @@ from typing import Any
 from harness.errors import UsageError
 from harness.model import F
 from harness.targets.address import ENVIRONMENTS, Environment, http_address
+from harness.targets.pricing import REFERENCE_PRICING, Pricing, parse_pricing
 
 __all__ = [
     "BUNDLED_PROFILES",
@@ -213,6 +214,7 @@ class Profile:
     observer: ObserverSpec | None
     error_code_path: str | None = None  # dotted path of an error code in FAIL bodies
     environment: Environment | None = None  # None: only loopback addresses may be loaded
+    pricing: Pricing = REFERENCE_PRICING  # [pricing]: the packages scenarios buy
 
     def __post_init__(self) -> None:
         for f, spec in self.ops.items():
@@ -259,7 +261,8 @@ def parse_profile(data: Mapping[str, Any], *, source: str, folder: Path | None =
     """Validate parsed TOML into a ``Profile``. See ``load_profile``."""
     environ = os.environ if environ is None else environ
     root = _Table(data, source=source, where="")
-    root.only("target", "auth", "metadata", "responses", "ops", "provisioning", "observer")
+    root.only("target", "auth", "metadata", "responses", "ops", "provisioning", "observer",
+              "pricing")
     target = root.table("target")
     target.only("name", "base_url", "base_url_env", "admin_key", "admin_key_env", "health_path",
                 "environment")
@@ -290,7 +293,8 @@ def parse_profile(data: Mapping[str, Any], *, source: str, folder: Path | None =
     return Profile(name=name, source=source, base_url=base_url.rstrip("/"), admin_key=admin_key,
                    health_path=health_path, auth=auth, metadata=metadata, ops=ops,
                    provisioning=provisioning, observer=observer,
-                   error_code_path=error_code_path, environment=environment)
+                   error_code_path=error_code_path, environment=environment,
+                   pricing=parse_pricing(data.get("pricing"), where=source))
 
 
 def placeholders(template: Template) -> frozenset[str]:
