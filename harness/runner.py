@@ -60,6 +60,7 @@ __all__ = [
     "ScenarioResult",
     "TargetSession",
     "make_progress",
+    "not_sent_summary",
     "run_scenario",
 ]
 
@@ -398,6 +399,26 @@ def _scenario_truth(truth: ProviderTruth, history: Sequence[Event]) -> ProviderT
     return dataclasses.replace(truth, intents=intents)
 
 
+def not_sent_summary(stats: Mapping[str, int | str]) -> str:
+    """How many ops were never sent, and why, from a scenario's stats (as run.json has them).
+
+    ``ops_skipped_count``: their referent never got an id (its purchase or call failed);
+    ``ops_unsupported_count``: the run or the profile offers no way to send that op kind.
+    """
+    skipped = _count(stats, "ops_skipped_count")
+    unsupported = _count(stats, "ops_unsupported_count")
+    text = f"{skipped + unsupported} skipped"
+    if skipped or unsupported:
+        text += (f" ({skipped} whose referent failed, {unsupported} the profile or run has no "
+                 "way to send)")
+    return text
+
+
+def _count(stats: Mapping[str, int | str], key: str) -> int:
+    value = stats.get(key, 0)
+    return value if isinstance(value, int) else 0
+
+
 def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
     """The first real exception in a task group's failure, preferring our own errors."""
     leaves: list[BaseException] = []
@@ -474,7 +495,7 @@ class PlainProgress:
 
     def scenario_finished(self, name: str, *, stats: Mapping[str, int | str]) -> None:
         self._line(f"scenario {name}: done in {stats.get('duration_ms', 0)} ms, "
-                   f"{self._summary()}, {stats.get('ops_skipped_count', 0)} skipped")
+                   f"{self._summary()}, {not_sent_summary(stats)}")
 
     def _summary(self) -> str:
         return ", ".join(f"{self._counts[kind]} {kind}" for kind in ("ok", "fail", "info"))

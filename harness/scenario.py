@@ -53,13 +53,13 @@ class TargetTraits:
     def missing_reason(self, f: F) -> str:
         """Why an op kind the scenario needs is not sent, in the profile's words."""
         assert f not in self.ops, f
-        return f"the profile has no [ops.{f.value}] ({self.source})"
+        return f"the profile {self.source} has no [ops.{f.value}]"
 
     def keyless_reason(self, f: F) -> str:
         """Why same-key retries of an op kind are not sent, in the profile's words."""
         assert f in self.keyless, f
         return (f"{_PLURALS.get(f, f.value)} carry no idempotency key: [ops.{f.value}] "
-                f'idempotency = "none" ({self.source})')
+                f'idempotency = "none" in {self.source}')
 
 
 _PLURALS = {F.TIP: "tips", F.PURCHASE: "purchases", F.CALL_CHARGE: "call charges",

@@ -104,10 +104,12 @@ def _from_file(users: Mapping[str, str], spec: FileProvisioning, profile: Profil
     for kind in sorted(USER_KINDS):
         needed_count = sum(1 for wanted in users.values() if wanted == kind)
         if needed_count > len(available[kind]):
+            earlier = taken.get(kind, 0)
+            before = f"; earlier scenarios of the run took {earlier}" if earlier else ""
             raise ProvisioningFailed(
-                f"{spec.users_file} holds {len(available[kind]) + taken.get(kind, 0)} users "
-                f"of kind {kind!r}; earlier scenarios took {taken.get(kind, 0)} and this one "
-                f"needs {needed_count} more; add more to the file")
+                f"{spec.users_file} holds {len(available[kind]) + earlier} users of kind "
+                f"{kind!r}{before}, and this scenario needs {needed_count}; add more to the "
+                "file")
     return {name: available[kind].pop(0) for name, kind in users.items()}
 
 
