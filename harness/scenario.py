@@ -14,7 +14,9 @@ this target" instead of judging it or pretending it held.
 from __future__ import annotations
 
 import dataclasses
+import json
 import random
+import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -41,6 +43,10 @@ class TargetTraits:
     ops: frozenset[F] = TARGET_FS  # op kinds the profile has an [ops.<kind>] for
     keyless: frozenset[F] = frozenset()  # of those, the ones that carry no idempotency key
     source: str = "reference.toml"  # the profile's file, for reasons
+    # (op kind, template variable) pairs the profile's templates use, and those it casts
+    # with :int; None: every variable, none cast (what the reference profile needs).
+    variables: frozenset[tuple[F, str]] | None = None
+    int_casts: frozenset[tuple[F, str]] = frozenset()
 
     def offers(self, f: F) -> bool:
         """Whether the target has this op kind at all."""
@@ -49,6 +55,14 @@ class TargetTraits:
     def keyed(self, f: F) -> bool:
         """Whether the target has this op kind and it carries an idempotency key."""
         return f in self.ops and f not in self.keyless
+
+    def sends(self, f: F, variable: str) -> bool:
+        """Whether the profile's templates of ``f`` send ``variable`` (as any type)."""
+        return f in self.ops and (self.variables is None or (f, variable) in self.variables)
+
+    def sends_text(self, f: F, variable: str) -> bool:
+        """Whether ``variable`` may hold text in ``f``'s request (it is not cast to int)."""
+        return self.sends(f, variable) and (f, variable) not in self.int_casts
 
     def missing_reason(self, f: F) -> str:
         """Why an op kind the scenario needs is not sent, in the profile's words."""
@@ -71,8 +85,19 @@ def traits_of(profile: Profile) -> TargetTraits:
     ops = frozenset(profile.ops) & TARGET_FS
     keyless = frozenset(f for f, spec in profile.ops.items()
                         if f in _SPENDS and not _carries_key(spec))
+    variables = frozenset((f, name) for f, spec in profile.ops.items()
+                          for name in spec.variables)
+    int_casts = frozenset((f, name) for f, spec in profile.ops.items()
+                          for name in _INT_CAST.findall(_template_text(spec)))
     return TargetTraits(pricing=profile.pricing, ops=ops, keyless=keyless,
-                        source=profile.source)
+                        source=profile.source, variables=variables, int_casts=int_casts)
+
+
+_INT_CAST = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*):int\}")
+
+
+def _template_text(spec: OpSpec) -> str:
+    return " ".join([spec.path, json.dumps(spec.body), *spec.headers.values()])
 
 
 _SPENDS = frozenset({F.PURCHASE, F.TIP, F.CALL_CHARGE})

@@ -17,6 +17,7 @@ import random
 from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
 from typing import Literal
 
+from harness.checkers.refusals import BAD_INPUT_KEY
 from harness.model import DeliveryVariant, F, Op
 from harness.scenario import ScenarioParams, TargetTraits
 from harness.schedule import Batch, Settle, Step
@@ -177,12 +178,29 @@ class OpFactory:
         return self._op(F.TIP, {"sender": sender, "recipient": recipient,
                                 "amount_tokens": amount_tokens}, self._key_for(F.TIP, key))
 
-    def raw_tip(self, *, sender: str, recipient: str, amount: int | str,
-                key: str | None = None) -> Op:
-        """A tip as bad input would send it: any amount (negative, zero, text), to anyone
-        (the sender itself, a user the target never heard of). A correct target refuses it."""
-        return self._op(F.TIP, {"sender": sender, "recipient": recipient,
-                                "amount_tokens": amount}, self._key_for(F.TIP, key))
+    def bad_tip(self, *, sender: str, recipient: str, amount: int | str, why: str,
+                recipient_id: int | None = None) -> Op:
+        """A tip a correct target must refuse with a 4xx, marked ``bad_input = why``.
+
+        Any amount goes (negative, zero, past 64 bits, text), to anyone: the sender itself,
+        or, with ``recipient_id``, an id the target never gave out (sent as is).
+        """
+        value: dict[str, int | str | None] = {"sender": sender, "recipient": recipient,
+                                              "amount_tokens": amount, BAD_INPUT_KEY: why}
+        if recipient_id is not None:
+            value["recipient_id"] = recipient_id
+        return self._op(F.TIP, value, self._key_for(F.TIP, None))
+
+    def bad_charge(self, opened: Op, *, user: str, minute: int, why: str) -> Op:
+        """A charge of the call ``opened`` made, sent by another ``user``: to be refused."""
+        assert opened.f == F.CALL_OPEN, opened
+        assert user != opened.value["user"], user
+        value = opened.value
+        return self._op(F.CALL_CHARGE, {"user": user, "creator": value["creator"],
+                                        "call": value["call"], "minute": minute,
+                                        "amount_tokens": value["rate_tokens_per_minute"],
+                                        BAD_INPUT_KEY: why},
+                        self._key_for(F.CALL_CHARGE, None))
 
     def call_open(self, *, user: str, creator: str, rate_tokens_per_minute: int) -> Op:
         """Open a call of ``user`` with ``creator``; the op names a fresh logical call."""
