@@ -101,7 +101,9 @@ def bad_tips(ops: OpFactory, *, fan: str, creator: str) -> list[Op]:
                             "limit"),
         ]
     if target.sends(F.TIP, "recipient_id"):
-        tips.append(ops.bad_tip(sender=fan, recipient="nobody", amount=1,
+        # Named as the creator, so every account the op names is observed; sent to an id
+        # the service never gave out.
+        tips.append(ops.bad_tip(sender=fan, recipient=creator, amount=1,
                                 recipient_id=UNKNOWN_ID,
                                 why="a recipient the service never created"))
     return tips
