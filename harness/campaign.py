@@ -6,6 +6,12 @@ opens one target session and one provider client for the run, gives every scenar
 same run deadline, judges each scenario as it ends (``harness.judge``), and writes
 ``run.json``, ``junit.xml`` and ``index.html`` beside ``history.jsonl``.
 
+Every scenario is planned for the target first (``harness.scenario.traits_of``): what its
+profile cannot support is "not run for this target", the whole scenario or a part of it,
+recorded with the reason and never judged. With users from a file, the harness counts the
+fans and creators the run needs (each scenario takes users of its own) and refuses to
+start when the file holds too few.
+
 Before anything connects, every address of the run is validated and a remote one must be
 opted into (``harness.targets.address``); the first thing a run announces is the address
 it is about to load. The run's time bound (``Limits.run_duration_s_max``) starts when the
@@ -20,7 +26,8 @@ import os
 import secrets
 import shlex
 import time
-from collections.abc import AsyncIterator, Callable
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,6 +42,7 @@ from harness.provider.client import ProviderClient
 from harness.report.html import write_report
 from harness.report.junit import write_junit
 from harness.report.record import (
+    NotRunPart,
     RunRecord,
     ScenarioRecord,
     TargetInfo,
@@ -42,14 +50,18 @@ from harness.report.record import (
     write_run_json,
 )
 from harness.runner import Progress, run_scenario
-from harness.scenario import Scenario, ScenarioParams
+from harness.scenario import Scenario, ScenarioParams, traits_of
 from harness.stack import LocalStack, StackConfig
 from harness.targets.address import Address, check_remote_allowed, database_hosts, http_address
-from harness.targets.profile import Profile, SqlObserverSpec, load_profile
+from harness.targets.profile import FileProvisioning, Profile, SqlObserverSpec, load_profile
+from harness.targets.provisioning import load_users_file
 from harness.targets.session import TargetSession
 
 __all__ = ["Announce", "OnScenario", "RunOutcome", "RunPlan", "check_addresses",
-           "reproduce_command", "run_plan"]
+           "check_users_file", "plan_for_target", "reproduce_command", "run_plan",
+           "users_needed"]
+
+Run = tuple[Scenario, ScenarioParams]
 
 VERSION = "0.1.0"
 
@@ -119,6 +131,8 @@ async def run_plan(plan: RunPlan, *, progress: Progress | None = None,
     """
     profile = load_profile(plan.profile)
     check_addresses(plan, profile)
+    runs = plan_for_target(plan.runs, profile)
+    check_users_file(profile, runs)
     started_ns = time.time_ns()
     run_id = _run_id(started_ns)
     out_dir = plan.report_dir / run_id
@@ -130,28 +144,37 @@ async def run_plan(plan: RunPlan, *, progress: Progress | None = None,
         # The bound starts now, with the target up and healthy (see the module docstring).
         deadline_s = clock() + plan.limits.run_duration_s_max
         with HistoryWriter(history_path) as writer:
-            for scenario, params in plan.runs:
+            for scenario, params in runs:
+                reproduce = reproduce_command(plan, scenario.name, params, profile=profile)
+                whole = scenario.whole_not_run(params)
+                if whole is not None:
+                    records.append(ScenarioRecord(
+                        name=scenario.name, seed=params.seed, params=params.record(),
+                        started_ns=0, duration_s=0.0, ops_count=0, stats={}, verdicts={},
+                        reproduce=reproduce, not_run_reason=whole.reason))
+                    continue
                 scenario_started_ns = time.monotonic_ns()
                 result = await run_scenario(scenario, params, session=session,
                                             provider=provider, writer=writer,
                                             limits=plan.limits, progress=progress,
                                             deadline_s=deadline_s)
-                verdicts = judge(scenario, result, latency_ms_max=plan.limits.latency_ms_max)
+                verdicts = judge(scenario.adapted(params), result,
+                                 latency_ms_max=plan.limits.latency_ms_max)
                 performance = measure_latency(result.events,
                                               latency_ms_slow=plan.limits.latency_ms_slow,
                                               latency_ms_max=plan.limits.latency_ms_max)
                 records.append(ScenarioRecord(
-                    name=scenario.name, seed=params.seed,
-                    params={"seed": params.seed, "scale": params.scale,
-                            "concurrency": params.concurrency},
+                    name=scenario.name, seed=params.seed, params=params.record(),
                     started_ns=0, duration_s=(time.monotonic_ns() - scenario_started_ns) / 1e9,
                     ops_count=sum(1 for e in result.events if e.kind == "invoke"),
-                    stats=dict(result.stats), verdicts=verdicts,
-                    reproduce=reproduce_command(plan, scenario.name, params),
-                    performance=performance))
+                    stats=dict(result.stats), verdicts=verdicts, reproduce=reproduce,
+                    performance=performance,
+                    not_run=tuple(NotRunPart(part=part.part, reason=part.reason)
+                                  for part in scenario.not_run(params) if part.part)))
                 if on_scenario is not None:
                     on_scenario(records[-1])
-    valid = merge_validity(*(r.valid for r in records))
+    ran = [r.valid for r in records if r.not_run_reason is None]
+    valid = merge_validity(*ran) if ran else "unknown"  # nothing ran: nothing was judged
     exit_code = exit_code_for([valid])
     record = RunRecord(run_id=run_id, started_at=iso_utc(started_ns),
                        finished_at=iso_utc(time.time_ns()), tokenchaos_version=VERSION,
@@ -163,17 +186,98 @@ async def run_plan(plan: RunPlan, *, progress: Progress | None = None,
     return RunOutcome(record=record, report_dir=out_dir, exit_code=exit_code)
 
 
-def reproduce_command(plan: RunPlan, scenario: str, params: ScenarioParams) -> str:
-    """The one command that re-runs exactly this scenario with these parameters."""
+def plan_for_target(runs: Sequence[Run], profile: Profile) -> tuple[Run, ...]:
+    """Every run with its parameters set for the profile's target (prices, op kinds)."""
+    traits = traits_of(profile)
+    return tuple((scenario, params.for_target(traits)) for scenario, params in runs)
+
+
+def users_needed(runs: Sequence[Run]) -> Counter[str]:
+    """Fans and creators the runs need in all, each scenario taking users of its own
+    (a scenario not run for the target takes none)."""
+    needed: Counter[str] = Counter()
+    for scenario, params in runs:
+        if scenario.whole_not_run(params) is None:
+            needed.update(scenario.users(params).values())
+    return needed
+
+
+def check_users_file(profile: Profile, runs: Sequence[Run]) -> None:
+    """With users from a file, refuse a run that needs more than the file holds.
+
+    Raises:
+        UsageError: the file holds too few fans or creators (the message says how many it
+            holds and how many the run needs), or is missing or malformed.
+    """
+    spec = profile.provisioning
+    if not isinstance(spec, FileProvisioning):
+        return  # every scenario creates fresh users
+    if spec.users_file is None:
+        raise UsageError(f"profile {profile.source} takes users from a file: set "
+                         f"{spec.users_file_env} to a JSON file of existing users "
+                         '({"users": [{"id", "token", "kind"}, ...]})')
+    available = load_users_file(spec.users_file)
+    needed = users_needed(runs)
+    short = {kind: count for kind, count in sorted(needed.items())
+             if count > len(available.get(kind, ()))}
+    if short:
+        holds = ", ".join(f"{len(available.get(kind, ()))} {kind}s" for kind in sorted(needed))
+        needs = ", ".join(f"{needed[kind]} {kind}s" for kind in sorted(needed))
+        raise UsageError(
+            f"users file {spec.users_file} holds {holds}; this run of {len(runs)} scenario "
+            f"runs needs {needs} (each scenario takes users of its own, so balances never "
+            "carry over): add users to the file, or run fewer scenarios (--scenario) or a "
+            "smaller --scale")
+
+
+def reproduce_command(plan: RunPlan, scenario: str, params: ScenarioParams, *,
+                      profile: Profile | None = None,
+                      environ: Mapping[str, str] | None = None) -> str:
+    """The one command that re-runs exactly this scenario with these parameters.
+
+    It names every address the run was given (target, provider, remote hosts opted into)
+    and, for what is secret, the environment variable to set instead of the value:
+    ``--provider-key "$TOKENCHAOS_PROVIDER_KEY"``, ``--database-url "$..."``. A users file
+    named by an environment variable is set in front of the command.
+    """
+    environ = os.environ if environ is None else environ
     words = ["tokenchaos", "run", "--scenario", scenario, "--seed", str(params.seed),
              "--scale", str(params.scale), "--concurrency", str(params.concurrency)]
     if plan.profile != "reference" or not plan.local:
         words += ["--target", plan.profile]
+    if plan.target_url:
+        words += ["--target-url", plan.target_url]
+    if plan.provider_url:
+        words += ["--provider-url", plan.provider_url]
+    for host in plan.allowed_hosts:
+        words += ["--allow-remote", host]
     for flaw in plan.flaws:
         words += ["--flaw", flaw]
     if plan.limits.latency_ms_max is not None:  # a slow_op only reproduces under its bound
         words += ["--latency-bound-ms", str(plan.limits.latency_ms_max)]
-    return shlex.join(words)
+    command = shlex.join(words)
+    if plan.provider_url:  # the key itself is never printed
+        command += ' --provider-key "$TOKENCHAOS_PROVIDER_KEY"'
+    if plan.database_url:
+        command += f' --database-url "${_database_env(profile)}"'
+    return _users_file_prefix(profile, environ) + command
+
+
+def _database_env(profile: Profile | None) -> str:
+    observer = None if profile is None else profile.observer
+    if isinstance(observer, SqlObserverSpec) and observer.database_url_env:
+        return observer.database_url_env
+    return "TOKENCHAOS_TARGET_DATABASE_URL"
+
+
+def _users_file_prefix(profile: Profile | None, environ: Mapping[str, str]) -> str:
+    """``NAME=path `` when the users file came from the environment, else nothing."""
+    spec = None if profile is None else profile.provisioning
+    if not isinstance(spec, FileProvisioning) or not spec.users_file_env:
+        return ""
+    if not environ.get(spec.users_file_env) or spec.users_file is None:
+        return ""
+    return f"{spec.users_file_env}={shlex.quote(str(spec.users_file))} "
 
 
 def check_addresses(plan: RunPlan, profile: Profile) -> tuple[Address, ...]:

@@ -796,6 +796,8 @@ def _print_outcome(record: RunRecord, report_dir: Path, *, details: bool = True)
     from rich.markup import escape
     from rich.table import Table
 
+    from harness.runner import not_sent_summary
+
     console = Console(stderr=False, highlight=False)
     findings = [f for f in map(_credit_finding, record.scenarios) if f is not None]
     if findings:
@@ -805,11 +807,17 @@ def _print_outcome(record: RunRecord, report_dir: Path, *, details: bool = True)
     table.add_column("scenario")
     table.add_column("verdict")
     table.add_column("checkers that did not hold")
+    table.add_column("ops not sent")
     for scenario in record.scenarios:
+        if not scenario.ran:
+            table.add_row(scenario.name, "not run", "-", "-")
+            continue
         bad = [f"{name} ({_word(v.valid)})" for name, v in scenario.verdicts.items()
                if v.valid is not True]
-        table.add_row(scenario.name, _word(scenario.valid), ", ".join(bad) or "-")
+        table.add_row(scenario.name, _word(scenario.valid), ", ".join(bad) or "-",
+                      not_sent_summary(scenario.stats))
     console.print(table)
+    _print_not_run(console, record)
     for scenario in record.scenarios:
         if scenario.valid is True:
             continue
@@ -820,6 +828,27 @@ def _print_outcome(record: RunRecord, report_dir: Path, *, details: bool = True)
                           f"reproduce: {scenario.reproduce}", markup=False, soft_wrap=True)
     _print_performance(console, record)
     console.print(f"\nverdict: {_word(record.valid)}; report: {report_dir / 'index.html'}")
+
+
+def _not_run_lines(record: RunRecord) -> list[str]:
+    """One line per scenario, or part of one, not run for this target, with the reason."""
+    lines: list[str] = []
+    for scenario in record.scenarios:
+        if scenario.not_run_reason is not None:
+            lines.append(f"{scenario.name} ({scenario.not_run_reason})")
+        lines.extend(f"{scenario.name}: {part.part} ({part.reason})"
+                     for part in scenario.not_run)
+    return lines
+
+
+def _print_not_run(console: Console, record: RunRecord) -> None:
+    lines = _not_run_lines(record)
+    if not lines:
+        return
+    console.print("\nnot run for this target (what its profile declares it cannot do; "
+                  "not tested, not judged):", markup=False)
+    for line in lines:
+        console.print(f"  {line}", markup=False)
 
 
 def _print_performance(console: Console, record: RunRecord) -> None:

@@ -46,7 +46,7 @@ from harness.protocol import (
     op_flow,
 )
 from harness.provider.policy import DeliveryPolicy
-from harness.scenario import Scenario, ScenarioParams
+from harness.scenario import Scenario, ScenarioParams, traits_of
 from harness.schedule import Batch, Pause, SetPolicy, Settle, Step
 from harness.targets.http_async import drive_async
 from harness.targets.session import TargetSession
@@ -60,6 +60,7 @@ __all__ = [
     "ScenarioResult",
     "TargetSession",
     "make_progress",
+    "not_sent_summary",
     "run_scenario",
 ]
 
@@ -110,6 +111,8 @@ async def run_scenario(scenario: Scenario, params: ScenarioParams, *, session: T
     """
     deadline = time.monotonic() + limits.run_duration_s_max if deadline_s is None \
         else deadline_s
+    # The scenario draws its amounts and leaves out parts by what this target offers.
+    params = params.for_target(traits_of(session.profile))
     execution = _Execution(scenario, params, session=session, provider=provider,
                            writer=writer, limits=limits, progress=progress, deadline_s=deadline)
     return await execution.run()
@@ -162,7 +165,7 @@ class _Execution:
         self.resolver.users.update(credentials)
         target_ids = {name: credentials[name].target_id for name in users}
         self.writer.begin(name=self.scenario.name, seed=self.params.seed,
-                          params=dataclasses.asdict(self.params), users=users,
+                          params=self.params.record(), users=users,
                           target_ids=target_ids)
         try:
             return await self._run_begun(users, target_ids)
@@ -188,7 +191,7 @@ class _Execution:
         if self.progress is not None:
             self.progress.scenario_finished(self.scenario.name, stats=stats)
         return ScenarioRun(name=self.scenario.name, seed=self.params.seed,
-                           params=dataclasses.asdict(self.params), users=users,
+                           params=self.params.record(), users=users,
                            target_ids=target_ids, history=self.history, initial=initial,
                            observation=observation, truth=truth, stats=stats, complete=True)
 
@@ -397,6 +400,26 @@ def _scenario_truth(truth: ProviderTruth, history: Sequence[Event]) -> ProviderT
     return dataclasses.replace(truth, intents=intents)
 
 
+def not_sent_summary(stats: Mapping[str, int | str]) -> str:
+    """How many ops were never sent, and why, from a scenario's stats (as run.json has them).
+
+    ``ops_skipped_count``: their referent never got an id (its purchase or call failed);
+    ``ops_unsupported_count``: the run or the profile offers no way to send that op kind.
+    """
+    skipped = _count(stats, "ops_skipped_count")
+    unsupported = _count(stats, "ops_unsupported_count")
+    text = f"{skipped + unsupported} skipped"
+    if skipped or unsupported:
+        text += (f" ({skipped} whose referent failed, {unsupported} the profile or run has no "
+                 "way to send)")
+    return text
+
+
+def _count(stats: Mapping[str, int | str], key: str) -> int:
+    value = stats.get(key, 0)
+    return value if isinstance(value, int) else 0
+
+
 def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
     """The first real exception in a task group's failure, preferring our own errors."""
     leaves: list[BaseException] = []
@@ -473,7 +496,7 @@ class PlainProgress:
 
     def scenario_finished(self, name: str, *, stats: Mapping[str, int | str]) -> None:
         self._line(f"scenario {name}: done in {stats.get('duration_ms', 0)} ms, "
-                   f"{self._summary()}, {stats.get('ops_skipped_count', 0)} skipped")
+                   f"{self._summary()}, {not_sent_summary(stats)}")
 
     def _summary(self) -> str:
         return ", ".join(f"{self._counts[kind]} {kind}" for kind in ("ok", "fail", "info"))

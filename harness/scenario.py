@@ -3,33 +3,148 @@
 Scenario modules under ``scenarios/`` each define one ``SCENARIO``, as Jepsen's bank.clj
 defines one workload. Generators are pure functions of a ``random.Random`` and the
 parameters: nothing runs at import, nothing uses the global ``random`` or a clock.
+
+The parameters carry what a scenario must know of its target (``TargetTraits``): the
+packages it sells and which op kinds it offers, with or without an idempotency key. A
+scenario draws its amounts from the first and leaves out what the second rules out; what
+it leaves out it declares (``Scenario.not_run``), so the run reports it as "not run for
+this target" instead of judging it or pretending it held.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import random
+import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
+from harness.model import TARGET_FS, F
 from harness.schedule import Step
+from harness.targets.pricing import REFERENCE_PRICING, Pricing
 
-__all__ = ["Scenario", "ScenarioParams", "StepGenerator"]
+if TYPE_CHECKING:
+    from harness.targets.profile import OpSpec, Profile
+
+__all__ = ["NotRun", "Scenario", "ScenarioParams", "StepGenerator", "TargetTraits",
+           "traits_of"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TargetTraits:
+    """What scenarios need to know of a target: its prices and the op kinds it offers.
+
+    The default is the reference service: every op kind, every spend keyed.
+    """
+
+    pricing: Pricing = REFERENCE_PRICING
+    ops: frozenset[F] = TARGET_FS  # op kinds the profile has an [ops.<kind>] for
+    keyless: frozenset[F] = frozenset()  # of those, the ones that carry no idempotency key
+    source: str = "reference.toml"  # the profile's file, for reasons
+    # (op kind, template variable) pairs the profile's templates use, and those it casts
+    # with :int; None: every variable, none cast (what the reference profile needs).
+    variables: frozenset[tuple[F, str]] | None = None
+    int_casts: frozenset[tuple[F, str]] = frozenset()
+
+    def offers(self, f: F) -> bool:
+        """Whether the target has this op kind at all."""
+        return f in self.ops
+
+    def keyed(self, f: F) -> bool:
+        """Whether the target has this op kind and it carries an idempotency key."""
+        return f in self.ops and f not in self.keyless
+
+    def sends(self, f: F, variable: str) -> bool:
+        """Whether the profile's templates of ``f`` send ``variable`` (as any type)."""
+        return f in self.ops and (self.variables is None or (f, variable) in self.variables)
+
+    def sends_text(self, f: F, variable: str) -> bool:
+        """Whether ``variable`` may hold text in ``f``'s request (it is not cast to int)."""
+        return self.sends(f, variable) and (f, variable) not in self.int_casts
+
+    def missing_reason(self, f: F) -> str:
+        """Why an op kind the scenario needs is not sent, in the profile's words."""
+        assert f not in self.ops, f
+        return f"the profile {self.source} has no [ops.{f.value}]"
+
+    def keyless_reason(self, f: F) -> str:
+        """Why same-key retries of an op kind are not sent, in the profile's words."""
+        assert f in self.keyless, f
+        return (f"{_PLURALS.get(f, f.value)} carry no idempotency key: [ops.{f.value}] "
+                f'idempotency = "none" in {self.source}')
+
+
+_PLURALS = {F.TIP: "tips", F.PURCHASE: "purchases", F.CALL_CHARGE: "call charges",
+            F.CALL_OPEN: "call openings", F.CALL_END: "call endings"}
+
+
+def traits_of(profile: Profile) -> TargetTraits:
+    """The traits of the target a profile describes."""
+    ops = frozenset(profile.ops) & TARGET_FS
+    keyless = frozenset(f for f, spec in profile.ops.items()
+                        if f in _SPENDS and not spec.idempotent)
+    variables = frozenset((f, name) for f, spec in profile.ops.items()
+                          for name in spec.variables)
+    int_casts = frozenset((f, name) for f, spec in profile.ops.items()
+                          for name in _INT_CAST.findall(_template_text(spec)))
+    return TargetTraits(pricing=profile.pricing, ops=ops, keyless=keyless,
+                        source=profile.source, variables=variables, int_casts=int_casts)
+
+
+_INT_CAST = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*):int\}")
+
+
+def _template_text(spec: OpSpec) -> str:
+    return " ".join([spec.path, json.dumps(spec.body), *spec.headers.values()])
+
+
+_SPENDS = frozenset({F.PURCHASE, F.TIP, F.CALL_CHARGE})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ScenarioParams:
-    """Size knobs every scenario reads; suites scale them."""
+    """Size knobs every scenario reads; suites scale them. ``target`` is set per run."""
 
     seed: int = 0
     scale: int = 1  # smoke = 1; full multiplies the counts
     concurrency: int = 16  # ops per concurrent batch, where the scenario fans out
+    target: TargetTraits = field(default_factory=TargetTraits)
 
     def __post_init__(self) -> None:
         assert self.scale >= 1
         assert self.concurrency >= 1
 
+    def for_target(self, traits: TargetTraits) -> ScenarioParams:
+        """The same parameters for a run against a target with ``traits``."""
+        return dataclasses.replace(self, target=traits)
+
+    def record(self) -> dict[str, int]:
+        """The knobs as JSON values, for the history and run.json (the target is there)."""
+        return {"seed": self.seed, "scale": self.scale, "concurrency": self.concurrency}
+
 
 StepGenerator = Callable[[random.Random, ScenarioParams], Iterator[Step]]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NotRun:
+    """A part of a scenario not run for this target, and why (or the whole: ``part`` None).
+
+    ``provokes`` and ``checkers`` are what only that part provokes or needs: they are left
+    out of the judgement, so the run never calls them ``unknown`` for want of the part.
+    """
+
+    part: str | None  # "tip retries with the same key"; None: the whole scenario
+    reason: str  # 'tips carry no idempotency key: [ops.tip] idempotency = "none"'
+    provokes: tuple[str, ...] = ()
+    checkers: tuple[str, ...] = ()
+
+
+def _nothing_left_out(params: ScenarioParams) -> tuple[NotRun, ...]:
+    del params
+    return ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -43,3 +158,18 @@ class Scenario:
     checkers: tuple[str, ...]  # names in harness.checkers.CHECKERS expected to hold
     provokes: tuple[str, ...] = ()  # coverage tags that must happen at least once
     extra: Mapping[str, int | str] = field(default_factory=dict)
+    # The parts the generator leaves out for a target: the same pure function of params.
+    not_run: Callable[[ScenarioParams], tuple[NotRun, ...]] = _nothing_left_out
+
+    def adapted(self, params: ScenarioParams) -> Scenario:
+        """This scenario as judged for ``params``' target: what it left out is not judged."""
+        left_out = self.not_run(params)
+        provokes = {tag for part in left_out for tag in part.provokes}
+        checkers = {name for part in left_out for name in part.checkers}
+        return dataclasses.replace(
+            self, provokes=tuple(t for t in self.provokes if t not in provokes),
+            checkers=tuple(c for c in self.checkers if c not in checkers))
+
+    def whole_not_run(self, params: ScenarioParams) -> NotRun | None:
+        """Why none of this scenario can run against ``params``' target, or None."""
+        return next((part for part in self.not_run(params) if part.part is None), None)

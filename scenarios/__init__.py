@@ -11,11 +11,13 @@ from __future__ import annotations
 from harness.errors import UsageError
 from harness.scenario import Scenario, ScenarioParams
 from scenarios import (
+    bad_input,
     concurrent_tips,
     dispute,
     duplicate_purchase,
     forged_webhooks,
     hot_creator,
+    key_collision,
     mid_call_refund,
     mixed_chaos,
     parallel_spend,
@@ -47,6 +49,8 @@ _IN_DESIGN_ORDER = (
     retry_storm.SCENARIO,
     forged_webhooks.SCENARIO,
     mixed_chaos.SCENARIO,
+    bad_input.SCENARIO,
+    key_collision.SCENARIO,
 )
 
 SCENARIOS: dict[str, Scenario] = {scenario.name: scenario for scenario in _IN_DESIGN_ORDER}

@@ -58,7 +58,7 @@ def tip_pairs(rng: random.Random, ops: OpFactory, *, fans: list[str], creators: 
 
 def generate(rng: random.Random, params: ScenarioParams) -> Iterator[Step]:
     """Fund every fan, then rounds of paired tips with a few reads mixed in."""
-    ops = OpFactory(scenario=NAME, seed=params.seed)
+    ops = OpFactory.of(NAME, params)
     roles = users(params)
     fans, creators = fans_of(roles), creators_of(roles)
     # A burst fills the runner's window: pairs of tips plus the reads.

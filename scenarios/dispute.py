@@ -52,7 +52,7 @@ def users(params: ScenarioParams) -> Mapping[str, str]:
 
 def generate(rng: random.Random, params: ScenarioParams) -> Iterator[Step]:
     """Fund, spend, open the disputes, try to spend, close them, spend again."""
-    ops = OpFactory(scenario=NAME, seed=params.seed)
+    ops = OpFactory.of(NAME, params)
     roles = users(params)
     fans, creators = fans_of(roles), creators_of(roles)
     story_of = {fan: STORIES[index % len(STORIES)] for index, fan in enumerate(fans)}

@@ -15,13 +15,12 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator, Mapping
 
-from harness.model import Op
+from harness.model import F, Op
 from harness.provider.policy import DeliveryPolicy
-from harness.scenario import Scenario, ScenarioParams
+from harness.scenario import NotRun, Scenario, ScenarioParams
 from harness.schedule import Batch, SetPolicy, Settle, Step
 from scenarios._common import (
     BASE_CHECKERS,
-    PACKAGES_TOKENS,
     OpFactory,
     creators_of,
     fans_of,
@@ -30,12 +29,12 @@ from scenarios._common import (
     roster,
 )
 
-__all__ = ["SCENARIO", "double_submit", "generate", "users"]
+__all__ = ["SCENARIO", "double_submit", "generate", "not_run", "users"]
 
 NAME = "duplicate-purchase"
 DUPLICATES_COUNT = 2
 FANS_PER_SCALE_COUNT = 4
-PACKAGE_CHOICES_TOKENS = PACKAGES_TOKENS[:3]  # 100, 500, 1000
+PACKAGE_CHOICES_COUNT = 3  # the target's three smallest packages (100, 500, 1000 tokens)
 SECOND_PACKAGE_TOKENS = 500
 TIP_TOKENS = 50
 
@@ -45,15 +44,28 @@ def users(params: ScenarioParams) -> Mapping[str, str]:
     return roster(fans=FANS_PER_SCALE_COUNT * params.scale, creators=1)
 
 
-def double_submit(rng: random.Random, ops: OpFactory, *, fan: str) -> tuple[Op, Op]:
-    """A purchase and its exact copy (same key, same body), to send at once."""
-    first = ops.purchase(user=fan, amount_tokens=rng.choice(PACKAGE_CHOICES_TOKENS))
-    return first, ops.again(first)
+def not_run(params: ScenarioParams) -> tuple[NotRun, ...]:
+    """Without a key on purchases, no copy is sent: only the tripled webhooks are tested."""
+    target = params.target
+    if target.keyed(F.PURCHASE):
+        return ()
+    return (NotRun(part="purchases submitted twice with one key",
+                   reason=target.keyless_reason(F.PURCHASE),
+                   provokes=("idempotent_replay", "retry_with_same_key"),
+                   checkers=("idempotency",)),)
+
+
+def double_submit(rng: random.Random, ops: OpFactory, *, fan: str) -> tuple[Op, ...]:
+    """A purchase and its exact copy (same key, same body), to send at once; the purchase
+    alone where purchases carry no key."""
+    choices = ops.target.pricing.packages[:PACKAGE_CHOICES_COUNT]
+    first = ops.purchase(user=fan, amount_tokens=rng.choice(choices).tokens)
+    return (first, ops.again(first)) if ops.keyed(F.PURCHASE) else (first,)
 
 
 def generate(rng: random.Random, params: ScenarioParams) -> Iterator[Step]:
     """Double submits, a late retry, two honest purchases of one package, then tips."""
-    ops = OpFactory(scenario=NAME, seed=params.seed)
+    ops = OpFactory.of(NAME, params)
     roles = users(params)
     fans, creator = fans_of(roles), creators_of(roles)[0]
     yield SetPolicy(policy=DeliveryPolicy(duplicates_count=DUPLICATES_COUNT,
@@ -61,10 +73,12 @@ def generate(rng: random.Random, params: ScenarioParams) -> Iterator[Step]:
     pairs = [double_submit(rng, ops, fan=fan) for fan in fans]
     yield Batch(ops=tuple(op for pair in pairs for op in pair))
     yield Settle()
-    # The same request once more, after both copies answered: the same intent, no credit.
-    yield Batch(ops=tuple(ops.again(first) for first, _ in pairs))
+    if ops.keyed(F.PURCHASE):
+        # The same request once more, after both copies answered: the same intent, no credit.
+        yield Batch(ops=tuple(ops.again(pair[0]) for pair in pairs))
     # Two purchases of the same package with two keys are two payments: both credit.
-    honest = [ops.purchase(user=fan, amount_tokens=SECOND_PACKAGE_TOKENS)
+    second = ops.package_for(SECOND_PACKAGE_TOKENS)
+    honest = [ops.purchase(user=fan, amount_tokens=second.tokens)
               for fan in fans for _ in range(2)]
     yield Batch(ops=tuple(honest))
     yield Settle()
@@ -82,4 +96,5 @@ SCENARIO = Scenario(
     checkers=(*BASE_CHECKERS, "idempotency"),
     provokes=("duplicate_delivery_absorbed", "idempotent_replay", "retry_with_same_key",
               "tip_succeeded"),
+    not_run=not_run,
 )

@@ -74,14 +74,14 @@ def forgeries(rng: random.Random, ops: OpFactory, *, paid: list[Op],
 
 def generate(rng: random.Random, params: ScenarioParams) -> Iterator[Step]:
     """Fund under a forging policy, leave 3-D Secure purchases unpaid, post forgeries."""
-    ops = OpFactory(scenario=NAME, seed=params.seed)
+    ops = OpFactory.of(NAME, params)
     roles = users(params)
     fans, creator = fans_of(roles), creators_of(roles)[0]
     yield SetPolicy(policy=DeliveryPolicy(forgeries=POLICY_FORGERIES, stale_count=1,
                                           seed=policy_seed(rng)))
     funded = yield from fund(ops, fans, FUND_TOKENS)
     # Answered requires_action and never authenticated: these must never credit.
-    unpaid = [ops.purchase(user=fan, amount_tokens=UNPAID_TOKENS,
+    unpaid = [ops.purchase(user=fan, amount_tokens=ops.package_for(UNPAID_TOKENS).tokens,
                            payment_method=PM_THREE_D_SECURE) for fan in fans]
     yield Batch(ops=tuple(unpaid))
     yield Settle()

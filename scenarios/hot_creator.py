@@ -58,7 +58,7 @@ def stampede(rng: random.Random, ops: OpFactory, *, fans: list[str], hot: str) -
 
 def generate(rng: random.Random, params: ScenarioParams) -> Iterator[Step]:
     """Fund every fan with 100 tokens, then three stampedes on the hot creator."""
-    ops = OpFactory(scenario=NAME, seed=params.seed)
+    ops = OpFactory.of(NAME, params)
     roles = users(params)
     fans, creators = fans_of(roles), creators_of(roles)
     hot, other = creators[0], creators[1]

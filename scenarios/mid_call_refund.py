@@ -16,9 +16,9 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator, Mapping
 
-from harness.model import Op
+from harness.model import F, Op
 from harness.provider.policy import DeliveryPolicy
-from harness.scenario import Scenario, ScenarioParams
+from harness.scenario import NotRun, Scenario, ScenarioParams
 from harness.schedule import Batch, SetPolicy, Settle, Step
 from scenarios._common import (
     BASE_CHECKERS,
@@ -29,9 +29,10 @@ from scenarios._common import (
     fund,
     policy_seed,
     roster,
+    scaled,
 )
 
-__all__ = ["SCENARIO", "generate", "minute_burst", "users"]
+__all__ = ["SCENARIO", "generate", "minute_burst", "not_run", "users"]
 
 NAME = "mid-call-refund"
 FANS_PER_SCALE_COUNT = 2
@@ -49,6 +50,25 @@ def users(params: ScenarioParams) -> Mapping[str, str]:
     return roster(fans=FANS_PER_SCALE_COUNT * params.scale + 1, creators=1)
 
 
+def not_run(params: ScenarioParams) -> tuple[NotRun, ...]:
+    """No call charges: nothing to run. No key on them: no same-key retries. No end: no
+    charge after the end."""
+    target = params.target
+    if not target.offers(F.CALL_CHARGE):
+        return (NotRun(part=None, reason=target.missing_reason(F.CALL_CHARGE)),)
+    parts: list[NotRun] = []
+    if not target.keyed(F.CALL_CHARGE):
+        parts.append(NotRun(part="call charges retried with the same key",
+                            reason=target.keyless_reason(F.CALL_CHARGE),
+                            provokes=("retry_with_same_key", "idempotent_replay"),
+                            checkers=("idempotency",)))
+    if not target.offers(F.CALL_END):
+        parts.append(NotRun(part="a charge after the call ended",
+                            reason=target.missing_reason(F.CALL_END),
+                            provokes=("charge_after_end_rejected",)))
+    return tuple(parts)
+
+
 def minute_burst(rng: random.Random, ops: OpFactory, *, opened: Op,
                  first_minute: int) -> list[Op]:
     """Consecutive minutes charged at once, one of them sent twice with two keys and one
@@ -59,30 +79,33 @@ def minute_burst(rng: random.Random, ops: OpFactory, *, opened: Op,
     twice_minute = twice.value["minute"]
     assert isinstance(twice_minute, int)
     burst.append(ops.call_charge(opened, minute=twice_minute))  # another key, same minute
-    burst.append(ops.again(retried))  # the same key and body
+    if ops.keyed(F.CALL_CHARGE):
+        burst.append(ops.again(retried))  # the same key and body
     rng.shuffle(burst)
     return burst
 
 
 def generate(rng: random.Random, params: ScenarioParams) -> Iterator[Step]:
     """Fund, open calls, charge bursts, refund mid-call, charge past the funds and end."""
-    ops = OpFactory(scenario=NAME, seed=params.seed)
+    ops = OpFactory.of(NAME, params)
     roles = users(params)
     fans, creator = fans_of(roles), creators_of(roles)[0]
     callers, ender = fans[:-1], fans[-1]
     yield SetPolicy(policy=DeliveryPolicy(seed=policy_seed(rng)))
     funded = yield from fund(ops, fans, FUND_TOKENS)
-    calls = {fan: ops.call_open(user=fan, creator=creator,
-                                rate_tokens_per_minute=rng.randint(RATE_TOKENS_MIN,
-                                                                   RATE_TOKENS_MAX))
+    funded_tokens = ops.package_of(funded[fans[0]]).minted_tokens
+    calls = {fan: ops.call_open(user=fan, creator=creator, rate_tokens_per_minute=scaled(
+                 rng.randint(RATE_TOKENS_MIN, RATE_TOKENS_MAX), funded_tokens=funded_tokens,
+                 nominal_tokens=FUND_TOKENS))
              for fan in fans}
-    yield Batch(ops=tuple(calls.values()))
+    if ops.target.offers(F.CALL_OPEN):
+        yield Batch(ops=tuple(calls.values()))
     minute = 1
     for burst_index in range(BURSTS_BEFORE_REFUND_COUNT):
         burst = [op for fan in callers
                  for op in minute_burst(rng, ops, opened=calls[fan], first_minute=minute)]
         yield Batch(ops=tuple(burst))
-        if burst_index == 0:
+        if burst_index == 0 and ops.keyed(F.CALL_CHARGE):
             # A late retry, after the original answered: the same answer, charged once.
             yield Batch(ops=(ops.again(rng.choice(burst)),))
         minute += MINUTES_PER_BURST_COUNT
@@ -105,6 +128,8 @@ def _short_call(ops: OpFactory, opened: Op) -> Iterator[Step]:
     """A call charged for two minutes, ended by the fan, then charged once more."""
     for minute in range(1, SHORT_CALL_MINUTES_COUNT + 1):
         yield Batch(ops=(ops.call_charge(opened, minute=minute),))
+    if not ops.target.offers(F.CALL_END):
+        return
     yield Batch(ops=(ops.call_end(opened),))
     yield Batch(ops=(ops.call_charge(opened, minute=SHORT_CALL_MINUTES_COUNT + 1),))
 
@@ -118,4 +143,5 @@ SCENARIO = Scenario(
     provokes=("call_charged", "duplicate_minute_absorbed", "refund_mid_call",
               "refund_into_debt", "call_ended_for_funds", "charge_after_end_rejected",
               "retry_with_same_key", "idempotent_replay"),
+    not_run=not_run,
 )

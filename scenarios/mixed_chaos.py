@@ -16,9 +16,9 @@ import random
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
-from harness.model import DeliveryVariant, Op
+from harness.model import DeliveryVariant, F, Op
 from harness.provider.policy import DeliveryPolicy
-from harness.scenario import Scenario, ScenarioParams
+from harness.scenario import NotRun, Scenario, ScenarioParams
 from harness.schedule import Batch, Pause, SetPolicy, Settle, Step
 from scenarios._common import (
     BASE_CHECKERS,
@@ -29,12 +29,11 @@ from scenarios._common import (
     fans_of,
     finish,
     fund,
-    package_cents,
     policy_seed,
     roster,
 )
 
-__all__ = ["MOVES", "SCENARIO", "chaotic_policy", "generate", "users"]
+__all__ = ["MOVES", "SCENARIO", "chaotic_policy", "generate", "not_run", "users"]
 
 NAME = "mixed-chaos"
 FANS_PER_SCALE_COUNT = 4
@@ -97,7 +96,9 @@ def mutual_tips(world: _World) -> list[Op]:
 
 
 def retry_storm(world: _World) -> list[Op]:
-    """One tip sent three times at once with one key."""
+    """One tip sent three times at once with one key (a spend race where tips carry none)."""
+    if not world.ops.keyed(F.TIP):
+        return spend_race(world)
     original = world.tip(world.rng.choice(world.fans), world.rng.choice(world.creators))
     return [original, world.ops.again(original), world.ops.again(original)]
 
@@ -109,7 +110,7 @@ def partial_refund(world: _World) -> list[Op]:
         return spend_race(world)
     name = world.rng.choice(names)
     cents_max = min(world.refundable_cents[name],
-                    _price_cents(world.purchases[name]) * REFUND_SHARE_PERCENT_MAX // 100)
+                    world.ops.price_cents(world.purchases[name]) * REFUND_SHARE_PERCENT_MAX // 100)
     cents = world.rng.randint(1, cents_max)
     world.refundable_cents[name] -= cents
     return [world.ops.refund(world.purchases[name], amount_cents=cents)]
@@ -118,7 +119,7 @@ def partial_refund(world: _World) -> list[Op]:
 def dispute(world: _World) -> list[Op]:
     """Open a dispute on an untouched purchase; it is closed, won or lost, before the end."""
     names = sorted(name for name, cents in world.refundable_cents.items()
-                   if cents == _price_cents(world.purchases[name]))
+                   if cents == world.ops.price_cents(world.purchases[name]))
     if not names:
         return spend_race(world)
     name = world.rng.choice(names)
@@ -130,8 +131,13 @@ def dispute(world: _World) -> list[Op]:
 
 def call_burst(world: _World) -> list[Op]:
     """Open a call, or charge three minutes of an open one with one minute sent twice."""
+    if not world.ops.target.offers(F.CALL_CHARGE):
+        return spend_race(world)
     if not world.calls or world.rng.random() < 0.3:
-        return [_open_call(world)]
+        opened = _open_call(world)
+        if world.ops.target.offers(F.CALL_OPEN):
+            return [opened]
+        return _charge_minutes(world, len(world.calls) - 1)  # a call the target never opens
     return _charge_minutes(world, world.rng.randrange(len(world.calls)))
 
 
@@ -166,7 +172,7 @@ MOVES: dict[str, Move] = {
 
 def generate(rng: random.Random, params: ScenarioParams) -> Iterator[Step]:
     """Fund under chaos, play the opening, then seeded moves; close disputes; finish."""
-    ops = OpFactory(scenario=NAME, seed=params.seed)
+    ops = OpFactory.of(NAME, params)
     roles = users(params)
     world = _World(rng=rng, ops=ops, fans=fans_of(roles), creators=creators_of(roles))
     yield SetPolicy(policy=chaotic_policy(rng))
@@ -176,7 +182,7 @@ def generate(rng: random.Random, params: ScenarioParams) -> Iterator[Step]:
         for purchase in bought.values():
             name = str(purchase.value["purchase"])
             world.purchases[name] = purchase
-            world.refundable_cents[name] = _price_cents(purchase)
+            world.refundable_cents[name] = ops.price_cents(purchase)
     yield from _opening(world)
     names = sorted(MOVES)
     for _ in range(MOVES_PER_SCALE_COUNT * params.scale):
@@ -191,12 +197,16 @@ def generate(rng: random.Random, params: ScenarioParams) -> Iterator[Step]:
 
 def _opening(world: _World) -> Iterator[Step]:
     """The moves every seed plays first, so what the scenario provokes surely happens."""
-    storm = retry_storm(world)
-    yield Batch(ops=tuple(storm))
-    yield Batch(ops=(world.ops.again(storm[0]),))  # a late retry: the same answer
+    if world.ops.keyed(F.TIP):
+        storm = retry_storm(world)
+        yield Batch(ops=tuple(storm))
+        yield Batch(ops=(world.ops.again(storm[0]),))  # a late retry: the same answer
     yield Batch(ops=tuple(spend_race(world) + mutual_tips(world)))
-    yield Batch(ops=(_open_call(world),))
-    yield Batch(ops=tuple(_charge_minutes(world, 0)))
+    if world.ops.target.offers(F.CALL_CHARGE):
+        opened = _open_call(world)
+        if world.ops.target.offers(F.CALL_OPEN):
+            yield Batch(ops=(opened,))
+        yield Batch(ops=tuple(_charge_minutes(world, 0)))
     yield Batch(ops=tuple(forgery(world)))
 
 
@@ -218,10 +228,19 @@ def _charge_minutes(world: _World, call_index: int) -> list[Op]:
     return burst
 
 
-def _price_cents(purchase: Op) -> int:
-    amount_tokens = purchase.value["amount_tokens"]
-    assert isinstance(amount_tokens, int)
-    return package_cents(amount_tokens)
+def not_run(params: ScenarioParams) -> tuple[NotRun, ...]:
+    """Tip storms need keyed tips; call moves need call charges."""
+    target = params.target
+    parts: list[NotRun] = []
+    if not target.keyed(F.TIP):
+        parts.append(NotRun(part="tips retried with the same key",
+                            reason=target.keyless_reason(F.TIP) if target.offers(F.TIP)
+                            else target.missing_reason(F.TIP),
+                            provokes=("retry_with_same_key", "idempotent_replay")))
+    if not target.offers(F.CALL_CHARGE):
+        parts.append(NotRun(part="call charges", reason=target.missing_reason(F.CALL_CHARGE),
+                            provokes=("call_charged",), checkers=("calls",)))
+    return tuple(parts)
 
 
 SCENARIO = Scenario(
@@ -234,4 +253,5 @@ SCENARIO = Scenario(
     provokes=("tip_succeeded", "spend_race", "mutual_tips", "retry_with_same_key",
               "idempotent_replay", "call_charged", "duplicate_delivery_absorbed",
               "replay_absorbed", "stale_rejected", "forgery_rejected"),
+    not_run=not_run,
 )

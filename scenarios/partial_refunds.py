@@ -25,7 +25,6 @@ from scenarios._common import (
     fans_of,
     finish,
     fund,
-    package_cents,
     policy_seed,
     roster,
 )
@@ -53,9 +52,7 @@ def partial_round(rng: random.Random, ops: OpFactory, purchases: list[Op]) -> li
     """One partial refund of each purchase, of a seeded number of cents."""
     refunds = []
     for purchase in purchases:
-        amount_tokens = purchase.value["amount_tokens"]
-        assert isinstance(amount_tokens, int)
-        price_cents = package_cents(amount_tokens)
+        price_cents = ops.price_cents(purchase)
         cents = rng.randint(price_cents * ROUND_SHARE_PERCENT_MIN // 100,
                             price_cents * ROUND_SHARE_PERCENT_MAX // 100)
         refunds.append(ops.refund(purchase, amount_cents=cents))
@@ -65,12 +62,13 @@ def partial_round(rng: random.Random, ops: OpFactory, purchases: list[Op]) -> li
 
 def generate(rng: random.Random, params: ScenarioParams) -> Iterator[Step]:
     """Fund (plus one bonus package), three rounds of partial refunds and tips, the rest."""
-    ops = OpFactory(scenario=NAME, seed=params.seed)
+    ops = OpFactory.of(NAME, params)
     roles = users(params)
     fans, creator = fans_of(roles), creators_of(roles)[0]
     yield SetPolicy(policy=DeliveryPolicy(seed=policy_seed(rng)))
     funded = yield from fund(ops, fans, FUND_TOKENS)
-    bonus = yield from fund(ops, [rng.choice(fans)], BONUS_PACKAGE_TOKENS)
+    bonus_package = ops.target.pricing.bonus_package or ops.package_for(BONUS_PACKAGE_TOKENS)
+    bonus = yield from fund(ops, [rng.choice(fans)], bonus_package.tokens)
     purchases = [funded[fan] for fan in fans] + list(bonus.values())
     for _ in range(REFUND_ROUNDS_COUNT):
         tips = [ops.tip(sender=fan, recipient=creator,

@@ -26,9 +26,9 @@ from scenarios._common import (
     fans_of,
     finish,
     fund,
-    package_cents,
     policy_seed,
     roster,
+    scaled,
 )
 
 __all__ = ["SCENARIO", "clawbacks", "generate", "users"]
@@ -58,19 +58,22 @@ def clawbacks(rng: random.Random, ops: OpFactory, purchases: list[Op]) -> list[O
             continue
         percent = rng.randint(PARTIAL_SHARE_PERCENT_MIN, PARTIAL_SHARE_PERCENT_MAX)
         refunds.append(ops.refund(purchase,
-                                  amount_cents=package_cents(FUND_TOKENS) * percent // 100))
+                                  amount_cents=ops.price_cents(purchase) * percent // 100))
     return refunds
 
 
 def generate(rng: random.Random, params: ScenarioParams) -> Iterator[Step]:
     """Fund, spend most of it, refund past the balance, try to spend, buy again."""
-    ops = OpFactory(scenario=NAME, seed=params.seed)
+    ops = OpFactory.of(NAME, params)
     roles = users(params)
     fans, creators = fans_of(roles), creators_of(roles)
     yield SetPolicy(policy=DeliveryPolicy(seed=policy_seed(rng)))
     funded = yield from fund(ops, fans, FUND_TOKENS)
+    funded_tokens = ops.package_of(funded[fans[0]]).minted_tokens
     spends = [ops.tip(sender=fan, recipient=rng.choice(creators),
-                      amount_tokens=rng.randint(SPEND_TOKENS_MIN, SPEND_TOKENS_MAX))
+                      amount_tokens=scaled(rng.randint(SPEND_TOKENS_MIN, SPEND_TOKENS_MAX),
+                                           funded_tokens=funded_tokens,
+                                           nominal_tokens=FUND_TOKENS))
               for fan in fans]
     yield Batch(ops=tuple(spends))
     yield Batch(ops=tuple(clawbacks(rng, ops, [funded[fan] for fan in fans])))

@@ -14,9 +14,9 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator, Mapping
 
-from harness.model import Op
+from harness.model import F, Op
 from harness.provider.policy import DeliveryPolicy
-from harness.scenario import Scenario, ScenarioParams
+from harness.scenario import NotRun, Scenario, ScenarioParams, TargetTraits
 from harness.schedule import Batch, SetPolicy, Step
 from scenarios._common import (
     BASE_CHECKERS,
@@ -29,7 +29,7 @@ from scenarios._common import (
     roster,
 )
 
-__all__ = ["SCENARIO", "generate", "storm", "users"]
+__all__ = ["SCENARIO", "generate", "not_run", "storm", "users"]
 
 NAME = "retry-storm"
 FANS_PER_SCALE_COUNT = 4
@@ -49,6 +49,25 @@ def users(params: ScenarioParams) -> Mapping[str, str]:
     return roster(fans=FANS_PER_SCALE_COUNT * params.scale, creators=2)
 
 
+def not_run(params: ScenarioParams) -> tuple[NotRun, ...]:
+    """Storms of an op kind that carries no key are left out; with neither, all of it."""
+    target = params.target
+    tips, purchases = target.keyed(F.TIP), target.keyed(F.PURCHASE)
+    if not tips and not purchases:
+        return (NotRun(part=None, reason=_reason(target, F.TIP)),)
+    if not tips:
+        return (NotRun(part="tips retried with the same key", reason=_reason(target, F.TIP),
+                       provokes=("key_reuse_rejected", "tip_succeeded")),)
+    if not purchases:
+        return (NotRun(part="purchases retried with the same key",
+                       reason=_reason(target, F.PURCHASE)),)
+    return ()
+
+
+def _reason(target: TargetTraits, f: F) -> str:
+    return target.keyless_reason(f) if target.offers(f) else target.missing_reason(f)
+
+
 def storm(rng: random.Random, ops: OpFactory, original: Op) -> list[Op]:
     """``original`` and 2–4 more copies of it (same key, same body), to send at once."""
     copies_count = rng.randint(COPIES_MIN, COPIES_MAX)
@@ -57,11 +76,26 @@ def storm(rng: random.Random, ops: OpFactory, original: Op) -> list[Op]:
 
 def generate(rng: random.Random, params: ScenarioParams) -> Iterator[Step]:
     """Fund, storm tips fan by fan, retry late, reuse a key with another body."""
-    ops = OpFactory(scenario=NAME, seed=params.seed)
+    ops = OpFactory.of(NAME, params)
     roles = users(params)
     fans, creators = fans_of(roles), creators_of(roles)
     yield SetPolicy(policy=DeliveryPolicy(seed=policy_seed(rng)))
     yield from fund(ops, fans, FUND_TOKENS)
+    if ops.keyed(F.TIP):
+        yield from _tip_storms(rng, ops, fans=fans, creators=creators)
+    if ops.keyed(F.PURCHASE):
+        # Purchases storm too: one intent, one credit.
+        package = ops.package_for(STORMED_PURCHASE_TOKENS)
+        purchases = [ops.purchase(user=fan, amount_tokens=package.tokens)
+                     for fan in rng.sample(fans, 2)]
+        yield Batch(ops=tuple(op for purchase in purchases
+                              for op in storm(rng, ops, purchase)))
+    yield from finish(ops, roles)
+
+
+def _tip_storms(rng: random.Random, ops: OpFactory, *, fans: list[str],
+                creators: list[str]) -> Iterator[Step]:
+    """Storm tips fan by fan, retry late, reuse a key with another body."""
     originals: list[Op] = []
     for fan in fans:
         tips = [ops.tip(sender=fan, recipient=rng.choice(creators),
@@ -79,11 +113,6 @@ def generate(rng: random.Random, params: ScenarioParams) -> Iterator[Step]:
     yield Batch(ops=(ops.tip(sender=str(reused.value["sender"]),
                              recipient=str(reused.value["recipient"]),
                              amount_tokens=amount + 1, key=reused.idempotency_key),))
-    # Purchases storm too: one intent, one credit.
-    purchases = [ops.purchase(user=fan, amount_tokens=STORMED_PURCHASE_TOKENS)
-                 for fan in rng.sample(fans, 2)]
-    yield Batch(ops=tuple(op for purchase in purchases for op in storm(rng, ops, purchase)))
-    yield from finish(ops, roles)
 
 
 SCENARIO = Scenario(
@@ -94,4 +123,5 @@ SCENARIO = Scenario(
     checkers=(*BASE_CHECKERS, "idempotency"),
     provokes=("retry_with_same_key", "idempotent_replay", "key_reuse_rejected",
               "tip_succeeded"),
+    not_run=not_run,
 )

@@ -58,13 +58,14 @@ def authentications(rng: random.Random, ops: OpFactory, purchases: list[Op]) -> 
 
 def generate(rng: random.Random, params: ScenarioParams) -> Iterator[Step]:
     """3-D Secure purchases and a declined card; early tips; authenticate; tips again."""
-    ops = OpFactory(scenario=NAME, seed=params.seed)
+    ops = OpFactory.of(NAME, params)
     roles = users(params)
     fans, creator = fans_of(roles), creators_of(roles)[0]
     yield SetPolicy(policy=DeliveryPolicy(seed=policy_seed(rng)))
-    purchases = [ops.purchase(user=fan, amount_tokens=PURCHASE_TOKENS,
+    purchases = [ops.purchase(user=fan, amount_tokens=ops.package_for(PURCHASE_TOKENS).tokens,
                               payment_method=PM_THREE_D_SECURE) for fan in fans]
-    declined = ops.purchase(user=rng.choice(fans), amount_tokens=DECLINED_TOKENS,
+    declined = ops.purchase(user=rng.choice(fans),
+                            amount_tokens=ops.package_for(DECLINED_TOKENS).tokens,
                             payment_method=PM_DECLINED)
     yield Batch(ops=(*purchases, declined))
     yield Settle()

@@ -63,7 +63,7 @@ def ring_burst(rng: random.Random, ops: OpFactory, *, members: list[str]) -> lis
 
 def generate(rng: random.Random, params: ScenarioParams) -> Iterator[Step]:
     """Fund the ring, then ten bursts per unit of scale, with a read mid-way."""
-    ops = OpFactory(scenario=NAME, seed=params.seed)
+    ops = OpFactory.of(NAME, params)
     roles = users(params)
     members = creators_of(roles)
     rounds_count = ROUNDS_PER_SCALE_COUNT * params.scale

@@ -25,7 +25,6 @@ from scenarios._common import (
     creators_of,
     fans_of,
     finish,
-    package_cents,
     policy_seed,
     roster,
 )
@@ -63,22 +62,20 @@ def early_clawbacks(rng: random.Random, ops: OpFactory,
             early.append(opened)
             disputes.append(opened)
         else:
-            amount_tokens = purchase.value["amount_tokens"]
-            assert isinstance(amount_tokens, int)
-            cents = rng.randint(1, package_cents(amount_tokens) // 2)
+            cents = rng.randint(1, max(1, ops.price_cents(purchase) // 2))
             early.append(ops.refund(purchase, amount_cents=cents))
     return early, disputes
 
 
 def generate(rng: random.Random, params: ScenarioParams) -> Iterator[Step]:
     """Buy under reorder, claw back before the successes land, settle, then spend."""
-    ops = OpFactory(scenario=NAME, seed=params.seed)
+    ops = OpFactory.of(NAME, params)
     roles = users(params)
     fans, creator = fans_of(roles), creators_of(roles)[0]
     yield SetPolicy(policy=DeliveryPolicy(reorder=True, hold_ms_max=HOLD_MS_MAX,
                                           seed=policy_seed(rng)))
-    purchases = [ops.purchase(user=fan, amount_tokens=rng.choice(PACKAGE_CHOICES_TOKENS))
-                 for fan in fans]
+    choices = [ops.package_for(tokens).tokens for tokens in PACKAGE_CHOICES_TOKENS]
+    purchases = [ops.purchase(user=fan, amount_tokens=rng.choice(choices)) for fan in fans]
     yield Batch(ops=tuple(purchases))
     # No Settle here: the successes are still held when the clawbacks are sent.
     early, disputes = early_clawbacks(rng, ops, purchases)

@@ -26,7 +26,6 @@ from scenarios._common import (
     fans_of,
     finish,
     fund,
-    package_cents,
     policy_seed,
     roster,
 )
@@ -44,6 +43,7 @@ TIP_TOKENS_MIN = 50
 TIP_TOKENS_MAX = 300
 PARTIAL_SHARE_MIN_PERCENT = 10
 PARTIAL_SHARE_MAX_PERCENT = 30
+PARTIAL_JITTER_CENTS_MAX = 99
 
 
 def users(params: ScenarioParams) -> Mapping[str, str]:
@@ -68,22 +68,24 @@ def refund_plan(rng: random.Random, ops: OpFactory,
         if kind == 2:
             first.append(ops.refund(purchase, amount_cents=None))  # full, after spending
             continue
-        first.append(ops.refund(purchase, amount_cents=_partial_cents(rng, purchase)))
+        price_cents = ops.price_cents(purchase)
+        first.append(ops.refund(purchase, amount_cents=_partial_cents(rng, price_cents)))
         if kind == 1:
-            second.append(ops.refund(purchase, amount_cents=_partial_cents(rng, purchase)))
+            second.append(ops.refund(purchase, amount_cents=_partial_cents(rng, price_cents)))
     return first, second
 
 
 def generate(rng: random.Random, params: ScenarioParams) -> Iterator[Step]:
     """Fund under replays, buy a bonus package, tip, refund in two rounds."""
-    ops = OpFactory(scenario=NAME, seed=params.seed)
+    ops = OpFactory.of(NAME, params)
     roles = users(params)
     fans, creator = fans_of(roles), creators_of(roles)[0]
     yield SetPolicy(policy=DeliveryPolicy(replays_count=REPLAYS_COUNT, stale_count=STALE_COUNT,
                                           replay_delay_ms=REPLAY_DELAY_MS,
                                           seed=policy_seed(rng)))
     funded = yield from fund(ops, fans, FUND_TOKENS)
-    bonus = yield from fund(ops, [rng.choice(fans)], BONUS_PACKAGE_TOKENS)
+    bonus_package = ops.target.pricing.bonus_package or ops.package_for(BONUS_PACKAGE_TOKENS)
+    bonus = yield from fund(ops, [rng.choice(fans)], bonus_package.tokens)
     tips = [ops.tip(sender=fan, recipient=creator,
                     amount_tokens=rng.randint(TIP_TOKENS_MIN, TIP_TOKENS_MAX)) for fan in fans]
     yield Batch(ops=tuple(tips))
@@ -95,11 +97,12 @@ def generate(rng: random.Random, params: ScenarioParams) -> Iterator[Step]:
     yield from finish(ops, roles)
 
 
-def _partial_cents(rng: random.Random, purchase: Op) -> int:
-    amount_tokens = purchase.value["amount_tokens"]
-    assert isinstance(amount_tokens, int)
+def _partial_cents(rng: random.Random, price_cents: int) -> int:
+    """10-30% of the price plus a few cents (at most 2% more): two of them stay below it,
+    so the provider never refuses one as larger than what is left of the charge."""
     percent = rng.randint(PARTIAL_SHARE_MIN_PERCENT, PARTIAL_SHARE_MAX_PERCENT)
-    return package_cents(amount_tokens) * percent // 100 + rng.randint(0, 99)
+    jitter_cents_max = min(PARTIAL_JITTER_CENTS_MAX, price_cents // 50)
+    return max(1, price_cents * percent // 100 + rng.randint(0, jitter_cents_max))
 
 
 SCENARIO = Scenario(

@@ -22,6 +22,7 @@ from harness.checkers.credit import check_exactly_once_credit
 from harness.checkers.idempotency import check_idempotency
 from harness.checkers.reconciliation import check_reconciliation
 from harness.checkers.refunds import check_refunds
+from harness.checkers.refusals import check_key_scope, check_refusals
 from harness.checkers.server_errors import check_errors
 from harness.checkers.webhooks import check_webhook_auth
 from harness.errors import UsageError
@@ -47,6 +48,8 @@ CHECKERS: dict[str, Checker] = {
     "refunds": check_refunds,
     "calls": check_calls,
     "webhook_auth": check_webhook_auth,
+    "refusals": check_refusals,
+    "key_scope": check_key_scope,
     "errors": check_errors,
     "coverage": check_coverage,
 }
@@ -61,6 +64,8 @@ DESCRIPTIONS: dict[str, str] = {
     "refunds": "clawbacks cumulative and within what was minted; shortfalls recorded as debt",
     "calls": "no minute charged twice, no charge after the call ended",
     "webhook_auth": "forged, tampered and stale webhooks refused and crediting nothing",
+    "refusals": "bad input (negative, zero, huge or text amounts, self tips...) refused with a 4xx",
+    "key_scope": "two accounts sending one idempotency key each get their own answer",
     "errors": "no 5xx answer, and no op slower than a latency bound you set (--latency-bound-ms)",
     "coverage": "the run provoked every outcome its scenario exists to provoke",
 }

@@ -44,6 +44,7 @@ __all__ = [
     "badge",
     "checker_anchor",
     "command_box",
+    "not_run_block",
     "scenario_anchor",
     "scenario_section",
     "validity_class",
@@ -121,6 +122,8 @@ def scenario_section(scenario: ScenarioRecord, run: ScenarioRunLike | None, *, p
                      wall_offset_ns: int) -> str:
     """The scenario's section; failed and unknown scenarios open, passed ones folded."""
     anchor = scenario_anchor(position, scenario.name)
+    if not scenario.ran:
+        return _not_run_section(scenario, anchor)
     context = _context(scenario, run, wall_offset_ns)
     facts = (f'seed {scenario.seed} · {scenario.ops_count:,} ops · '
              f'{scenario.duration_s:.1f} s')
@@ -128,7 +131,8 @@ def scenario_section(scenario: ScenarioRecord, run: ScenarioRunLike | None, *, p
         facts += f' · {scenario.performance.slow_ops_count:,} slow'
     summary = (f'<summary>{badge(scenario.valid)}<h2>{escape(scenario.name)}</h2>'
                f'<span class="facts">{escape(facts)}</span></summary>')
-    body = [command_box("reproduce", scenario.reproduce), _chips(scenario),
+    body = [command_box("reproduce", scenario.reproduce), not_run_block(scenario),
+            _chips(scenario),
             _charts(scenario, run, context, wall_offset_ns), _performance_block(scenario)]
     verdicts = sorted(scenario.verdicts.items(), key=lambda kv: _rank(kv[1].valid))
     timelines_left = ANOMALY_TIMELINES_MAX
@@ -147,6 +151,26 @@ def scenario_section(scenario: ScenarioRecord, run: ScenarioRunLike | None, *, p
     opened = " open" if scenario.valid is not True else ""
     return (f'<details class="card scenario" id="{anchor}"{opened}>{summary}'
             f'{"".join(body)}</details>')
+
+
+def _not_run_section(scenario: ScenarioRecord, anchor: str) -> str:
+    """A scenario the target's profile cannot support: its name and why, nothing judged."""
+    reason = scenario.not_run_reason or ""
+    return (f'<details class="card scenario not-run" id="{anchor}"><summary>'
+            f'<span class="badge v-none">– NOT RUN</span><h2>{escape(scenario.name)}</h2>'
+            f'<span class="facts">{escape("not run for this target")}</span></summary>'
+            f'<p class="not-run">Not run for this target: {escape(reason)}. Nothing of it '
+            "was tested or judged.</p></details>")
+
+
+def not_run_block(scenario: ScenarioRecord) -> str:
+    """The parts of a scenario not run for this target, with their reasons (or nothing)."""
+    if not scenario.not_run:
+        return ""
+    items = "".join(f"<li><b>{escape(part.part)}</b>: {escape(part.reason)}</li>"
+                    for part in scenario.not_run)
+    return (f'<div class="not-run"><p>Not run for this target (not tested, not judged):</p>'
+            f"<ul>{items}</ul></div>")
 
 
 def _rank(valid: Validity) -> int:

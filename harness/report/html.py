@@ -112,6 +112,7 @@ def render_html(record: RunRecord, runs: Sequence[ScenarioRunLike] = ()) -> str:
         _header(record),
         "<main>",
         _verdict_table(record),
+        _not_run_summary(record),
         *sections,
         "</main>",
         f"<footer>tokenchaos {escape(record.tokenchaos_version)} · run.json schema "
@@ -213,6 +214,22 @@ def _verdict_table(record: RunRecord) -> str:
     if not record.scenarios:
         table = '<p class="empty">No scenario ran.</p>'
     return f'<section class="card" id="verdicts"><h2>Verdicts</h2>{table}{key}</section>'
+
+
+def _not_run_summary(record: RunRecord) -> str:
+    """Every scenario, or part of one, not run for this target, with the reason."""
+    items: list[str] = []
+    for i, scenario in enumerate(record.scenarios):
+        link = f'<a href="#{scenario_anchor(i, scenario.name)}">{escape(scenario.name)}</a>'
+        if scenario.not_run_reason is not None:
+            items.append(f"<li>{link}: {escape(scenario.not_run_reason)}</li>")
+        items.extend(f"<li>{link}, {escape(part.part)}: {escape(part.reason)}</li>"
+                     for part in scenario.not_run)
+    if not items:
+        return ""
+    return ('<section class="card" id="not-run"><h2>Not run for this target</h2>'
+            "<p>What the target's profile declares it cannot do: not tested, not judged, "
+            f'and no part of the verdict.</p><ul>{"".join(items)}</ul></section>')
 
 
 def _columns(record: RunRecord) -> list[str]:

@@ -4,7 +4,9 @@
 verdict) and holds one ``ScenarioRecord`` per scenario (seed, parameters, statistics, one
 ``Verdict`` per checker, the command that reproduces it, sampled total balances, and its
 performance findings: latency figures that are reported, never judged unless the run was
-given a latency bound).
+given a latency bound). What the target's profile could not support is recorded as not
+run, with the reason: a part of a scenario (``not_run``), or all of it
+(``not_run_reason``, and then no verdicts).
 ``to_json``/``from_json`` round-trip exactly: ``RunRecord.from_json(r.to_json()) == r``.
 
 The schema is versioned (``SCHEMA_VERSION``) and written out as JSON Schema in
@@ -36,6 +38,7 @@ __all__ = [
     "SCHEMA_PATH",
     "SCHEMA_VERSION",
     "JsonScalar",
+    "NotRunPart",
     "RunRecord",
     "Sample",
     "ScenarioRecord",
@@ -50,7 +53,9 @@ __all__ = [
     "write_run_json",
 ]
 
-SCHEMA_VERSION = 2  # 2: scenarios carry "performance" (latency findings)
+# 2: scenarios carry "performance" (latency findings)
+# 3: scenarios carry "not_run" (parts not run for the target) and "not_run_reason"
+SCHEMA_VERSION = 3
 SCHEMA_PATH = Path(__file__).with_name("run.schema.json")
 
 JsonScalar = int | float | str | bool | None
@@ -74,6 +79,14 @@ class TargetInfo:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class NotRunPart:
+    """A part of a scenario not run for this target, and why (in the profile's words)."""
+
+    part: str  # "tips retried with the same key"
+    reason: str  # 'tips carry no idempotency key: [ops.tip] idempotency = "none" (x.toml)'
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ScenarioRecord:
     """One scenario of a run: its inputs, its statistics and one verdict per checker."""
 
@@ -88,16 +101,32 @@ class ScenarioRecord:
     reproduce: str  # one shell command that re-runs exactly this scenario
     samples: tuple[Sample, ...] = ()
     performance: Performance | None = None  # None: not measured (no history)
+    not_run: tuple[NotRunPart, ...] = ()  # parts left out for this target
+    not_run_reason: str | None = None  # set: the whole scenario was not run, for this reason
 
     def __post_init__(self) -> None:
+        if self.not_run_reason is not None:
+            assert not self.verdicts, "a scenario not run has no verdicts"
+            assert self.ops_count == 0, self.ops_count
         assert self.ops_count >= 0, self.ops_count
         assert self.duration_s >= 0, self.duration_s
         assert math.isfinite(self.duration_s), self.duration_s
         assert self.started_ns >= 0, self.started_ns
 
     @property
+    def ran(self) -> bool:
+        """Whether the scenario ran at all (False: not run for this target)."""
+        return self.not_run_reason is None
+
+    @property
     def valid(self) -> Validity:
-        """The scenario's verdict: False > "unknown" > True; "unknown" if nothing judged it."""
+        """The scenario's verdict: False > "unknown" > True; "unknown" if nothing judged it.
+
+        A scenario not run for this target broke nothing and is no verdict: True, and the
+        run's verdict leaves it out (``ran`` says which it was).
+        """
+        if not self.ran:
+            return True
         if not self.verdicts:
             return "unknown"
         return merge_validity(*(v.valid for v in self.verdicts.values()))
@@ -116,6 +145,8 @@ class ScenarioRecord:
             "samples": [list(s) for s in self.samples],
             "performance": None if self.performance is None
             else performance_to_json(self.performance),
+            "not_run": [{"part": p.part, "reason": p.reason} for p in self.not_run],
+            "not_run_reason": self.not_run_reason,
         }
 
     @classmethod
@@ -134,6 +165,10 @@ class ScenarioRecord:
             samples=tuple(Sample(int(t), int(b), int(d)) for t, b, d in data.get("samples", ())),
             performance=None if data["performance"] is None
             else performance_from_json(data["performance"]),
+            not_run=tuple(NotRunPart(part=str(p["part"]), reason=str(p["reason"]))
+                          for p in data["not_run"]),
+            not_run_reason=None if data["not_run_reason"] is None
+            else str(data["not_run_reason"]),
         )
 
 

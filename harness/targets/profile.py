@@ -52,6 +52,7 @@ from harness.targets.idempotency import (
     parse_idempotency,
     parse_replay,
 )
+from harness.targets.pricing import REFERENCE_PRICING, Pricing, parse_pricing
 from harness.targets.toml_table import METHODS, Table, Template, placeholders
 
 __all__ = [
@@ -264,6 +265,7 @@ class Profile:
     observer: ObserverSpec | None
     error_code_path: str | None = None  # dotted path of an error code in FAIL bodies
     environment: Environment | None = None  # None: only loopback addresses may be loaded
+    pricing: Pricing = REFERENCE_PRICING  # [pricing]: the packages scenarios buy
 
     def __post_init__(self) -> None:
         for f, spec in self.ops.items():
@@ -310,7 +312,8 @@ def parse_profile(data: Mapping[str, Any], *, source: str, folder: Path | None =
     """Validate parsed TOML into a ``Profile``. See ``load_profile``."""
     environ = os.environ if environ is None else environ
     root = Table(data, source=source, where="")
-    root.only("target", "auth", "metadata", "responses", "ops", "provisioning", "observer")
+    root.only("target", "auth", "metadata", "responses", "ops", "provisioning", "observer",
+              "pricing")
     target = root.table("target")
     target.only("name", "base_url", "base_url_env", "admin_key", "admin_key_env", "health_path",
                 "environment")
@@ -341,7 +344,8 @@ def parse_profile(data: Mapping[str, Any], *, source: str, folder: Path | None =
     return Profile(name=name, source=source, base_url=base_url.rstrip("/"), admin_key=admin_key,
                    health_path=health_path, auth=auth, metadata=metadata, ops=ops,
                    provisioning=provisioning, observer=observer,
-                   error_code_path=error_code_path, environment=environment)
+                   error_code_path=error_code_path, environment=environment,
+                   pricing=parse_pricing(data.get("pricing"), where=source))
 
 
 # ---------------------------------------------------------------------------------------

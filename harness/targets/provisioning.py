@@ -31,13 +31,15 @@ USER_KINDS = frozenset({"fan", "creator"})
 
 
 async def provision(users: Mapping[str, str], *, profile: Profile, client: httpx.AsyncClient,
-                    base_url: str, admin_key: str | None,
-                    concurrency: int) -> dict[str, Credentials]:
+                    base_url: str, admin_key: str | None, concurrency: int,
+                    taken: Mapping[str, int] | None = None) -> dict[str, Credentials]:
     """Create (or take from a file) one account per logical user.
 
     Args:
         users: logical name -> ``"fan"`` or ``"creator"``, in the scenario's order.
         concurrency: at most this many creation calls at once.
+        taken: from a file, how many users of each kind earlier scenarios of the run took;
+            this scenario takes the next ones, so no two scenarios share an account.
 
     Returns:
         logical name -> the target's id (as text) and the user's bearer token.
@@ -50,7 +52,7 @@ async def provision(users: Mapping[str, str], *, profile: Profile, client: httpx
         assert kind in USER_KINDS, (name, kind)
     spec = profile.provisioning
     if isinstance(spec, FileProvisioning):
-        return _from_file(users, spec, profile)
+        return _from_file(users, spec, profile, taken or {})
     semaphore = asyncio.Semaphore(concurrency)
 
     async def create(name: str, kind: str) -> tuple[str, Credentials]:
@@ -103,19 +105,23 @@ async def _create(name: str, kind: str, spec: HttpProvisioning, *, profile: Prof
     return Credentials(target_id=str(target_id), token=str(token))
 
 
-def _from_file(users: Mapping[str, str], spec: FileProvisioning,
-               profile: Profile) -> dict[str, Credentials]:
+def _from_file(users: Mapping[str, str], spec: FileProvisioning, profile: Profile,
+               taken: Mapping[str, int]) -> dict[str, Credentials]:
     if spec.users_file is None:
         raise ProvisioningFailed(f"profile {profile.source} takes users from a file: set "
                                  f"{spec.users_file_env} to a JSON file of existing users "
                                  '({"users": [{"id", "token", "kind"}, ...]})')
-    available = load_users_file(spec.users_file)
+    available = {kind: listed[taken.get(kind, 0):]
+                 for kind, listed in load_users_file(spec.users_file).items()}
     for kind in sorted(USER_KINDS):
         needed_count = sum(1 for wanted in users.values() if wanted == kind)
         if needed_count > len(available[kind]):
+            earlier = taken.get(kind, 0)
+            before = f"; earlier scenarios of the run took {earlier}" if earlier else ""
             raise ProvisioningFailed(
-                f"{spec.users_file} holds {len(available[kind])} users of kind {kind!r}, and "
-                f"this scenario needs {needed_count}; add more to the file")
+                f"{spec.users_file} holds {len(available[kind]) + earlier} users of kind "
+                f"{kind!r}{before}, and this scenario needs {needed_count}; add more to the "
+                "file")
     return {name: available[kind].pop(0) for name, kind in users.items()}
 
 

@@ -7,9 +7,10 @@ observer the profile names. The runner borrows all of it; nothing here judges an
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import httpx
 
@@ -34,6 +35,8 @@ class TargetSession:
     admin_key: str | None = None
     provider_url: str | None = None  # for provider ops and webhook envelopes
     provider_api_key: str = PROVIDER_API_KEY_DEFAULT
+    # Users of each kind taken from a users file so far: each scenario gets the next ones.
+    users_taken: Counter[str] = field(default_factory=Counter)
 
     @classmethod
     @asynccontextmanager
@@ -63,10 +66,15 @@ class TargetSession:
 
     async def provision(self, users: Mapping[str, str], *,
                         concurrency: int) -> dict[str, Credentials]:
-        """Accounts for the scenario's users, as the profile says (see ``provisioning``)."""
-        return await provision(users, profile=self.profile, client=self.client,
-                               base_url=self.base_url, admin_key=self.admin_key,
-                               concurrency=concurrency)
+        """Accounts for the scenario's users, as the profile says (see ``provisioning``).
+
+        From a users file, every call takes users no earlier call of this session took.
+        """
+        credentials = await provision(users, profile=self.profile, client=self.client,
+                                      base_url=self.base_url, admin_key=self.admin_key,
+                                      concurrency=concurrency, taken=self.users_taken)
+        self.users_taken.update(users.values())
+        return credentials
 
     async def check_health(self) -> None:
         """Raise ``TargetUnreachable`` unless the profile's health path answers 2xx."""

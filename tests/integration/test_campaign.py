@@ -68,3 +68,35 @@ async def test_the_run_time_bound_starts_once_the_target_is_up_and_the_address_i
     (health_s,) = health_only.health_answered_s
     (deadline_base_s,) = clock_read_s  # the deadline is computed once, for the whole run
     assert deadline_base_s >= health_s
+
+
+def _profile_without_calls(tmp_path: Path) -> Path:
+    """The reference profile with its [ops.call_*] tables left out."""
+    import re
+    from importlib import resources
+
+    text = resources.files("harness.targets").joinpath("reference.toml").read_text()
+    kept = re.sub(r"\[ops\.call_[a-z]+\].*?(?=\n\[)", "", text, flags=re.S)
+    assert "[ops.call_charge]" not in kept
+    path = tmp_path / "no-calls.toml"
+    path.write_text(kept)
+    return path
+
+
+async def test_a_scenario_the_profile_cannot_run_is_recorded_as_not_run_and_provisions_nobody(
+        health_only: _HealthOnly, tmp_path: Path) -> None:
+    from harness.report.record import load_run_json
+
+    url = f"http://127.0.0.1:{health_only.port}"
+    profile = _profile_without_calls(tmp_path)
+    plan = RunPlan(runs=((get_scenario("mid-call-refund"), ScenarioParams(seed=1)),),
+                   suite=None, profile=str(profile), local=False, target_url=url,
+                   report_dir=tmp_path / "reports")
+    outcome = await run_plan(plan)  # the stand-in refuses provisioning: none was asked for
+    (scenario,) = outcome.record.scenarios
+    assert scenario.not_run_reason == f"the profile {profile} has no [ops.call_charge]"
+    assert scenario.verdicts == {}
+    assert outcome.record.valid == "unknown"  # nothing ran, so nothing was judged
+    assert outcome.exit_code == 2
+    assert load_run_json(outcome.report_dir / "run.json") == outcome.record
+    assert "--target-url" in scenario.reproduce

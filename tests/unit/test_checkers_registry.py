@@ -15,8 +15,8 @@ from harness.model import Anomaly, F, Kind, Verdict
 from tests.unit.conftest import H, T, observe
 
 NAMES = ("non_negative", "conservation", "exactly_once_credit", "reconciliation",
-         "idempotency", "ledger_drift", "refunds", "calls", "webhook_auth", "errors",
-         "coverage")
+         "idempotency", "ledger_drift", "refunds", "calls", "webhook_auth", "refusals",
+         "key_scope", "errors", "coverage")
 FORBIDDEN_MODULES = {"httpx", "psycopg", "psycopg_pool", "asyncio", "random", "time",
                      "datetime", "socket", "subprocess", "threading"}
 FORBIDDEN_CALLS = {"now", "utcnow", "today", "monotonic", "monotonic_ns", "perf_counter",

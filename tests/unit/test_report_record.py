@@ -15,6 +15,7 @@ from harness.model import Anomaly, Verdict
 from harness.report.record import (
     SCHEMA_PATH,
     SCHEMA_VERSION,
+    NotRunPart,
     RunRecord,
     Sample,
     ScenarioRecord,
@@ -47,7 +48,10 @@ def make_record(**overrides: Any) -> RunRecord:
                   "coverage": Verdict(valid="unknown", note="never provoked: replay_absorbed"),
                   "conservation": Verdict(valid=True, counts={"accounts": 4})},
         reproduce="tokenchaos run --scenario webhook-replay --seed 8141 --target reference",
-        samples=(Sample(20, 500, 0), Sample(90, 1000, 30)), performance=PERFORMANCE)
+        samples=(Sample(20, 500, 0), Sample(90, 1000, 30)), performance=PERFORMANCE,
+        not_run=(NotRunPart(part="tips retried with the same key",
+                            reason='tips carry no idempotency key: [ops.tip] idempotency = '
+                                   '"none" in shop.toml'),))
     crashed = ScenarioRecord(name="tip-cycle", seed=1, params={}, started_ns=2_000_000_000,
                              duration_s=0.0, ops_count=0, stats={}, verdicts={},
                              reproduce="tokenchaos run --scenario tip-cycle --seed 1")
@@ -92,8 +96,40 @@ def test_from_json_refuses_a_version_1_record_without_performance_findings() -> 
     data["schema_version"] = 1
     for scenario in data["scenarios"]:
         del scenario["performance"]
-    with pytest.raises(UsageError, match="schema_version 1; this tokenchaos reads version 2"):
+    with pytest.raises(UsageError, match="schema_version 1; this tokenchaos reads version 3"):
         RunRecord.from_json(data)
+
+
+def test_from_json_refuses_a_version_2_record_without_what_was_not_run() -> None:
+    data = make_record().to_json()
+    data["schema_version"] = 2
+    for scenario in data["scenarios"]:
+        del scenario["not_run"], scenario["not_run_reason"]
+    with pytest.raises(UsageError, match="schema_version 2; this tokenchaos reads version 3"):
+        RunRecord.from_json(data)
+
+
+NOT_RUN = ScenarioRecord(name="mid-call-refund", seed=1, params={"seed": 1}, started_ns=0,
+                         duration_s=0.0, ops_count=0, stats={}, verdicts={},
+                         reproduce="tokenchaos run --scenario mid-call-refund --seed 1",
+                         not_run_reason="the profile shop.toml has no [ops.call_charge]")
+
+
+def test_what_was_not_run_round_trips_and_is_never_unknown() -> None:
+    base = make_record()
+    record = make_record(scenarios=(base.scenarios[0], NOT_RUN, base.scenarios[1]))
+    again = RunRecord.from_json(json.loads(json.dumps(record.to_json())))
+    whole = again.scenarios[1]
+    assert whole.not_run_reason == "the profile shop.toml has no [ops.call_charge]"
+    assert whole.ran is False
+    assert whole.valid is True  # broke nothing, judged nothing: never "unknown"
+    assert again.scenarios[0].not_run[0].part == "tips retried with the same key"
+    assert again.scenarios[2].valid == "unknown"  # a scenario that ran and was not judged
+    schema = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+    assert validate(record.to_json(), schema, schema) == []
+    bad = record.to_json()
+    bad["scenarios"][0]["not_run"] = [{"part": "x"}]
+    assert validate(bad, schema, schema) != []
 
 
 def test_performance_findings_round_trip_and_contradictions_are_malformed() -> None:

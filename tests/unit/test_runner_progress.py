@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 
 from harness.model import Event, F, Kind
-from harness.runner import PlainProgress, RichProgress, make_progress
+from harness.runner import PlainProgress, RichProgress, make_progress, not_sent_summary
 
 
 class _Terminal(io.StringIO):
@@ -41,8 +41,21 @@ def test_plain_progress_prints_start_every_n_ops_and_the_end() -> None:
     assert stream.getvalue().splitlines() == [
         "tokenchaos: scenario tip-cycle (seed 4, 3 users): started",
         "tokenchaos: scenario tip-cycle: 1 ok, 1 fail, 0 info",
-        "tokenchaos: scenario tip-cycle: done in 12 ms, 1 ok, 1 fail, 1 info, 1 skipped",
+        "tokenchaos: scenario tip-cycle: done in 12 ms, 1 ok, 1 fail, 1 info, 1 skipped "
+        "(1 whose referent failed, 0 the profile or run has no way to send)",
     ]
+
+
+def test_the_console_counts_ops_the_profile_cannot_send_as_run_json_does() -> None:
+    # run.json counts ops_unsupported_count apart from ops_skipped_count; the console said
+    # "0 skipped" while three ops were never sent.
+    stats = {"duration_ms": 5, "ops_skipped_count": 0, "ops_unsupported_count": 3}
+    stream = io.StringIO()
+    PlainProgress(stream).scenario_finished("dispute", stats=stats)
+    assert "3 skipped (0 whose referent failed, 3 the profile or run has no way to send)" \
+        in stream.getvalue()
+    assert not_sent_summary({"ops_skipped_count": 0, "ops_unsupported_count": 0}) == \
+        "0 skipped"
 
 
 def test_the_live_view_renders_two_scenarios_in_a_row() -> None:

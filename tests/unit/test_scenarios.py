@@ -18,11 +18,12 @@ DESIGN_ORDER = (
     "parallel-spend", "concurrent-tips", "hot-creator", "tip-cycle", "duplicate-purchase",
     "three-d-secure", "webhook-replay", "webhook-reorder", "refund-after-spend",
     "partial-refunds", "dispute", "mid-call-refund", "retry-storm", "forged-webhooks",
-    "mixed-chaos",
+    "mixed-chaos", "bad-input", "key-collision",
 )
 CHECKER_NAMES = frozenset({
     "non_negative", "conservation", "exactly_once_credit", "reconciliation", "idempotency",
-    "ledger_drift", "refunds", "calls", "webhook_auth", "errors", "coverage",
+    "ledger_drift", "refunds", "calls", "webhook_auth", "errors", "coverage", "refusals",
+    "key_scope",
 })
 ALWAYS_CHECKED = ("non_negative", "conservation", "reconciliation", "errors")
 COVERAGE_TAGS = frozenset({
@@ -162,7 +163,10 @@ def test_provokes_only_known_coverage_tags(name: str) -> None:
 @every_scenario
 def test_op_values_have_exactly_the_keys_of_their_kind(name: str) -> None:
     for op in _ops(_steps(SCENARIOS[name])):
-        assert set(op.value) == VALUE_KEYS[op.f], op
+        if "bad_input" in op.value:  # what is wrong, and an id the target never gave out
+            assert set(op.value) - VALUE_KEYS[op.f] <= {"bad_input", "recipient_id"}, op
+        else:
+            assert set(op.value) == VALUE_KEYS[op.f], op
         if op.f in KEYED_FS:
             assert op.idempotency_key, op
         else:
@@ -174,6 +178,8 @@ def test_op_values_are_well_typed(name: str) -> None:
     scenario = SCENARIOS[name]
     users = scenario.users(SMOKE)
     for op in _ops(_steps(scenario)):
+        if "bad_input" in op.value:
+            continue  # bad on purpose; tests/unit/test_scenarios_target.py checks them
         for key in ("user", "sender", "recipient", "creator"):
             if key in op.value:
                 assert op.value[key] in users, op
