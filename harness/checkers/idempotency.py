@@ -77,7 +77,7 @@ def check_idempotency(inp: CheckInput) -> Verdict:
     Anomaly kinds: ``replay_answered_differently`` (one request, two different answers:
     it was applied twice), ``key_reuse_accepted`` (a key reused with another body was
     acknowledged instead of refused), ``replay_of_nothing`` (answered as a replay though
-    this sender had not sent that key before).
+    this sender sent that key once only, and, for a call charge, that minute once only).
 
     Count keys: ``keys``, ``keys_reused``, ``replays_acknowledged``,
     ``replays_recognised`` (answers marked as replays), ``conflicts_rejected``,
@@ -88,13 +88,16 @@ def check_idempotency(inp: CheckInput) -> Verdict:
               "replays_recognised": 0, "conflicts_rejected": 0, "answers_without_id": 0}
     # First pass: how often each key was used, so only reused keys are remembered.
     uses: dict[tuple[F, str | None, str], int] = {}
-    first_index: dict[tuple[F, str | None, str], int] = {}  # the key's first invocation
+    # A call minute may be deduplicated by the minute, whatever key it came with.
+    minute_uses: dict[tuple[str, str], int] = {}
     for event in inp.history:
         key = event.idempotency_key
         if event.kind == Kind.INVOKE and key is not None and event.f in ANSWER_ID_FIELDS:
             name = (event.f, _sender(event.value), key)
             uses[name] = uses.get(name, 0) + 1
-            first_index.setdefault(name, event.index)
+            minute = _minute(event.f, event.value)
+            if minute is not None:
+                minute_uses[minute] = minute_uses.get(minute, 0) + 1
     counts["keys"] = len(uses)
     keys: dict[tuple[F, str | None, str], _Key] = {}
     for pair in pairs(inp.history):
@@ -106,7 +109,10 @@ def check_idempotency(inp: CheckInput) -> Verdict:
             counts["conflicts_rejected"] += 1
         if is_replay(pair.completion):
             counts["replays_recognised"] += 1
-            if pair.index == first_index[name]:
+            # Only a request sent once can replay nothing: with two in flight, either
+            # may get the first answer and the other its replay.
+            minute = _minute(pair.f, pair.invoke.value)
+            if uses[name] == 1 and (minute is None or minute_uses[minute] == 1):
                 _replay_of_nothing(pair, name, sampler)
         if uses[name] < 2:
             continue
@@ -127,6 +133,13 @@ def check_idempotency(inp: CheckInput) -> Verdict:
     checked = counts["keys_reused"] > 0 or bool(sampler)
     return conclude(sampler, counts, checked=checked,
                     unknown_note=None if checked else "no idempotency key was used twice")
+
+
+def _minute(f: F, value: Value) -> tuple[str, str] | None:
+    """The call and minute a call charge bills, or None for any other op."""
+    if f != F.CALL_CHARGE:
+        return None
+    return (str(value.get("call")), str(value.get("minute")))
 
 
 def _sender(value: Value) -> str | None:

@@ -99,3 +99,25 @@ def test_idempotency_flags_a_replay_of_a_key_another_account_used() -> None:
     assert anomaly.kind == "replay_of_nothing"
     assert anomaly.user == "fan_1"
     assert other in anomaly.event_indexes
+
+
+def test_idempotency_two_sends_in_flight_either_may_get_the_replay() -> None:
+    h = H()
+    value = {"sender": "fan_0", "recipient": "creator_0", "amount_tokens": 50}
+    first = h.invoke(F.TIP, value, key="k1")
+    second = h.invoke(F.TIP, value, key="k1")
+    h.complete(first, Kind.OK, {"replayed": 1})  # the first sent got the replay ...
+    h.complete(second, Kind.OK, {"tip_id": "t_1"})  # ... of the second, applied first
+    verdict = check_idempotency(h.input(None, None))
+    assert verdict.valid is True, verdict
+    assert verdict.counts["replays_recognised"] == 1
+
+
+def test_idempotency_a_minute_billed_under_another_key_may_be_answered_as_a_replay() -> None:
+    h = H()
+    minute = {"user": "fan_0", "creator": "creator_0", "call": "c_0", "minute": 2,
+              "amount_tokens": 10}
+    h.op(F.CALL_CHARGE, minute, Kind.OK, {"charge_id": "ch_1"}, key="k1")
+    h.op(F.CALL_CHARGE, minute, Kind.OK, {"replayed": 1}, key="k2")  # deduped by minute
+    verdict = check_idempotency(h.input(None, None))
+    assert not any(a.kind == "replay_of_nothing" for a in verdict.anomalies), verdict
