@@ -166,8 +166,12 @@ class Scenario:
         left_out = self.not_run(params)
         provokes = {tag for part in left_out for tag in part.provokes}
         checkers = {name for part in left_out for name in part.checkers}
+        kept_provokes = tuple(t for t in self.provokes if t not in provokes)
+        if self.provokes and not kept_provokes:
+            # Everything it existed to provoke was left out: coverage has nothing to ask.
+            checkers.add("coverage")
         return dataclasses.replace(
-            self, provokes=tuple(t for t in self.provokes if t not in provokes),
+            self, provokes=kept_provokes,
             checkers=tuple(c for c in self.checkers if c not in checkers))
 
     def whole_not_run(self, params: ScenarioParams) -> NotRun | None:

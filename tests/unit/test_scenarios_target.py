@@ -211,3 +211,18 @@ def test_the_seed_profile_declares_keyless_tips_and_no_call_objects() -> None:
 
 def test_smoke_has_the_new_scenarios() -> None:
     assert {"bad-input", "key-collision"} <= set(SUITES["smoke"].scenarios)
+
+
+@every_scenario
+def test_a_scenario_whose_every_provocation_was_left_out_is_not_judged_for_coverage(
+        name: str) -> None:
+    for traits in (KEYLESS_TIPS, NO_CALLS):
+        adapted = SCENARIOS[name].adapted(ScenarioParams(target=traits))
+        if "coverage" in adapted.checkers:
+            assert adapted.provokes, (name, "coverage would be unknown: nothing to provoke")
+
+
+def test_key_collision_without_tip_keys_still_judges_its_purchases() -> None:
+    adapted = SCENARIOS["key-collision"].adapted(ScenarioParams(target=KEYLESS_TIPS))
+    assert "coverage" not in adapted.checkers
+    assert "key_scope" in adapted.checkers
