@@ -2,8 +2,8 @@
 
 The provider duplicates, replays, delays, drops-then-retries, maybe reorders, and forges
 every event and re-sends it stale. After funding, a fixed opening (a retry storm with a
-late retry, a spend race, a call minute, forged webhooks) makes the coverage certain;
-then the seed picks further moves from the menu: spend races, mutual tips, retry storms,
+late retry, a spend race, a call minute, forged webhooks, a partial refund) makes the
+coverage certain; then the seed picks further moves from the menu: spend races, mutual tips, retry storms,
 partial refunds, disputes, call bursts with duplicated minutes, forgeries, reads. Open
 disputes are closed before the end. Every checker that applies is expected to hold.
 
@@ -197,8 +197,8 @@ def generate(rng: random.Random, params: ScenarioParams) -> Iterator[Step]:
 
 def _opening(world: _World) -> Iterator[Step]:
     """The moves every seed plays first, so what the scenario provokes surely happens."""
-    if world.ops.keyed(F.TIP):
-        storm = retry_storm(world)
+    storm = retry_storm(world) if world.ops.keyed(F.TIP) else _purchase_storm(world)
+    if storm:
         yield Batch(ops=tuple(storm))
         yield Batch(ops=(world.ops.again(storm[0]),))  # a late retry: the same answer
     yield Batch(ops=tuple(spend_race(world) + mutual_tips(world)))
@@ -208,6 +208,17 @@ def _opening(world: _World) -> Iterator[Step]:
             yield Batch(ops=(opened,))
         yield Batch(ops=tuple(_charge_minutes(world, 0)))
     yield Batch(ops=tuple(forgery(world)))
+    yield Batch(ops=tuple(partial_refund(world)))  # so the refunds checker always has one
+
+
+def _purchase_storm(world: _World) -> list[Op]:
+    """Where tips carry no key: the smallest package bought three times at once, one key."""
+    if not world.ops.keyed(F.PURCHASE):
+        return []
+    smallest = world.ops.package_for(1)
+    original = world.ops.purchase(user=world.rng.choice(world.fans),
+                                  amount_tokens=smallest.tokens)
+    return [original, world.ops.again(original), world.ops.again(original)]
 
 
 def _open_call(world: _World) -> Op:
@@ -233,10 +244,14 @@ def not_run(params: ScenarioParams) -> tuple[NotRun, ...]:
     target = params.target
     parts: list[NotRun] = []
     if not target.keyed(F.TIP):
+        # The opening's storm then retries a purchase instead, if purchases carry a key.
+        storm_left = target.keyed(F.PURCHASE)
         parts.append(NotRun(part="tips retried with the same key",
                             reason=target.keyless_reason(F.TIP) if target.offers(F.TIP)
                             else target.missing_reason(F.TIP),
-                            provokes=("retry_with_same_key", "idempotent_replay")))
+                            provokes=() if storm_left else
+                            ("retry_with_same_key", "idempotent_replay"),
+                            checkers=() if storm_left else ("idempotency",)))
     if not target.offers(F.CALL_CHARGE):
         parts.append(NotRun(part="call charges", reason=target.missing_reason(F.CALL_CHARGE),
                             provokes=("call_charged",), checkers=("calls",)))
