@@ -73,7 +73,7 @@ def shared_key_tips(rng: random.Random, ops: OpFactory, *, pair: tuple[str, str]
 
 
 def generate(rng: random.Random, params: ScenarioParams) -> Iterator[Step]:
-    """Fund; shared-key purchases; shared-key tips at once, then one after the other."""
+    """Fund; shared-key purchases, then tips, each at once and then one after the other."""
     ops = OpFactory.of(NAME, params)
     roles = users(params)
     fans, creator = fans_of(roles), creators_of(roles)[0]
@@ -82,6 +82,12 @@ def generate(rng: random.Random, params: ScenarioParams) -> Iterator[Step]:
     yield from fund(ops, fans, FUND_TOKENS)
     if ops.keyed(F.PURCHASE):
         yield Batch(ops=tuple(op for pair in pairs for op in _shared_key_purchases(ops, pair)))
+        # One after the other: a service that looks keys up across accounts (not only one
+        # that races) answers the second with the first's purchase.
+        for pair in pairs:
+            first, second = _shared_key_purchases(ops, pair)
+            yield Batch(ops=(first,))
+            yield Batch(ops=(second,))
         yield Settle()
     if ops.keyed(F.TIP):
         # At once: whichever arrives first, the other is another account's request.

@@ -190,7 +190,7 @@ _ALL = (
     Flaw(name="global_client_keys", operation="find_answer", replacement=_global_client_keys,
          caught_by=("idempotency",), description=_global_client_keys.__doc__ or ""),
     Flaw(name="negative_tip_accepted", operation="read_tip", replacement=_negative_tip_accepted,
-         caught_by=("bad_input", "reconciliation"),
+         caught_by=("refusals", "reconciliation"),
          description=_negative_tip_accepted.__doc__ or ""),
     Flaw(name="webhook_signature_ignored", operation="verify_event",
          replacement=_webhook_signature_ignored, caught_by=("webhook_auth",),
