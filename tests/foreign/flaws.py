@@ -188,7 +188,7 @@ _ALL = (
          replacement=_minute_billed_again, caught_by=("calls", "reconciliation"),
          description=_minute_billed_again.__doc__ or ""),
     Flaw(name="global_client_keys", operation="find_answer", replacement=_global_client_keys,
-         caught_by=("idempotency",), description=_global_client_keys.__doc__ or ""),
+         caught_by=("key_scope", "idempotency"), description=_global_client_keys.__doc__ or ""),
     Flaw(name="negative_tip_accepted", operation="read_tip", replacement=_negative_tip_accepted,
          caught_by=("refusals", "reconciliation"),
          description=_negative_tip_accepted.__doc__ or ""),
