@@ -512,6 +512,7 @@ def check(
     from harness.judge import exit_code_for, judge
     from harness.limits import DEFAULT_LIMITS
     from harness.model import Validity
+    from harness.scenario import NotRun
     from scenarios import get_scenario
 
     bound_ms = _latency_bound(latency_bound_ms, _project_defaults())
@@ -531,7 +532,8 @@ def check(
             typer.echo(f"{loaded.name:22} {'(not judged)':20} unknown: the run did not "
                        "finish this scenario (no end line)")
             continue
-        verdicts = judge(scenario_, loaded, latency_ms_max=bound_ms)
+        left_out = [NotRun(**part) for part in loaded.not_run]
+        verdicts = judge(scenario_.without(left_out), loaded, latency_ms_max=bound_ms)
         for name, verdict in verdicts.items():
             validities.append(verdict.valid)
             typer.echo(f"{loaded.name:22} {name:20} {_word(verdict.valid)}")

@@ -168,6 +168,7 @@ class ScenarioRun:
     truth: ProviderTruth | None = None
     stats: Mapping[str, Any] = field(default_factory=dict)
     complete: bool = False  # the "end" line was read
+    not_run: tuple[Mapping[str, Any], ...] = ()  # parts left out for the target, and why
 
     @property
     def events(self) -> Sequence[Event]:
@@ -206,14 +207,23 @@ class HistoryWriter:
             file.close()
 
     def begin(self, *, name: str, seed: int, params: Mapping[str, Any],
-              users: Mapping[str, str], target_ids: Mapping[str, str]) -> None:
-        """Open a scenario."""
+              users: Mapping[str, str], target_ids: Mapping[str, str],
+              not_run: Sequence[Mapping[str, Any]] = ()) -> None:
+        """Open a scenario.
+
+        ``not_run``: the parts left out for this target (``part``, ``reason``, and the
+        ``provokes`` and ``checkers`` only they had), so a re-judgement agrees with the run.
+        """
         assert self._scenario is None, f"scenario {self._scenario!r} is still open"
         self._scenario = name
         self._written = set()
         self._next_index = 0
-        self._line({"type": "scenario", "name": name, "seed": seed, "params": dict(params),
-                    "users": dict(users), "target_ids": dict(target_ids)})
+        line: dict[str, Any] = {"type": "scenario", "name": name, "seed": seed,
+                                "params": dict(params), "users": dict(users),
+                                "target_ids": dict(target_ids)}
+        if not_run:
+            line["not_run"] = [dict(part) for part in not_run]
+        self._line(line)
 
     def event(self, event: Event) -> None:
         assert self._scenario is not None, "begin a scenario first"
@@ -349,7 +359,32 @@ def _begin(record: Mapping[str, Any]) -> dict[str, Any]:
             "params": dict(record.get("params") or {}),
             "users": dict(record.get("users") or {}),
             "target_ids": dict(record.get("target_ids") or {}),
+            "not_run": _not_run(record.get("not_run")),
             "history": History()}
+
+
+def _not_run(parts: Any) -> tuple[Mapping[str, Any], ...]:
+    """The scenario line's ``not_run`` list, checked field by field."""
+    if parts is None:
+        return ()
+    if not isinstance(parts, list):
+        raise _BadLine(f"scenario line: not_run must be a list, not {parts!r}")
+    checked = []
+    for part in parts:
+        if not isinstance(part, dict) or not isinstance(part.get("reason"), str) or (
+                part.get("part") is not None and not isinstance(part["part"], str)):
+            raise _BadLine(f"scenario line: not_run holds {part!r}; each is "
+                           '{"part": text or null, "reason": text, "provokes": [...], '
+                           '"checkers": [...]}')
+        for key in ("provokes", "checkers"):
+            names = part.get(key, [])
+            if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+                raise _BadLine(f"scenario line: not_run {key} must be a list of names, "
+                               f"not {names!r}")
+        checked.append({"part": part.get("part"), "reason": part["reason"],
+                        "provokes": tuple(part.get("provokes", [])),
+                        "checkers": tuple(part.get("checkers", []))})
+    return tuple(checked)
 
 
 def _apply(current: dict[str, Any], record: dict[str, Any]) -> None:

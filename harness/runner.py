@@ -164,9 +164,12 @@ class _Execution:
             self.session.provision(users, concurrency=self.workers_count), "provisioning")
         self.resolver.users.update(credentials)
         target_ids = {name: credentials[name].target_id for name in users}
+        not_run = [{"part": part.part, "reason": part.reason, "provokes": list(part.provokes),
+                    "checkers": list(part.checkers)}
+                   for part in self.scenario.not_run(self.params)]
         self.writer.begin(name=self.scenario.name, seed=self.params.seed,
                           params=self.params.record(), users=users,
-                          target_ids=target_ids)
+                          target_ids=target_ids, not_run=not_run)
         try:
             return await self._run_begun(users, target_ids)
         except BaseException:

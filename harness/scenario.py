@@ -17,7 +17,7 @@ import dataclasses
 import json
 import random
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -163,7 +163,14 @@ class Scenario:
 
     def adapted(self, params: ScenarioParams) -> Scenario:
         """This scenario as judged for ``params``' target: what it left out is not judged."""
-        left_out = self.not_run(params)
+        return self.without(self.not_run(params))
+
+    def without(self, left_out: Sequence[NotRun]) -> Scenario:
+        """This scenario judged without what ``left_out`` provokes or needs.
+
+        ``tokenchaos check`` rebuilds a run's judgement from the parts its history says
+        were left out, so it agrees with the run without knowing the target.
+        """
         provokes = {tag for part in left_out for tag in part.provokes}
         checkers = {name for part in left_out for name in part.checkers}
         kept_provokes = tuple(t for t in self.provokes if t not in provokes)

@@ -3,9 +3,10 @@
 The provider duplicates, replays, delays, drops-then-retries, maybe reorders, and forges
 every event and re-sends it stale. After funding, a fixed opening (a retry storm with a
 late retry, a spend race, a call minute, forged webhooks, a partial refund) makes the
-coverage certain; then the seed picks further moves from the menu: spend races, mutual tips, retry storms,
-partial refunds, disputes, call bursts with duplicated minutes, forgeries, reads. Open
-disputes are closed before the end. Every checker that applies is expected to hold.
+coverage certain; then the seed picks further moves from the menu: spend races, mutual
+tips, retry storms, partial refunds, disputes, call bursts with duplicated minutes,
+forgeries, reads. Open disputes are closed before the end. Every checker that applies
+is expected to hold.
 
 Only op generators and ``SCENARIO`` live here; the runner executes the steps.
 """

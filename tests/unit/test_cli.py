@@ -372,3 +372,31 @@ def test_serve_and_provider_refuse_impossible_ports_before_starting(
     err = capsys.readouterr().err
     assert "65535" in err
     assert "Traceback" not in err
+
+
+def test_check_judges_without_what_the_run_left_out_for_its_target(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from harness.history import HistoryWriter
+    from harness.model import Kind
+    from tests.unit.conftest import H
+
+    h = H()
+    h.tip("fan_0", "creator_0", 10, Kind.FAIL, error="insufficient_funds")
+    part = {"part": "tips retried with the same key", "reason": "tips carry no key",
+            "provokes": ["retry_with_same_key", "idempotent_replay", "key_reuse_rejected"],
+            "checkers": ["idempotency"]}
+    path = tmp_path / "history.jsonl"
+    with HistoryWriter(path) as writer:
+        writer.begin(name="retry-storm", seed=1, params={}, users={}, target_ids={},
+                     not_run=[part])
+        for event in h.events:
+            writer.event(event)
+        writer.end({})
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["tokenchaos", "check", str(path)])
+    with pytest.raises(SystemExit):
+        cli.main()
+    out = capsys.readouterr().out
+    assert re.search(r"retry-storm\s+conservation", out), out
+    assert "idempotency" not in out  # the run left it out: check does too

@@ -419,3 +419,28 @@ def test_a_history_written_before_body_excerpts_still_loads(tmp_path: Path) -> N
     (run,) = load(path)
     assert run.history[1].body_excerpt is None
     assert run.history[1].status_code == 500
+
+
+def test_the_parts_left_out_for_a_target_survive_write_then_load(tmp_path: Path) -> None:
+    path = tmp_path / "history.jsonl"
+    part = {"part": "tips retried with the same key", "reason": "tips carry no key",
+            "provokes": ["retry_with_same_key"], "checkers": ["idempotency"]}
+    with HistoryWriter(path) as writer:
+        writer.begin(name="retry-storm", seed=1, params={}, users={}, target_ids={},
+                     not_run=[part])
+        writer.end({})
+    (loaded,) = load(path)
+    assert loaded.not_run == ({"part": "tips retried with the same key",
+                               "reason": "tips carry no key",
+                               "provokes": ("retry_with_same_key",),
+                               "checkers": ("idempotency",)},)
+
+
+@pytest.mark.parametrize("not_run", [{"part": "x"}, [1], [{"part": 3, "reason": "r"}],
+                                     [{"reason": "r", "checkers": "idempotency"}]])
+def test_a_malformed_not_run_list_names_its_line(not_run: Any, tmp_path: Path) -> None:
+    path = tmp_path / "history.jsonl"
+    path.write_text(json.dumps({"type": "scenario", "name": "s", "seed": 1,
+                                "not_run": not_run}) + "\n" + json.dumps({"type": "end"}) + "\n")
+    with pytest.raises(UsageError, match=r"history.jsonl:1: scenario line: not_run"):
+        load(path)
