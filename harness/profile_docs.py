@@ -89,16 +89,15 @@ target" instead: listed in the console, run.json and the report, and not `unknow
 _SCHEMA = """\
 ### The schema check (SQL observer)
 
-With `[observer] kind = "sql"` and the four schema keys, the harness checks, before every
-run and in the doctor, what a deployment guide asks operators to verify by hand: the
-balance column is `BIGINT` (not `numeric`, a float or `integer`: the type found is
-named), `CHECK (balance >= 0)` guards it, one row per payment intent is enforced by a
-unique constraint or unique index on the intent column alone, and that constraint is not
-`DEFERRABLE` (PostgreSQL refuses a deferrable one as an `ON CONFLICT` arbiter, so an
-upsert on it fails on every call). Findings print first, in plain words. Each one is a
-defect of the target's storage and joins the verdicts as the `schema` verdict, so a run
-with one exits 1; a table or column the profile names that is not there makes it
-`unknown` (exit 2: fix the profile).
+With `[observer] kind = "sql"` and the four schema keys, `tokenchaos doctor` checks what
+a deployment guide asks operators to verify by hand: the balance column is `BIGINT` (not
+`numeric`, a float or `integer`: the type found is named), `CHECK (balance >= 0)` guards
+it, one row per payment intent is enforced by a unique constraint or unique index on the
+intent column alone, and that constraint is not `DEFERRABLE` (PostgreSQL refuses a
+deferrable one as an `ON CONFLICT` arbiter, so an upsert on it fails on every call).
+Findings print first, in plain words: a defect of the target's storage as a note for you
+to fix, a table or column the profile names that is not there as a problem of the profile
+(exit 2). `tokenchaos run` does not run this check yet.
 """
 
 
