@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from harness.doctor import DoctorPlan, DoctorReport, format_report, run_doctor
@@ -38,7 +39,7 @@ async def test_the_seed_profile_passes_doctor_against_a_seed_shaped_service(
     printed = "\n".join(format_report(report))
     assert report.problems == (), printed
     assert report.ok, printed
-    assert report.schema == () or all(f.severity != "defect" for f in report.schema), printed
+    assert report.schema == (), printed  # BIGINT, CHECK (balance >= 0), a plain UNIQUE
     readings = {step.name: step.reading for step in report.steps}
     for name in ("schema", "provision", "read_balance", "purchase", "credit (webhook)",
                  "tip", "call_charge", "refund (provider)", "read_balance after the refund",
@@ -46,3 +47,20 @@ async def test_the_seed_profile_passes_doctor_against_a_seed_shaped_service(
         assert readings.get(name) == "OK", printed
     assert readings["tip retried with the same key"] == "SKIP", printed
     assert "sent: POST " + seedlike.url + "/api/tokens/purchase" in printed
+
+
+async def test_a_deferrable_intent_constraint_is_named_and_breaks_the_purchase(
+        seedlike: SeedlikeStack) -> None:
+    # The seed's own migration declares the constraint DEFERRABLE; the hardened purchase
+    # path's ON CONFLICT then errors on every call.
+    with psycopg.connect(seedlike.database_url) as conn:
+        conn.execute("ALTER TABLE token_transactions"
+                     " DROP CONSTRAINT token_transactions_intent_key,"
+                     " ADD CONSTRAINT token_transactions_intent_key"
+                     " UNIQUE (stripe_payment_intent_id) DEFERRABLE INITIALLY IMMEDIATE")
+    report = await _doctor(seedlike)
+    printed = "\n".join(format_report(report))
+    assert [f.kind for f in report.schema] == ["intent_unique_deferrable"], printed
+    assert "token_transactions_intent_key" in report.schema[0].text
+    assert not report.ok, printed
+    assert any(p.startswith("purchase: ") for p in report.problems), printed

@@ -236,7 +236,7 @@ def _confirm(user: str, tokens: int, bonus: int, payment_method: str,
     try:
         intent = stripe.PaymentIntent.create(
             amount=tokens * CENTS_PER_TOKEN, currency="usd", confirm=True,
-            payment_method=payment_method, payment_method_types=["card"], metadata=metadata,
+            payment_method=payment_method, metadata=metadata,
             **options)
     except stripe.CardError as exc:
         raise Refused(402, exc.user_message or "the card was declined") from None
