@@ -12,6 +12,13 @@ recorded with the reason and never judged. With users from a file, the harness c
 fans and creators the run needs (each scenario takes users of its own) and refuses to
 start when the file holds too few.
 
+With an SQL observer that names the target's tables (``[observer] balances_table`` and the
+rest), the target's schema is checked right after it answers its health check, before
+the first scenario (``schema_step``, ``harness.targets.schema_check``): each finding is
+announced first, in plain words, and the check's verdict is recorded as the run's
+``schema`` verdict, which joins the run's verdict (``run_validity``): a defect breaks the
+run (exit 1), a schema that could not be checked leaves it unknown (exit 2).
+
 Before anything connects, every address of the run is validated and a remote one must be
 opted into (``harness.targets.address``); the first thing a run announces is the address
 it is about to load. The run's time bound (``Limits.run_duration_s_max``) starts when the
@@ -33,11 +40,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from harness.checkers.latency import measure_latency
-from harness.errors import UsageError
+from harness.errors import TargetError, UsageError
 from harness.history import HistoryWriter
 from harness.judge import exit_code_for, judge
 from harness.limits import DEFAULT_LIMITS, Limits
-from harness.model import merge_validity
+from harness.model import Validity, Verdict, merge_validity
 from harness.provider.client import ProviderClient
 from harness.report.html import write_report
 from harness.report.junit import write_junit
@@ -53,13 +60,15 @@ from harness.runner import Progress, run_scenario
 from harness.scenario import Scenario, ScenarioParams, traits_of
 from harness.stack import LocalStack, StackConfig
 from harness.targets.address import Address, check_remote_allowed, database_hosts, http_address
+from harness.targets.observers import SqlObserver
 from harness.targets.profile import FileProvisioning, Profile, SqlObserverSpec, load_profile
 from harness.targets.provisioning import load_users_file
+from harness.targets.schema_check import SchemaFinding, schema_verdict
 from harness.targets.session import TargetSession
 
 __all__ = ["Announce", "OnScenario", "RunOutcome", "RunPlan", "check_addresses",
            "check_users_file", "plan_for_target", "reproduce_command", "run_plan",
-           "users_needed"]
+           "run_validity", "schema_lines", "schema_step", "users_needed"]
 
 Run = tuple[Scenario, ScenarioParams]
 
@@ -118,7 +127,8 @@ async def run_plan(plan: RunPlan, *, progress: Progress | None = None,
     """Run every scenario of the plan, judge each, and write the report.
 
     Args:
-        announce: told, before the first scenario, which address the run is about to load.
+        announce: told, before the first scenario, which address the run is about to load,
+            then each finding of the schema check (with an SQL observer naming its tables).
         on_scenario: told each scenario's judged record as soon as it is judged, so its
             verdicts can be shown while the next scenario runs.
         clock: the ``time.monotonic`` clock the run's deadline is computed on.
@@ -141,6 +151,7 @@ async def run_plan(plan: RunPlan, *, progress: Progress | None = None,
     async with _target(plan, profile) as (session, provider, target):
         if announce is not None:
             announce(_loading_line(plan, target))
+        schema = await schema_step(session, announce)
         # The bound starts now, with the target up and healthy (see the module docstring).
         deadline_s = clock() + plan.limits.run_duration_s_max
         with HistoryWriter(history_path) as writer:
@@ -173,17 +184,66 @@ async def run_plan(plan: RunPlan, *, progress: Progress | None = None,
                                   for part in scenario.not_run(params) if part.part)))
                 if on_scenario is not None:
                     on_scenario(records[-1])
-    ran = [r.valid for r in records if r.not_run_reason is None]
-    valid = merge_validity(*ran) if ran else "unknown"  # nothing ran: nothing was judged
+    valid = run_validity(records, schema)
     exit_code = exit_code_for([valid])
     record = RunRecord(run_id=run_id, started_at=iso_utc(started_ns),
                        finished_at=iso_utc(time.time_ns()), tokenchaos_version=VERSION,
                        target=target, suite=plan.suite, command=plan.command, valid=valid,
-                       exit_code=exit_code, scenarios=tuple(records))
+                       exit_code=exit_code, scenarios=tuple(records), schema=schema)
     write_run_json(record, out_dir / "run.json")
     write_junit(record, out_dir / "junit.xml")
     write_report(record, history_path, out_dir)
     return RunOutcome(record=record, report_dir=out_dir, exit_code=exit_code)
+
+
+def run_validity(records: Sequence[ScenarioRecord], schema: Verdict | None) -> Validity:
+    """The run's verdict: every scenario that ran, and the schema check if one was made.
+
+    False beats "unknown", which beats True. A run in which no scenario ran judged nothing
+    of the service's behaviour: "unknown", unless its schema already broke (False). Pure.
+    """
+    ran = [r.valid for r in records if r.ran]
+    scenarios: Validity = merge_validity(*ran) if ran else "unknown"
+    return scenarios if schema is None else merge_validity(scenarios, schema.valid)
+
+
+async def schema_step(session: TargetSession, announce: Announce | None) -> Verdict | None:
+    """Check the target's schema when its observer is SQL and names the tables.
+
+    Every finding is announced (``schema_lines``) before this returns, so it prints ahead
+    of the first scenario. A database whose catalog cannot be read is not a defect of the
+    target: the verdict is "unknown", with the error as its note.
+
+    Returns:
+        The run's ``schema`` verdict, or None when there is nothing to check (no SQL
+        observer, or one that names no tables).
+    """
+    observer = session.observer
+    if not isinstance(observer, SqlObserver) or not observer.checks_schema:
+        return None
+    findings: tuple[SchemaFinding, ...] = ()
+    try:
+        findings = await observer.check_schema()
+    except TargetError as exc:
+        verdict = Verdict(valid="unknown", counts={"defects": 0, "not_checked": 1},
+                          note=str(exc))
+    else:
+        verdict = schema_verdict(findings)
+    if announce is not None:
+        for line in schema_lines(findings, verdict):
+            announce(line)
+    return verdict
+
+
+def schema_lines(findings: Sequence[SchemaFinding], verdict: Verdict) -> list[str]:
+    """The schema check as console lines: one per finding, or one saying it held. Pure."""
+    if verdict.valid is True:
+        return ["tokenchaos: schema: balances are bigint with CHECK (balance >= 0), and one "
+                "row per payment intent is enforced by a constraint ON CONFLICT can use"]
+    if not findings:  # the catalog could not be read
+        return [f"tokenchaos: schema NOT CHECKED: {verdict.note}"]
+    return [("tokenchaos: schema DEFECT: " if f.severity == "defect"
+             else "tokenchaos: schema NOT CHECKED: ") + f.text for f in findings]
 
 
 def plan_for_target(runs: Sequence[Run], profile: Profile) -> tuple[Run, ...]:

@@ -790,7 +790,8 @@ def _print_scenario(console: Console, scenario: ScenarioRecord) -> None:
 
 
 def _print_outcome(record: RunRecord, report_dir: Path, *, details: bool = True) -> None:
-    """The run's summary: the "never credited" finding first, the table, the verdict.
+    """The run's summary: the "never credited" finding first, the table, the schema
+    check's verdict (an SQL-observed target), the verdict.
 
     ``details`` also prints every scenario that did not hold (``run`` printed them live).
     """
@@ -819,6 +820,7 @@ def _print_outcome(record: RunRecord, report_dir: Path, *, details: bool = True)
         table.add_row(scenario.name, _word(scenario.valid), ", ".join(bad) or "-",
                       not_sent_summary(scenario.stats))
     console.print(table)
+    _print_schema(console, record)
     _print_not_run(console, record)
     for scenario in record.scenarios:
         if scenario.valid is True:
@@ -830,6 +832,18 @@ def _print_outcome(record: RunRecord, report_dir: Path, *, details: bool = True)
                           f"reproduce: {scenario.reproduce}", markup=False, soft_wrap=True)
     _print_performance(console, record)
     console.print(f"\nverdict: {_word(record.valid)}; report: {report_dir / 'index.html'}")
+
+
+def _print_schema(console: Console, record: RunRecord) -> None:
+    """The schema check's verdict, with what broke it or why it could not be checked."""
+    verdict = record.schema
+    if verdict is None:
+        return
+    console.print(f"\nschema of the target's database: {_word(verdict.valid)}", markup=False)
+    for anomaly in verdict.anomalies:
+        console.print(f"  {anomaly.explanation}", markup=False, soft_wrap=True)
+    if verdict.valid == "unknown" and verdict.note:
+        console.print(f"  not checked: {verdict.note}", markup=False, soft_wrap=True)
 
 
 def _not_run_lines(record: RunRecord) -> list[str]:

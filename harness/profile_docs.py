@@ -89,15 +89,20 @@ target" instead: listed in the console, run.json and the report, and not `unknow
 _SCHEMA = """\
 ### The schema check (SQL observer)
 
-With `[observer] kind = "sql"` and the four schema keys, `tokenchaos doctor` checks what
-a deployment guide asks operators to verify by hand: the balance column is `BIGINT` (not
-`numeric`, a float or `integer`: the type found is named), `CHECK (balance >= 0)` guards
-it, one row per payment intent is enforced by a unique constraint or unique index on the
-intent column alone, and that constraint is not `DEFERRABLE` (PostgreSQL refuses a
-deferrable one as an `ON CONFLICT` arbiter, so an upsert on it fails on every call).
-Findings print first, in plain words: a defect of the target's storage as a note for you
-to fix, a table or column the profile names that is not there as a problem of the profile
-(exit 2). `tokenchaos run` does not run this check yet.
+With `[observer] kind = "sql"` and the four schema keys, every `tokenchaos run` (right
+after the target answers its health check, before the first scenario) and `tokenchaos
+doctor` check what a deployment guide asks operators to verify by hand: the balance
+column is `BIGINT` (not `numeric`, a float or `integer`: the type found is named),
+`CHECK (balance >= 0)` guards it, one row per payment intent is enforced by a unique
+constraint or unique index on the intent column alone, and that constraint is not
+`DEFERRABLE` (PostgreSQL refuses a deferrable one as an `ON CONFLICT` arbiter, so an
+upsert on it fails on every call). Findings print first, in plain words. In a run they
+join the verdicts as the run-level `schema` verdict (in the console summary, `run.json`,
+the HTML report and a `schema` test case in `junit.xml`): a defect of the target's
+storage breaks the run (exit 1); a table or column the profile names that is not there,
+or a catalog that cannot be read, leaves it unknown (exit 2). The doctor reports a
+defect as a note for you to fix and a missing table or column as a problem of the
+profile (exit 2). Without the four keys the schema is not checked.
 """
 
 

@@ -111,6 +111,7 @@ def render_html(record: RunRecord, runs: Sequence[ScenarioRunLike] = ()) -> str:
         f"<title>{escape(title)}</title><style>{css}</style></head><body>",
         _header(record),
         "<main>",
+        _schema_section(record),
         _verdict_table(record),
         _not_run_summary(record),
         *sections,
@@ -214,6 +215,23 @@ def _verdict_table(record: RunRecord) -> str:
     if not record.scenarios:
         table = '<p class="empty">No scenario ran.</p>'
     return f'<section class="card" id="verdicts"><h2>Verdicts</h2>{table}{key}</section>'
+
+
+def _schema_section(record: RunRecord) -> str:
+    """The schema check made before the first scenario, when the target had one."""
+    verdict = record.schema
+    if verdict is None:
+        return ""
+    items = "".join(f'<li><span class="kind">{escape(a.kind)}</span> '
+                    f"{escape(a.explanation)}</li>" for a in verdict.anomalies)
+    note = f'<p class="note">{escape(verdict.note)}</p>' if verdict.note else ""
+    held = ("<p>Balances are bigint with CHECK (balance &gt;= 0), and one row per payment "
+            "intent is enforced by a constraint ON CONFLICT can use.</p>"
+            if verdict.valid is True else "")
+    return (f'<section class="card" id="schema"><h2>{badge(verdict.valid)} Schema of the '
+            "target's database</h2><p>Checked before the first scenario; part of the "
+            f"run's verdict.</p>{held}{note}"
+            + (f"<ul>{items}</ul>" if items else "") + "</section>")
 
 
 def _not_run_summary(record: RunRecord) -> str:

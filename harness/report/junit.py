@@ -4,7 +4,9 @@ A checker that held passes; one that broke is a ``<failure>`` whose message is t
 anomaly's explanation and whose text lists every sampled anomaly and the command that
 reproduces the scenario; an ``unknown`` verdict is ``<skipped message=...>`` with the
 checker's note, so it is visible without failing the build. A scenario that no checker
-judged (it crashed first) gets one ``<error>`` case, so it cannot pass unseen.
+judged (it crashed first) gets one ``<error>`` case, so it cannot pass unseen. The schema
+check of an SQL-observed target, made before the first scenario, is one more suite
+``schema`` with one test case ``schema``, failed, skipped or passed as its verdict says.
 
 Built with ``xml.etree``, which escapes; characters XML 1.0 cannot carry are dropped.
 Nothing here renders HTML or reads a history.
@@ -38,8 +40,11 @@ def junit_xml(record: RunRecord) -> str:
     root = ET.Element("testsuites", name=_clean(f"tokenchaos {record.run_id}"))
     names = Counter(s.name for s in record.scenarios)
     totals: Counter[str] = Counter()
-    for scenario in record.scenarios:
-        suite = _suite(scenario, record, ambiguous=names[scenario.name] > 1)
+    suites = [_suite(scenario, record, ambiguous=names[scenario.name] > 1)
+              for scenario in record.scenarios]
+    if record.schema is not None:
+        suites.insert(0, _schema_suite(record.schema, record))
+    for suite in suites:
         for key in ("tests", "failures", "errors", "skipped"):
             totals[key] += int(suite.get(key, "0"))
         root.append(suite)
@@ -83,6 +88,23 @@ def _suite(scenario: ScenarioRecord, record: RunRecord, *, ambiguous: bool) -> E
         suite.set(key, str(counts[key]))
     out = ET.SubElement(suite, "system-out")
     out.text = _clean(f"Reproduce: {scenario.reproduce}\n")
+    return suite
+
+
+def _schema_suite(verdict: Verdict, record: RunRecord) -> ET.Element:
+    """The schema check as a suite of one case, ``schema``."""
+    suite = ET.Element("testsuite", name="schema", timestamp=record.started_at, time="0.000")
+    case = ET.SubElement(suite, "testcase", classname="tokenchaos.schema", name="schema")
+    counts = Counter(tests=1)
+    if verdict.valid is False:
+        counts["failures"] += 1
+        _add_failure(case, "schema", verdict, record.command)
+    elif verdict.valid == "unknown":
+        counts["skipped"] += 1
+        ET.SubElement(case, "skipped", message=_clean(
+            verdict.note or "the schema could not be checked (unknown)"))
+    for key in ("tests", "failures", "errors", "skipped"):
+        suite.set(key, str(counts[key]))
     return suite
 
 

@@ -6,7 +6,10 @@ verdict) and holds one ``ScenarioRecord`` per scenario (seed, parameters, statis
 performance findings: latency figures that are reported, never judged unless the run was
 given a latency bound). What the target's profile could not support is recorded as not
 run, with the reason: a part of a scenario (``not_run``), or all of it
-(``not_run_reason``, and then no verdicts).
+(``not_run_reason``, and then no verdicts). A run against a target with an SQL observer
+that names its tables also carries the run-level ``schema`` verdict (the schema check of
+``harness.targets.schema_check``, made before the first scenario), which joins the run's
+verdict like any checker's.
 ``to_json``/``from_json`` round-trip exactly: ``RunRecord.from_json(r.to_json()) == r``.
 
 The schema is versioned (``SCHEMA_VERSION``) and written out as JSON Schema in
@@ -55,7 +58,8 @@ __all__ = [
 
 # 2: scenarios carry "performance" (latency findings)
 # 3: scenarios carry "not_run" (parts not run for the target) and "not_run_reason"
-SCHEMA_VERSION = 3
+# 4: the run carries "schema" (the schema check's verdict, or null when not checked)
+SCHEMA_VERSION = 4
 SCHEMA_PATH = Path(__file__).with_name("run.schema.json")
 
 JsonScalar = int | float | str | bool | None
@@ -186,6 +190,7 @@ class RunRecord:
     valid: Validity
     exit_code: int | None  # 0 held, 1 an invariant broke, 2 could not judge; None if running
     scenarios: tuple[ScenarioRecord, ...] = ()
+    schema: Verdict | None = None  # the schema check before the first scenario; None: none
     schema_version: int = field(default=SCHEMA_VERSION)
 
     def __post_init__(self) -> None:
@@ -209,6 +214,7 @@ class RunRecord:
             "valid": self.valid,
             "exit_code": self.exit_code,
             "scenarios": [s.to_json() for s in self.scenarios],
+            "schema": None if self.schema is None else verdict_to_json(self.schema),
         }
 
     @classmethod
@@ -246,6 +252,7 @@ class RunRecord:
             valid=_validity(data["valid"]),
             exit_code=data.get("exit_code"),
             scenarios=tuple(ScenarioRecord.from_json(s) for s in data.get("scenarios", ())),
+            schema=None if data["schema"] is None else verdict_from_json(data["schema"]),
         )
 
 

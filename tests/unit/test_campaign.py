@@ -1,4 +1,5 @@
-"""The run plan: what it refuses, and the command that reproduces one scenario."""
+"""The run plan: what it refuses, the command that reproduces one scenario, and how the
+schema check joins the run's verdict."""
 
 from __future__ import annotations
 
@@ -14,13 +15,17 @@ from harness.campaign import (
     check_users_file,
     plan_for_target,
     reproduce_command,
+    run_validity,
+    schema_lines,
     users_needed,
 )
 from harness.errors import ProvisioningFailed, UsageError
 from harness.limits import DEFAULT_LIMITS
-from harness.model import F
+from harness.model import F, Validity, Verdict
+from harness.report.record import ScenarioRecord
 from harness.scenario import ScenarioParams
 from harness.targets.profile import load_profile
+from harness.targets.schema_check import SchemaFinding, schema_verdict
 from harness.targets.session import TargetSession
 from scenarios import get_scenario
 
@@ -151,3 +156,48 @@ def test_the_reproduce_command_of_the_local_stack_parses_as_it_is() -> None:
     assert parsed["target"] == "local"
     assert parsed["flaw"] == ["tip_lost_update"]
     assert parsed["scale"] == 2
+
+
+# ---------------------------------------------------------------------------------------
+# The schema check's verdict joins the run's.
+
+
+def _judged(valid: Validity, name: str = "tip-cycle") -> ScenarioRecord:
+    return ScenarioRecord(name=name, seed=1, params={}, started_ns=0, duration_s=1.0,
+                          ops_count=4, stats={}, reproduce="tokenchaos run",
+                          verdicts={"conservation": Verdict(valid=valid)})
+
+
+_NOT_RUN = ScenarioRecord(name="mid-call-refund", seed=1, params={}, started_ns=0,
+                          duration_s=0.0, ops_count=0, stats={}, verdicts={},
+                          reproduce="tokenchaos run", not_run_reason="no [ops.call_open]")
+
+
+@pytest.mark.parametrize(("scenarios", "schema", "expected"), [
+    ((True,), None, True),
+    ((True,), True, True),
+    ((True,), False, False),  # every scenario held; a schema defect still breaks the run
+    ((True,), "unknown", "unknown"),  # could not be checked: not a pass
+    (("unknown",), False, False),
+    ((False,), True, False),
+    ((False,), "unknown", False),
+    ((), None, "unknown"),  # nothing ran: nothing was judged
+    ((), True, "unknown"),
+    ((), False, False),  # nothing ran, but the schema already broke
+])
+def test_the_schema_verdict_merges_into_the_runs(scenarios: tuple[Validity, ...],
+                                                 schema: Validity | None,
+                                                 expected: Validity) -> None:
+    records = [_NOT_RUN, *(_judged(v) for v in scenarios)]
+    verdict = None if schema is None else Verdict(valid=schema)
+    assert run_validity(records, verdict) == expected
+
+
+def test_schema_lines_name_each_finding_in_plain_words() -> None:
+    findings = (SchemaFinding(kind="balance_not_bigint", severity="defect",
+                              text="accounts.balance is numeric, not bigint"),
+                SchemaFinding(kind="column_not_found", severity="cannot_check",
+                              text="table payments has no column 'intent'"))
+    assert schema_lines(findings, schema_verdict(findings)) == [
+        "tokenchaos: schema DEFECT: accounts.balance is numeric, not bigint",
+        "tokenchaos: schema NOT CHECKED: table payments has no column 'intent'"]

@@ -53,3 +53,32 @@ def test_the_summary_states_never_credited_before_the_table(
     out = capsys.readouterr().out
     assert out.lstrip().startswith("No purchase was ever credited")
     assert "mixed-chaos (seed 1): BROKE; reproduce: tokenchaos run --scenario mixed-chaos" in out
+
+
+def test_the_summary_shows_the_schema_verdict_and_what_broke_it(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    from tests.unit.test_report_record import SCHEMA_DEFECT
+
+    record = RunRecord(run_id="r1", started_at="2026-01-01T00:00:00Z", finished_at=None,
+                       tokenchaos_version="0", target=TargetInfo(profile="p", service_url="u"),
+                       suite="smoke", command="tokenchaos run", valid=False, exit_code=1,
+                       scenarios=(_scenario("tip-cycle", {"errors": Verdict(valid=True)}),),
+                       schema=SCHEMA_DEFECT)
+    _print_outcome(record, tmp_path, details=False)
+    out = capsys.readouterr().out
+    assert "schema of the target's database: BROKE" in out
+    assert "payments_intent_key on payments.intent_id is DEFERRABLE" in out
+    assert out.index("schema of the target's database") < out.index("verdict: BROKE")
+
+
+def test_a_schema_not_checked_says_why(capsys: pytest.CaptureFixture[str],
+                                       tmp_path: Path) -> None:
+    record = RunRecord(run_id="r1", started_at="2026-01-01T00:00:00Z", finished_at=None,
+                       tokenchaos_version="0", target=TargetInfo(profile="p", service_url="u"),
+                       suite="smoke", command="tokenchaos run", valid="unknown", exit_code=2,
+                       scenarios=(_scenario("tip-cycle", {"errors": Verdict(valid=True)}),),
+                       schema=Verdict(valid="unknown", note="there is no table 'balances'"))
+    _print_outcome(record, tmp_path, details=False)
+    out = capsys.readouterr().out
+    assert "schema of the target's database: unknown" in out
+    assert "not checked: there is no table 'balances'" in out

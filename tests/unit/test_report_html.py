@@ -271,3 +271,14 @@ def test_slow_ops_are_a_performance_finding_beside_a_passing_verdict() -> None:
     judged_page = render_html(record(dataclasses.replace(passing, performance=judged)))
     assert "latency bound of 100 ms" in judged_page
     assert "Performance findings" not in render_html(record(passing_scenario()))
+
+
+def test_the_schema_verdict_has_its_own_section_before_the_verdict_table() -> None:
+    from tests.unit.test_report_record import make_record
+
+    page = render_html(make_record())  # its schema has a DEFERRABLE intent unique
+    assert '<section class="card" id="schema">' in page
+    assert "intent_unique_deferrable" in page
+    assert "payments_intent_key on payments.intent_id is DEFERRABLE" in page
+    assert page.index('id="schema"') < page.index('id="verdicts"')
+    assert 'id="schema"' not in render_html(make_record(schema=None))

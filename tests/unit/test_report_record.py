@@ -36,6 +36,13 @@ PERFORMANCE = Performance(
              SlowOp(index=30, f="tip", kind="info", latency_ms=9, error="read_timeout")))
 
 
+SCHEMA_DEFECT = Verdict(valid=False, counts={"defects": 1, "not_checked": 0}, anomalies=(
+    Anomaly(kind="intent_unique_deferrable", event_indexes=(), expected="as the deployment "
+            "guide asks", observed="intent_unique_deferrable",
+            explanation="the unique constraint payments_intent_key on payments.intent_id is "
+                        "DEFERRABLE: PostgreSQL refuses it as an ON CONFLICT arbiter"),))
+
+
 def make_record(**overrides: Any) -> RunRecord:
     anomaly = Anomaly(kind="duplicated_credit", event_indexes=(3, 9), expected=500,
                       observed="1000 tokens", explanation="Let A be purchase #3 …",
@@ -61,7 +68,7 @@ def make_record(**overrides: Any) -> RunRecord:
         target=TargetInfo(profile="reference", service_url="http://127.0.0.1:8000",
                           provider_url=None),
         suite="smoke", command="tokenchaos run --suite smoke --target reference",
-        valid=False, exit_code=1, scenarios=(failing, crashed))
+        valid=False, exit_code=1, scenarios=(failing, crashed), schema=SCHEMA_DEFECT)
     values.update(overrides)
     return RunRecord(**values)
 
@@ -96,7 +103,7 @@ def test_from_json_refuses_a_version_1_record_without_performance_findings() -> 
     data["schema_version"] = 1
     for scenario in data["scenarios"]:
         del scenario["performance"]
-    with pytest.raises(UsageError, match="schema_version 1; this tokenchaos reads version 3"):
+    with pytest.raises(UsageError, match="schema_version 1; this tokenchaos reads version 4"):
         RunRecord.from_json(data)
 
 
@@ -105,7 +112,31 @@ def test_from_json_refuses_a_version_2_record_without_what_was_not_run() -> None
     data["schema_version"] = 2
     for scenario in data["scenarios"]:
         del scenario["not_run"], scenario["not_run_reason"]
-    with pytest.raises(UsageError, match="schema_version 2; this tokenchaos reads version 3"):
+    with pytest.raises(UsageError, match="schema_version 2; this tokenchaos reads version 4"):
+        RunRecord.from_json(data)
+
+
+def test_from_json_refuses_a_version_3_record_without_the_schema_verdict() -> None:
+    data = make_record(schema=None).to_json()
+    data["schema_version"] = 3
+    del data["schema"]
+    with pytest.raises(UsageError, match="schema_version 3; this tokenchaos reads version 4"):
+        RunRecord.from_json(data)
+
+
+def test_the_schema_verdict_round_trips_and_none_is_written_as_null() -> None:
+    record = make_record()
+    assert record.to_json()["schema"]["anomalies"][0]["kind"] == "intent_unique_deferrable"
+    assert RunRecord.from_json(json.loads(json.dumps(record.to_json()))).schema == SCHEMA_DEFECT
+    unchecked = make_record(schema=None)
+    assert unchecked.to_json()["schema"] is None
+    assert RunRecord.from_json(json.loads(json.dumps(unchecked.to_json()))) == unchecked
+
+
+def test_a_record_without_the_schema_key_is_malformed() -> None:
+    data = make_record().to_json()
+    del data["schema"]
+    with pytest.raises(UsageError, match="malformed"):
         RunRecord.from_json(data)
 
 
@@ -175,7 +206,7 @@ def test_ns_from_iso_utc_rejects_other_time_zones() -> None:
 def test_written_run_json_validates_against_the_schema(tmp_path: Path) -> None:
     schema = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
     for record in (make_record(), make_record(valid="unknown", finished_at=None,
-                                              exit_code=None, scenarios=())):
+                                              exit_code=None, scenarios=(), schema=None)):
         data = json.loads(write_run_json(record, tmp_path / "run.json").read_text())
         assert validate(data, schema, schema) == []
 
