@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
-import signal
 import sys
 
-from harness.provider.server import serve_asgi
+from tests.child_service import serve_until_signal
 from tests.foreign.app import create_app
 from tests.foreign.flaws import FLAW_NAMES_ENV
 
@@ -36,21 +34,8 @@ def main() -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    asyncio.run(_serve(app, port=args.port))
+    asyncio.run(serve_until_signal(app, port=args.port))
     return 0
-
-
-async def _serve(app: object, *, port: int) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    running = await serve_asgi(app, port=port)  # type: ignore[arg-type]
-    try:
-        print(json.dumps({"url": running.url}), flush=True)
-        await stop.wait()
-    finally:
-        await running.stop()
 
 
 if __name__ == "__main__":

@@ -11,8 +11,6 @@ database URL (for the SQL observer) and the staging token (for provisioning).
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import secrets
 import sys
 from collections.abc import AsyncIterator
@@ -23,6 +21,7 @@ from pathlib import Path
 from harness.pg import create_service_database
 from harness.provider.client import ProviderClient
 from harness.provider.server import ProviderConfig, serve_provider
+from tests.child_service import announced_url, stop_child
 
 __all__ = ["PROFILE_PATH", "STAGING_TOKEN_ENV", "ForeignStack", "foreign_stack"]
 
@@ -30,8 +29,6 @@ PROFILE_PATH = Path(__file__).with_name("foreign.toml")
 STAGING_TOKEN_ENV = "FOREIGN_STAGING_TOKEN"  # the profile's provisioning header reads it
 WEBHOOK_PATH = "/stripe/events"
 _REPO_ROOT = Path(__file__).resolve().parents[2]
-_START_TIMEOUT_S = 60.0
-_STOP_TIMEOUT_S = 15.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -62,33 +59,12 @@ async def foreign_stack(pg_admin_url: str, *,
     process = await asyncio.create_subprocess_exec(
         *command, cwd=_REPO_ROOT, stdout=asyncio.subprocess.PIPE)
     try:
-        url = await _announced_url(process)
+        url = await announced_url(process, name="foreign service")
         async with ProviderClient(provider.url, control_key=config.control_key) as client:
             await client.configure(webhook_url=url + WEBHOOK_PATH)
         yield ForeignStack(url=url, provider_url=provider.url, provider_key=config.control_key,
                            webhook_secret=config.webhook_secret, database_url=database_url,
                            staging_token=staging_token)
     finally:
-        await _stop(process)
+        await stop_child(process)
         await provider.stop()
-
-
-async def _announced_url(process: asyncio.subprocess.Process) -> str:
-    assert process.stdout is not None
-    line = await asyncio.wait_for(process.stdout.readline(), timeout=_START_TIMEOUT_S)
-    if not line:
-        code = await process.wait()
-        raise RuntimeError(f"the foreign service exited with {code} before it answered")
-    return str(json.loads(line)["url"])
-
-
-async def _stop(process: asyncio.subprocess.Process) -> None:
-    if process.returncode is not None:
-        return
-    process.terminate()
-    try:
-        await asyncio.wait_for(process.wait(), timeout=_STOP_TIMEOUT_S)
-    except TimeoutError:
-        process.kill()
-        with contextlib.suppress(ProcessLookupError):
-            await process.wait()

@@ -11,7 +11,6 @@ the users file ``harness/targets/seed.toml`` reads: ``{"users": [{"id", "token",
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import secrets
 import sys
@@ -26,13 +25,12 @@ import psycopg
 from harness.pg import create_service_database
 from harness.provider.client import ProviderClient
 from harness.provider.server import ProviderConfig, serve_provider
+from tests.child_service import announced_url, stop_child
 
 __all__ = ["WEBHOOK_PATH", "SeedlikeStack", "create_users", "seedlike_stack"]
 
 WEBHOOK_PATH = "/api/payments/webhook"
 _REPO_ROOT = Path(__file__).resolve().parents[2]
-_START_TIMEOUT_S = 60.0
-_STOP_TIMEOUT_S = 15.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -58,7 +56,7 @@ async def seedlike_stack(pg_admin_url: str, users_file: Path, *, fans: int = 2,
     process = await asyncio.create_subprocess_exec(
         *command, cwd=_REPO_ROOT, stdout=asyncio.subprocess.PIPE)
     try:
-        url = await _announced_url(process)
+        url = await announced_url(process, name="seed-shaped service")
         async with ProviderClient(provider.url, control_key=config.control_key) as client:
             await client.configure(webhook_url=url + WEBHOOK_PATH)
         users = await asyncio.to_thread(create_users, database_url,
@@ -68,7 +66,7 @@ async def seedlike_stack(pg_admin_url: str, users_file: Path, *, fans: int = 2,
                             provider_key=config.control_key, database_url=database_url,
                             users_file=users_file)
     finally:
-        await _stop(process)
+        await stop_child(process)
         await provider.stop()
 
 
@@ -86,24 +84,3 @@ def create_users(database_url: str, counts: dict[str, int]) -> list[dict[str, st
                              (token, user_id))
                 users.append({"id": user_id, "token": token, "kind": kind})
     return users
-
-
-async def _announced_url(process: asyncio.subprocess.Process) -> str:
-    assert process.stdout is not None
-    line = await asyncio.wait_for(process.stdout.readline(), timeout=_START_TIMEOUT_S)
-    if not line:
-        code = await process.wait()
-        raise RuntimeError(f"the seed-shaped service exited with {code} before it answered")
-    return str(json.loads(line)["url"])
-
-
-async def _stop(process: asyncio.subprocess.Process) -> None:
-    if process.returncode is not None:
-        return
-    process.terminate()
-    try:
-        await asyncio.wait_for(process.wait(), timeout=_STOP_TIMEOUT_S)
-    except TimeoutError:
-        process.kill()
-        with contextlib.suppress(ProcessLookupError):
-            await process.wait()
