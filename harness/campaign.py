@@ -67,7 +67,7 @@ from harness.targets.schema_check import SchemaFinding, schema_verdict
 from harness.targets.session import TargetSession
 
 __all__ = ["Announce", "OnScenario", "RunOutcome", "RunPlan", "check_addresses",
-           "check_users_file", "plan_for_target", "reproduce_command", "run_plan",
+           "check_users_file", "open_target", "plan_for_target", "reproduce_command", "run_plan",
            "run_validity", "schema_lines", "schema_step", "users_needed"]
 
 Run = tuple[Scenario, ScenarioParams]
@@ -148,7 +148,7 @@ async def run_plan(plan: RunPlan, *, progress: Progress | None = None,
     out_dir = plan.report_dir / run_id
     history_path = out_dir / "history.jsonl"
     records: list[ScenarioRecord] = []
-    async with _target(plan, profile) as (session, provider, target):
+    async with open_target(plan, profile) as (session, provider, target):
         if announce is not None:
             announce(_loading_line(plan, target))
         schema = await schema_step(session, announce)
@@ -386,9 +386,12 @@ def _loading_line(plan: RunPlan, target: TargetInfo) -> str:
 
 
 @contextlib.asynccontextmanager
-async def _target(plan: RunPlan, profile: Profile) -> AsyncIterator[
+async def open_target(plan: RunPlan, profile: Profile) -> AsyncIterator[
         tuple[TargetSession, ProviderClient | None, TargetInfo]]:
-    """The session, provider client and description of the run's target."""
+    """Start or reach the run's target: its session, provider client and description.
+
+    Public because `tokenchaos doctor` reaches a target exactly as a run does.
+    """
     async with contextlib.AsyncExitStack() as stack:
         target_url: str | None
         provider_url: str | None

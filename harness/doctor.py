@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 import httpx
 
-from harness.campaign import RunPlan, _target, check_addresses
+from harness.campaign import RunPlan, check_addresses, open_target
 from harness.errors import ProviderError, TargetError, TokenchaosError
 from harness.limits import DEFAULT_LIMITS, Limits
 from harness.model import F, Kind, Observation, Op, Outcome
@@ -59,7 +59,6 @@ _FAN, _CREATOR = "fan_0", "creator_0"
 _EXCERPT_CHARS_MAX = 300
 _CREDIT_POLLS_MAX = 50  # reads of the balance after quiescence, waiting for the credit
 _CREDIT_POLL_S = 0.1
-_REFERENCE_PACKAGE = (100, 500)  # tokens, cents: when the profile names no pricing
 _READING: Mapping[Kind, Reading] = {Kind.OK: "OK", Kind.FAIL: "FAIL", Kind.INFO: "INFO"}
 _SECRET_WORDS = ("authorization", "token", "secret", "key", "cookie", "password")
 
@@ -130,7 +129,7 @@ async def run_doctor(plan: DoctorPlan) -> DoctorReport:
     profile = load_profile(plan.profile)
     run_plan = _run_plan(plan)
     check_addresses(run_plan, profile)
-    async with _target(run_plan, profile) as (session, provider, _info):
+    async with open_target(run_plan, profile) as (session, provider, _info):
         doctor = _Doctor(session, provider, plan.limits)
         return await doctor.examine()
 
@@ -660,11 +659,8 @@ def _observer_step(observation: Observation, ids: Mapping[str, str],
 
 def _package(profile: Profile) -> tuple[int, int]:
     """The smallest package: the tokens a purchase asks for, and the tokens it mints."""
-    pricing = getattr(profile, "pricing", None)  # the profile's [pricing], where it has one
-    if pricing is not None and pricing.packages:
-        package = min(pricing.packages, key=lambda p: p.cents)
-        return int(package.tokens), int(package.minted_tokens)
-    return _REFERENCE_PACKAGE[0], _REFERENCE_PACKAGE[0]
+    package = min(profile.pricing.packages, key=lambda p: p.cents)  # never empty
+    return package.tokens, package.minted_tokens
 
 
 def _with(step: Step, **changes: Any) -> Step:
