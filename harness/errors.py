@@ -6,7 +6,8 @@
      │    ├── TargetUnreachable
      │    └── ProvisioningFailed
      ├── ProviderError         the payment-provider simulator failed or was misused
-     └── StackError            the local stack (PostgreSQL, service) would not start
+     ├── StackError            the local stack (PostgreSQL, service) would not start
+     └── FaultError            a fault could not be injected or healed (the nemesis failed)
 
 What the target does wrong becomes an ``Outcome`` or an ``Anomaly`` (exit 1), never an
 exception. Errors from httpx, psycopg or tomllib are translated at the edge of the module
@@ -17,6 +18,7 @@ value, and says what to do instead.
 from __future__ import annotations
 
 __all__ = [
+    "FaultError",
     "ProviderError",
     "ProvisioningFailed",
     "StackError",
@@ -55,3 +57,7 @@ class ProviderError(TokenchaosError):
 
 class StackError(TokenchaosError):
     """The local stack (embedded PostgreSQL, reference service, provider) would not start."""
+
+
+class FaultError(TokenchaosError):
+    """A fault could not be injected or healed: a proxy, signal or command failed."""

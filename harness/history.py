@@ -16,6 +16,9 @@ and flushed as it happens, so a crashed run leaves a readable prefix::
                             (a completion of a 5xx or unlisted answer adds "body_excerpt")
     {"type": "initial", "accounts": [...], "totals": {...} | null}        (optional)
     {"type": "observation", "accounts": [...], "totals": {...} | null}
+    {"type": "fault", "name", "kind", "link", "description", "attributes",
+                      "started_ns", "healed_ns", "recovered_ns", "error"}   (one per fault,
+                      written once it has healed and the target recovered, or given up)
     {"type": "truth", "intents": [...], "deliveries": [...], ...}
     {"type": "end", "stats": {...}}
 
@@ -44,6 +47,7 @@ from harness.model import (
     DeliveryVariant,
     Event,
     F,
+    FaultWindow,
     IntentTruth,
     Kind,
     Observation,
@@ -57,6 +61,8 @@ __all__ = [
     "ScenarioRun",
     "event_from_json",
     "event_to_json",
+    "fault_from_json",
+    "fault_to_json",
     "load",
     "observation_from_json",
     "observation_to_json",
@@ -169,6 +175,7 @@ class ScenarioRun:
     stats: Mapping[str, Any] = field(default_factory=dict)
     complete: bool = False  # the "end" line was read
     not_run: tuple[Mapping[str, Any], ...] = ()  # parts left out for the target, and why
+    faults: tuple[FaultWindow, ...] = ()  # faults injected during the scenario, in order
 
     @property
     def events(self) -> Sequence[Event]:
@@ -239,6 +246,11 @@ class HistoryWriter:
 
     def truth(self, truth: ProviderTruth) -> None:
         self._once("truth", provider_truth_to_json(truth))
+
+    def fault(self, window: FaultWindow) -> None:
+        """One fault, once it has healed (or could not be)."""
+        assert self._scenario is not None, "begin a scenario first"
+        self._line(fault_to_json(window))
 
     def end(self, stats: Mapping[str, Any]) -> None:
         """Close the scenario."""
@@ -343,7 +355,7 @@ def _read_record(record: dict[str, Any], current: dict[str, Any] | None,
     return current
 
 
-_LINE_TYPES = ("scenario", "event", "initial", "observation", "truth", "end")
+_LINE_TYPES = ("scenario", "event", "fault", "initial", "observation", "truth", "end")
 
 
 def _begin(record: Mapping[str, Any]) -> dict[str, Any]:
@@ -396,6 +408,9 @@ def _apply(current: dict[str, Any], record: dict[str, Any]) -> None:
             raise _BadLine(f"event #{event.index}: {problem}")
         current["history"].append(event)
         return
+    if kind == "fault":
+        current["faults"] = (*current.get("faults", ()), _fault(record))
+        return
     if kind in ("initial", "observation", "truth") and current.get(kind) is not None:
         raise _BadLine(f"a second {kind!r} line in scenario {current['name']!r}")
     if kind in ("initial", "observation"):
@@ -444,6 +459,18 @@ def _event(record: Mapping[str, Any]) -> Event:
 
 _KINDS = frozenset(k.value for k in Kind)
 _FS = frozenset(f.value for f in F)
+
+
+def _fault(record: Mapping[str, Any]) -> FaultWindow:
+    _require(record, "fault line", {"name": str, "kind": str, "description": str,
+                                    "started_ns": int})
+    _optional(record, "fault line", {"link": str, "healed_ns": int, "recovered_ns": int,
+                                     "error": str, "attributes": dict})
+    try:
+        return fault_from_json(record)
+    except (AssertionError, TypeError, ValueError) as exc:
+        raise _BadLine(f"fault line {record.get('name')!r}: inconsistent times or "
+                       f"attributes ({exc or 'assertion'})") from None
 
 
 def _observation(record: Mapping[str, Any], kind: str) -> Observation:
@@ -549,6 +576,23 @@ def event_from_json(data: Mapping[str, Any]) -> Event:
                  op_id=int(data["op_id"]), value=dict(data.get("value") or {}),
                  idempotency_key=data.get("idempotency_key"), error=data.get("error"),
                  status_code=data.get("status_code"), body_excerpt=data.get("body_excerpt"))
+
+
+def fault_to_json(window: FaultWindow) -> dict[str, Any]:
+    return {"type": "fault", "name": window.name, "kind": window.kind, "link": window.link,
+            "description": window.description, "attributes": dict(window.attributes),
+            "started_ns": window.started_ns, "healed_ns": window.healed_ns,
+            "recovered_ns": window.recovered_ns, "error": window.error}
+
+
+def fault_from_json(data: Mapping[str, Any]) -> FaultWindow:
+    attributes = data.get("attributes") or {}
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in attributes.values()):
+        raise ValueError(f"fault attributes must be integers: {attributes!r}")
+    return FaultWindow(name=data["name"], kind=data["kind"], link=data.get("link"),
+                       description=data["description"], attributes=dict(attributes),
+                       started_ns=int(data["started_ns"]), healed_ns=data.get("healed_ns"),
+                       recovered_ns=data.get("recovered_ns"), error=data.get("error"))
 
 
 def observation_to_json(observation: Observation) -> dict[str, Any]:

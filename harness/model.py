@@ -26,6 +26,7 @@ __all__ = [
     "DeliveryVariant",
     "Event",
     "F",
+    "FaultWindow",
     "IntentTruth",
     "Kind",
     "Observation",
@@ -148,6 +149,46 @@ class Event:
             assert self.body_excerpt is None, self.body_excerpt
         if self.body_excerpt is not None:
             assert len(self.body_excerpt) <= BODY_EXCERPT_CHARS_MAX, len(self.body_excerpt)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FaultWindow:
+    """One fault as it happened: injected, held, healed, and when the target answered again.
+
+    Times are on the history's clock (ns from the scenario's start). ``recovered_ns`` is
+    when the target first answered its health check after the heal; None when it never did
+    within the bound. ``error`` says why a fault could not be injected or healed.
+    """
+
+    name: str  # unique within the scenario: "f0", "f1", ...
+    kind: str  # harness.faults.spec.FaultKind value
+    link: str | None  # harness.faults.spec.Link value, for link faults
+    description: str  # "latency 200±50 ms on database"
+    started_ns: int
+    healed_ns: int | None
+    recovered_ns: int | None
+    attributes: Mapping[str, int] = field(default_factory=dict)
+    error: str | None = None
+
+    def __post_init__(self) -> None:
+        assert self.started_ns >= 0, self.started_ns
+        if self.healed_ns is not None:
+            assert self.healed_ns >= self.started_ns, (self.started_ns, self.healed_ns)
+        if self.recovered_ns is not None:
+            assert self.healed_ns is not None and self.recovered_ns >= self.healed_ns
+
+    @property
+    def recovery_ns(self) -> int | None:
+        """From heal to the first healthy answer; None if it never came."""
+        if self.healed_ns is None or self.recovered_ns is None:
+            return None
+        return self.recovered_ns - self.healed_ns
+
+    def covers(self, start_ns: int, end_ns: int) -> bool:
+        """Whether ``[start_ns, end_ns]`` overlaps the fault, from injection to recovery
+        (to the end of time if it never recovered)."""
+        until = self.recovered_ns if self.recovered_ns is not None else None
+        return end_ns >= self.started_ns and (until is None or start_ns <= until)
 
 
 # ---------------------------------------------------------------------------------------

@@ -21,11 +21,13 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from harness.faults.spec import ALL_CAPABILITIES, Fault
 from harness.model import TARGET_FS, F
 from harness.schedule import Step
 from harness.targets.pricing import REFERENCE_PRICING, Pricing
 
 if TYPE_CHECKING:
+    from harness.faults.nemesis import Nemesis
     from harness.targets.profile import OpSpec, Profile
 
 __all__ = ["NotRun", "Scenario", "ScenarioParams", "StepGenerator", "TargetTraits",
@@ -47,6 +49,19 @@ class TargetTraits:
     # with :int; None: every variable, none cast (what the reference profile needs).
     variables: frozenset[tuple[F, str]] | None = None
     int_casts: frozenset[tuple[F, str]] = frozenset()
+    # Fault.capability strings the run's nemesis can inject, and why each other one cannot.
+    faults: frozenset[str] = frozenset()
+    fault_reasons: Mapping[str, str] = field(default_factory=dict)
+
+    def can(self, fault: Fault) -> bool:
+        """Whether this run can inject ``fault`` on the target."""
+        return fault.capability in self.faults
+
+    def fault_reason(self, fault: Fault) -> str:
+        """Why ``fault`` is not run for this target, in the user's terms."""
+        assert fault.capability not in self.faults, fault.capability
+        return self.fault_reasons.get(
+            fault.capability, f"this run cannot inject {fault.describe()} on the target")
 
     def offers(self, f: F) -> bool:
         """Whether the target has this op kind at all."""
@@ -80,8 +95,9 @@ _PLURALS = {F.TIP: "tips", F.PURCHASE: "purchases", F.CALL_CHARGE: "call charges
             F.CALL_OPEN: "call openings", F.CALL_END: "call endings"}
 
 
-def traits_of(profile: Profile) -> TargetTraits:
-    """The traits of the target a profile describes."""
+def traits_of(profile: Profile, *, nemesis: Nemesis | None = None) -> TargetTraits:
+    """The traits of the target a profile describes, with the faults ``nemesis`` can do
+    (none without one)."""
     ops = frozenset(profile.ops) & TARGET_FS
     keyless = frozenset(f for f, spec in profile.ops.items()
                         if f in _SPENDS and not spec.idempotent)
@@ -89,8 +105,12 @@ def traits_of(profile: Profile) -> TargetTraits:
                           for name in spec.variables)
     int_casts = frozenset((f, name) for f, spec in profile.ops.items()
                           for name in _INT_CAST.findall(_template_text(spec)))
+    faults = frozenset() if nemesis is None else nemesis.capabilities
+    reasons = {cap: ("this run has no nemesis" if nemesis is None else nemesis.why_not(cap))
+               for cap in sorted(ALL_CAPABILITIES - faults)}
     return TargetTraits(pricing=profile.pricing, ops=ops, keyless=keyless,
-                        source=profile.source, variables=variables, int_casts=int_casts)
+                        source=profile.source, variables=variables, int_casts=int_casts,
+                        faults=faults, fault_reasons=reasons)
 
 
 _INT_CAST = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*):int\}")

@@ -6,7 +6,15 @@ A scenario is a generator of steps, like a Jepsen generator with phases:
   and wait until each has completed (ok, fail or info);
 - ``Settle()``: wait until the provider has no webhook delivery pending (quiescence);
 - ``Pause(ms)``: let time pass (for delayed or replayed deliveries);
-- ``SetPolicy(policy)``: change how the provider delivers webhooks from now on.
+- ``SetPolicy(policy)``: change how the provider delivers webhooks from now on;
+- ``Inject(fault, name, after_ops, hold_ms)``: in the background, as Jepsen's nemesis runs
+  beside the clients: once ``after_ops`` more ops have been invoked, inject the fault, hold
+  it ``hold_ms``, heal it, then wait until the target answers again;
+- ``Heal()``: wait until every fault injected so far has healed and the target recovered.
+
+A fault triggers on a count of ops, never on a clock, so it lands among the same ops on a
+busy machine as on an idle one. The runner heals whatever is still injected before the
+scenario's end (an implicit ``Heal``), so the end state is always read after healing.
 
 Steps are data; nothing here does I/O.
 """
@@ -15,12 +23,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from harness.faults.spec import Fault
 from harness.model import Op
 from harness.provider.policy import DeliveryPolicy
 
-__all__ = ["Batch", "Pause", "SetPolicy", "Settle", "Step"]
+__all__ = ["Batch", "Heal", "Inject", "Pause", "SetPolicy", "Settle", "Step"]
 
 PAUSE_MS_MAX = 30_000
+HOLD_MS_MAX = 120_000
+AFTER_OPS_MAX = 100_000
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -56,4 +67,24 @@ class SetPolicy:
     policy: DeliveryPolicy
 
 
-Step = Batch | Settle | Pause | SetPolicy
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Inject:
+    """Fault, hold, heal, in the background; the scenario's next steps run meanwhile."""
+
+    fault: Fault
+    name: str  # unique within the scenario: "f0"
+    hold_ms: int
+    after_ops: int = 0  # ops invoked after this step before the fault lands (0: at once)
+
+    def __post_init__(self) -> None:
+        assert self.name, "a fault needs a name"
+        assert 0 <= self.hold_ms <= HOLD_MS_MAX, self.hold_ms
+        assert 0 <= self.after_ops <= AFTER_OPS_MAX, self.after_ops
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Heal:
+    """Wait until every injected fault has healed and the target answers again."""
+
+
+Step = Batch | Settle | Pause | SetPolicy | Inject | Heal
