@@ -22,6 +22,7 @@ class Limits:
     connect_timeout_s: float = 3.0
     run_duration_s_max: float = 300.0  # the whole run, scenarios included
     quiescence_timeout_s: float = 60.0  # waiting for webhook retries to drain
+    recovery_timeout_s: float = 60.0  # after a fault heals, until the target answers again
     retries_max: int = 3  # client retries of one op with the same idempotency key
     history_events_max: int = 2_000_000
     ops_per_scenario_max: int = 200_000
@@ -43,6 +44,7 @@ class Limits:
         assert self.connect_timeout_s <= self.op_timeout_s
         assert self.run_duration_s_max > self.op_timeout_s
         assert self.quiescence_timeout_s > 0
+        assert 0 < self.recovery_timeout_s < self.run_duration_s_max
         assert self.retries_max >= 0
         assert self.latency_ms_slow >= 1
         if self.latency_ms_max is not None:

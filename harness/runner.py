@@ -32,9 +32,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, TextIO
 
 from harness.errors import ProviderError, TargetError, TokenchaosError, UsageError
+from harness.faults.driver import FaultDriver
+from harness.faults.nemesis import Nemesis
 from harness.history import History, HistoryWriter, ScenarioRun
 from harness.limits import Limits
-from harness.model import Event, Kind, Observation, Op, Outcome, ProviderTruth
+from harness.model import Event, FaultWindow, Kind, Observation, Op, Outcome, ProviderTruth
 from harness.protocol import (
     Flow,
     FlowContext,
@@ -47,7 +49,7 @@ from harness.protocol import (
 )
 from harness.provider.policy import DeliveryPolicy
 from harness.scenario import Scenario, ScenarioParams, traits_of
-from harness.schedule import Batch, Pause, SetPolicy, Settle, Step
+from harness.schedule import Batch, Heal, Inject, Pause, SetPolicy, Settle, Step
 from harness.targets.http_async import drive_async
 from harness.targets.session import TargetSession
 
@@ -94,12 +96,15 @@ ScenarioResult = ScenarioRun
 async def run_scenario(scenario: Scenario, params: ScenarioParams, *, session: TargetSession,
                        provider: ProviderControl | None, writer: HistoryWriter, limits: Limits,
                        progress: Progress | None = None,
-                       deadline_s: float | None = None) -> ScenarioResult:
+                       deadline_s: float | None = None,
+                       nemesis: Nemesis | None = None) -> ScenarioResult:
     """Run one scenario against ``session``'s target, recording into ``writer``.
 
     Args:
         provider: the provider simulator's client; None runs without one (provider ops and
             harness-sent webhooks are then skipped as unsupported, and there is no truth).
+        nemesis: what injects the scenario's faults; None: the target takes none, and a
+            scenario that needs one leaves those parts out (``Scenario.not_run``).
         deadline_s: when the whole run must end, on the ``time.monotonic()`` clock;
             default ``limits.run_duration_s_max`` from now.
 
@@ -112,9 +117,10 @@ async def run_scenario(scenario: Scenario, params: ScenarioParams, *, session: T
     deadline = time.monotonic() + limits.run_duration_s_max if deadline_s is None \
         else deadline_s
     # The scenario draws its amounts and leaves out parts by what this target offers.
-    params = params.for_target(traits_of(session.profile))
+    params = params.for_target(traits_of(session.profile, nemesis=nemesis))
     execution = _Execution(scenario, params, session=session, provider=provider,
-                           writer=writer, limits=limits, progress=progress, deadline_s=deadline)
+                           writer=writer, limits=limits, progress=progress, deadline_s=deadline,
+                           nemesis=nemesis)
     return await execution.run()
 
 
@@ -125,7 +131,8 @@ async def run_scenario(scenario: Scenario, params: ScenarioParams, *, session: T
 class _Execution:
     def __init__(self, scenario: Scenario, params: ScenarioParams, *, session: TargetSession,
                  provider: ProviderControl | None, writer: HistoryWriter, limits: Limits,
-                 progress: Progress | None, deadline_s: float) -> None:
+                 progress: Progress | None, deadline_s: float,
+                 nemesis: Nemesis | None = None) -> None:
         self.scenario = scenario
         self.params = params
         self.session = session
@@ -150,6 +157,10 @@ class _Execution:
         self.ctx = FlowContext(profile=session.profile, endpoints=endpoints,
                                resolver=self.resolver,
                                response_body_bytes_max=limits.response_body_bytes_max)
+        self.faults: list[FaultWindow] = []
+        self.driver = None if nemesis is None else FaultDriver(
+            nemesis, now_ns=self.now_ns, record=self._record_fault,
+            probe=session.check_health, recovery_timeout_s=limits.recovery_timeout_s)
 
     async def run(self) -> ScenarioResult:
         users = dict(self.scenario.users(self.params))
@@ -181,7 +192,14 @@ class _Execution:
         initial = await self._bounded(self._observe("initial"), "observing the start")
         if initial is not None:
             self.writer.initial(initial)
-        await self._run_steps()
+        try:
+            await self._run_steps()
+            if self.driver is not None:  # the end state is read after every fault healed
+                await self._bounded(self.driver.heal(), "healing the faults")
+        except BaseException:
+            if self.driver is not None:
+                await self.driver.abort()
+            raise
         await self._bounded(self._quiesce("end"), "waiting for quiescence")
         observation = await self._bounded(self._observe("observation"), "observing the end")
         truth = await self._bounded(self._truth(target_ids), "fetching the provider's truth")
@@ -196,7 +214,8 @@ class _Execution:
         return ScenarioRun(name=self.scenario.name, seed=self.params.seed,
                            params=self.params.record(), users=users,
                            target_ids=target_ids, history=self.history, initial=initial,
-                           observation=observation, truth=truth, stats=stats, complete=True)
+                           observation=observation, truth=truth, stats=stats, complete=True,
+                           faults=tuple(self.faults))
 
     def now_ns(self) -> int:
         return time.monotonic_ns() - self.start_ns
@@ -252,6 +271,16 @@ class _Execution:
                                  "policy, and this run has no provider simulator")
             self.stats["policies_count"] += 1
             await self.provider.set_policy(step.policy)
+        elif isinstance(step, Inject):
+            if self.driver is None or not self.params.target.can(step.fault):
+                raise UsageError(
+                    f"scenario {self.scenario.name} injects {step.fault.describe()}, which "
+                    "this run cannot; its not_run must leave that part out for this target")
+            self.stats["faults_count"] += 1
+            self.driver.schedule(step)
+        elif isinstance(step, Heal):
+            if self.driver is not None:
+                await self.driver.heal()
         else:
             raise AssertionError(f"not a step: {step!r}")
 
@@ -294,6 +323,8 @@ class _Execution:
                                kind=Kind.INVOKE, f=op.f, op_id=op.id, value=dict(op.value),
                                idempotency_key=op.idempotency_key))
             self.stats["ops_invoked_count"] += 1
+            if self.driver is not None:
+                await self.driver.op_invoked()
             outcome = await self._drive(flow)
             self._record(Event(index=len(self.history), time_ns=self.now_ns(), process=process,
                                kind=outcome.kind, f=op.f, op_id=op.id,
@@ -303,6 +334,8 @@ class _Execution:
                                body_excerpt=outcome.body_excerpt))
             self.stats[f"ops_{outcome.kind.value}_count"] += 1
             self.resolver.learn(op, outcome)
+            if self.driver is not None:
+                await self.driver.op_completed()
             if outcome.kind == Kind.INFO:  # Jepsen: this process may still be running it
                 process, self.next_process = self.next_process, self.next_process + 1
             self.free_processes.append(process)
@@ -319,6 +352,15 @@ class _Execution:
     def _on_response(self, request: HttpRequest, response: HttpResponse | None,
                      elapsed_ns: int) -> None:
         self.stats["http_requests_count"] += 1
+
+    def _record_fault(self, window: FaultWindow) -> None:
+        self.faults.append(window)
+        self.writer.fault(window)
+        if window.error is not None:
+            self.stats["faults_failed_count"] += 1
+            self.notes.setdefault("first_fault_error", f"{window.name}: {window.error}")
+        elif window.recovered_ns is None:
+            self.stats["faults_unrecovered_count"] += 1
 
     def _record(self, event: Event) -> None:
         self.history.append(event)
@@ -445,6 +487,10 @@ def _describe(step: Step) -> str:
         return f"pause {step.ms} ms"
     if isinstance(step, SetPolicy):
         return "set delivery policy"
+    if isinstance(step, Inject):
+        return f"fault {step.name}: {step.fault.describe()} for {step.hold_ms} ms"
+    if isinstance(step, Heal):
+        return "heal"
     return "settle"
 
 

@@ -178,6 +178,7 @@ class Scenario:
     checkers: tuple[str, ...]  # names in harness.checkers.CHECKERS expected to hold
     provokes: tuple[str, ...] = ()  # coverage tags that must happen at least once
     extra: Mapping[str, int | str] = field(default_factory=dict)
+    faults: tuple[Fault, ...] = ()  # every fault the generator may inject, for planning
     # The parts the generator leaves out for a target: the same pure function of params.
     not_run: Callable[[ScenarioParams], tuple[NotRun, ...]] = _nothing_left_out
 

@@ -8,7 +8,7 @@ A scenario is a generator of steps, like a Jepsen generator with phases:
 - ``Pause(ms)``: let time pass (for delayed or replayed deliveries);
 - ``SetPolicy(policy)``: change how the provider delivers webhooks from now on;
 - ``Inject(fault, name, after_ops, hold_ms)``: in the background, as Jepsen's nemesis runs
-  beside the clients: once ``after_ops`` more ops have been invoked, inject the fault, hold
+  beside the clients: once ``after_ops`` more ops have completed, inject the fault, hold
   it ``hold_ms``, heal it, then wait until the target answers again;
 - ``Heal()``: wait until every fault injected so far has healed and the target recovered.
 
@@ -74,7 +74,7 @@ class Inject:
     fault: Fault
     name: str  # unique within the scenario: "f0"
     hold_ms: int
-    after_ops: int = 0  # ops invoked after this step before the fault lands (0: at once)
+    after_ops: int = 0  # ops completed after this step before the fault lands (0: at once)
 
     def __post_init__(self) -> None:
         assert self.name, "a fault needs a name"

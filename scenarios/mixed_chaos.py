@@ -5,8 +5,10 @@ every event and re-sends it stale. After funding, a fixed opening (a retry storm
 late retry, a spend race, a call minute, forged webhooks, a partial refund) makes the
 coverage certain; then the seed picks further moves from the menu: spend races, mutual
 tips, retry storms, partial refunds, disputes, call bursts with duplicated minutes,
-forgeries, reads. Open disputes are closed before the end. Every checker that applies
-is expected to hold.
+forgeries, reads. Where the run can inject them, faults land mid-burst among the moves
+(the service killed, the harness's link to it slowed, its closes delayed, its requests
+timed out), each healed and followed by same-key retries of the burst. Open disputes are
+closed before the end. Every checker that applies is expected to hold.
 
 Only op generators and ``SCENARIO`` live here; the runner executes the steps.
 """
@@ -17,6 +19,7 @@ import random
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
+from harness.faults.spec import Fault, FaultKind, Link
 from harness.model import DeliveryVariant, F, Op
 from harness.provider.policy import DeliveryPolicy
 from harness.scenario import NotRun, Scenario, ScenarioParams
@@ -33,8 +36,9 @@ from scenarios._common import (
     policy_seed,
     roster,
 )
+from scenarios._faults import FAULT_PROVOKES, faulted_phase
 
-__all__ = ["MOVES", "SCENARIO", "chaotic_policy", "generate", "not_run", "users"]
+__all__ = ["FAULTS", "MOVES", "SCENARIO", "chaotic_policy", "generate", "not_run", "users"]
 
 NAME = "mixed-chaos"
 FANS_PER_SCALE_COUNT = 4
@@ -49,6 +53,14 @@ PAUSE_MS_MAX = 150  # lets replays and delayed deliveries land between moves
 HOLD_MS_MAX = 500
 POLICY_FORGERIES = (DeliveryVariant.UNSIGNED, DeliveryVariant.WRONG_SECRET,
                     DeliveryVariant.TAMPERED)
+# (fault, hold ms): each lands mid-burst among the moves, where the run can inject it.
+FAULTS = (
+    (Fault(kind=FaultKind.KILL_SERVICE), 200),
+    (Fault(kind=FaultKind.LATENCY, link=Link.SERVICE,
+           attributes={"latency": 100, "jitter": 50}), 1000),
+    (Fault(kind=FaultKind.SLOW_CLOSE, link=Link.SERVICE, attributes={"delay": 200}), 800),
+    (Fault(kind=FaultKind.TIMEOUT, link=Link.SERVICE, attributes={"timeout": 200}), 500),
+)
 
 
 def users(params: ScenarioParams) -> Mapping[str, str]:
@@ -189,6 +201,7 @@ def generate(rng: random.Random, params: ScenarioParams) -> Iterator[Step]:
     for _ in range(MOVES_PER_SCALE_COUNT * params.scale):
         yield Batch(ops=tuple(MOVES[rng.choice(names)](world)))
         yield Pause(ms=rng.randint(0, PAUSE_MS_MAX))
+    yield from _faulted(world)
     if world.disputes_open:
         yield Settle()  # the openings land before their closings
         yield Batch(ops=tuple(ops.dispute_close(opened, outcome=rng.choice(("won", "lost")))
@@ -210,6 +223,17 @@ def _opening(world: _World) -> Iterator[Step]:
         yield Batch(ops=tuple(_charge_minutes(world, 0)))
     yield Batch(ops=tuple(forgery(world)))
     yield Batch(ops=tuple(partial_refund(world)))  # so the refunds checker always has one
+
+
+def _faulted(world: _World) -> Iterator[Step]:
+    """Each fault the run can inject, mid-burst of spend races and mutual tips."""
+    target = world.ops.target
+    for index, (fault, hold_ms) in enumerate(f for f in FAULTS if target.can(f[0])):
+        burst = spend_race(world) + mutual_tips(world)
+        if not world.ops.keyed(F.TIP):
+            break  # the after-heal retries need keyed tips (declared in not_run)
+        yield from faulted_phase(world.ops, fault, name=f"f{index}", burst=burst,
+                                 hold_ms=hold_ms, after_ops=len(burst) // 3)
 
 
 def _purchase_storm(world: _World) -> list[Op]:
@@ -256,6 +280,18 @@ def not_run(params: ScenarioParams) -> tuple[NotRun, ...]:
     if not target.offers(F.CALL_CHARGE):
         parts.append(NotRun(part="call charges", reason=target.missing_reason(F.CALL_CHARGE),
                             provokes=("call_charged",), checkers=("calls",)))
+    missing = [fault for fault, _ in FAULTS if not target.can(fault)]
+    if len(missing) == len(FAULTS) or not target.keyed(F.TIP):
+        if len(missing) == len(FAULTS):
+            reason = target.fault_reason(missing[0])
+        else:  # the after-heal retries need keyed tips
+            reason = target.keyless_reason(F.TIP) if target.offers(F.TIP) \
+                else target.missing_reason(F.TIP)
+        parts.append(NotRun(part="faults among the moves", reason=reason,
+                            provokes=FAULT_PROVOKES, checkers=("durability",)))
+    else:
+        parts += [NotRun(part=fault.describe(), reason=target.fault_reason(fault))
+                  for fault in missing]
     return tuple(parts)
 
 
@@ -265,9 +301,10 @@ SCENARIO = Scenario(
     users=users,
     generator=generate,
     checkers=(*BASE_CHECKERS, "idempotency", "refunds", "ledger_drift", "calls",
-              "webhook_auth"),
+              "webhook_auth", "durability"),
     provokes=("tip_succeeded", "spend_race", "mutual_tips", "retry_with_same_key",
               "idempotent_replay", "call_charged", "duplicate_delivery_absorbed",
-              "replay_absorbed", "stale_rejected", "forgery_rejected"),
+              "replay_absorbed", "stale_rejected", "forgery_rejected", *FAULT_PROVOKES),
+    faults=tuple(fault for fault, _ in FAULTS),
     not_run=not_run,
 )

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 import pytest
 
 from harness.errors import UsageError
+from harness.faults.spec import ALL_CAPABILITIES
 from harness.model import TARGET_FS, F, Op
 from harness.scenario import ScenarioParams, TargetTraits, traits_of
 from harness.schedule import Batch
@@ -152,9 +153,11 @@ def test_parallel_spend_still_overspends_a_bigger_package() -> None:
 
 
 def test_the_reference_target_gets_the_same_steps_as_before() -> None:
-    # The default traits are the reference's own: nothing to scale, nothing left out.
-    params = ScenarioParams(seed=1)
-    reference = dataclasses.replace(params, target=traits_of(load_profile("reference")))
+    # The default traits are the reference's own: nothing to scale, nothing left out
+    # (on the local stack, where every fault can be injected).
+    params = ScenarioParams(seed=1, target=TargetTraits(faults=ALL_CAPABILITIES))
+    reference = dataclasses.replace(params, target=dataclasses.replace(
+        traits_of(load_profile("reference")), faults=ALL_CAPABILITIES))
     for name, scenario in SCENARIOS.items():
         assert scenario.not_run(reference) == (), name
         mine = list(scenario.generator(random.Random(1), params))

@@ -1,0 +1,34 @@
+"""crash-during-spends: the service is SIGKILLed while tips and purchases are in flight.
+
+Fans are funded; then, per unit of scale, a burst of purchases and tips during which the
+service is killed (once a third of the burst has been invoked, so answers, commits and
+webhook acknowledgements are all in flight), started again, and every keyed op of the
+burst re-sent with its own key. Nothing acknowledged may be lost or applied twice, every
+acknowledged webhook's credit must be there, and the books must balance.
+"""
+
+from __future__ import annotations
+
+from harness.faults.spec import Fault, FaultKind
+from harness.scenario import Scenario
+from scenarios._common import BASE_CHECKERS
+from scenarios._faults import FAULT_CHECKERS, FAULT_PROVOKES, Phase, phased, phases_not_run
+
+__all__ = ["PHASES", "SCENARIO"]
+
+NAME = "crash-during-spends"
+# Dead for 200 ms, then started again (its start-up adds its own time).
+PHASES = (Phase(fault=Fault(kind=FaultKind.KILL_SERVICE), hold_ms=200, tips_per_fan=4,
+                purchases=True),)
+users, generate = phased(NAME, PHASES, fans_per_scale=6, creators=3, fund_tokens=1000)
+
+SCENARIO = Scenario(
+    name=NAME,
+    summary="the service is SIGKILLed mid-burst of tips and purchases, then restarted",
+    users=users,
+    generator=generate,
+    checkers=(*BASE_CHECKERS, *FAULT_CHECKERS),
+    provokes=("tip_succeeded", *FAULT_PROVOKES),
+    faults=tuple(phase.fault for phase in PHASES),
+    not_run=phases_not_run(PHASES),
+)
