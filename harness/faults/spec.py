@@ -93,6 +93,9 @@ class Fault:
         assert all(0 <= v <= ATTRIBUTE_VALUE_MAX for v in self.attributes.values())
         assert self.stream in ("downstream", "upstream"), self.stream
 
+    def __hash__(self) -> int:  # attributes is a mapping: hash what it holds
+        return hash((self.kind, self.link, tuple(sorted(self.attributes.items())), self.stream))
+
     @property
     def capability(self) -> str:
         """What a target must be able to do for this fault: ``"kill_service"``,
