@@ -21,6 +21,7 @@ from harness.model import (
     Delivery,
     Event,
     F,
+    FaultWindow,
     Observation,
     ProviderTruth,
     Validity,
@@ -37,7 +38,7 @@ from harness.report.series import (
     supply_from_history,
     throughput_by_f,
 )
-from harness.report.svg import PALETTE, Bar, BarState, Series, line_chart, timeline
+from harness.report.svg import PALETTE, Band, Bar, BarState, Series, line_chart, timeline
 
 __all__ = [
     "ScenarioRunLike",
@@ -72,6 +73,8 @@ class ScenarioRunLike(Protocol):
     def truth(self) -> ProviderTruth | None: ...
     @property
     def initial(self) -> Observation | None: ...
+    @property
+    def faults(self) -> Sequence[FaultWindow]: ...
 
 
 def validity_class(valid: Validity) -> str:
@@ -116,6 +119,8 @@ class _Context:
     by_index: Mapping[int, OpSpan]  # only the indexes some anomaly names
     truth: ProviderTruth | None
     wall_offset_ns: int  # wall-clock ns at the history clock's zero
+    faults: Sequence[FaultWindow]
+    bands: Sequence[Band]  # the faults, in seconds since t0, for every chart
 
 
 def scenario_section(scenario: ScenarioRecord, run: ScenarioRunLike | None, *, position: int,
@@ -132,7 +137,7 @@ def scenario_section(scenario: ScenarioRecord, run: ScenarioRunLike | None, *, p
     summary = (f'<summary>{badge(scenario.valid)}<h2>{escape(scenario.name)}</h2>'
                f'<span class="facts">{escape(facts)}</span></summary>')
     body = [command_box("reproduce", scenario.reproduce), not_run_block(scenario),
-            _chips(scenario),
+            _chips(scenario), _faults_table(context),
             _charts(scenario, run, context, wall_offset_ns), _performance_block(scenario)]
     verdicts = sorted(scenario.verdicts.items(), key=lambda kv: _rank(kv[1].valid))
     timelines_left = ANOMALY_TIMELINES_MAX
@@ -192,12 +197,26 @@ def _context(scenario: ScenarioRecord, run: ScenarioRunLike | None,
     t0_ns = min([scenario.started_ns] + ([spans[0].start_ns] if spans else []))
     ends = [s.end_ns if s.end_ns is not None else s.start_ns for s in spans]
     t1_ns = max(t0_ns + int(scenario.duration_s * _NS_PER_S), max(ends, default=t0_ns))
+    faults = tuple(run.faults) if run is not None else ()
     return _Context(spans=spans, starts_ns=[s.start_ns for s in spans],
                     duration_ns_max=max((e - s.start_ns for s, e in zip(spans, ends, strict=True)),
                                         default=0),
                     t0_ns=t0_ns, t1_ns=t1_ns, by_index=by_index,
                     truth=run.truth if run is not None else None,
-                    wall_offset_ns=wall_offset_ns)
+                    wall_offset_ns=wall_offset_ns, faults=faults,
+                    bands=[_band(fault, t0_ns) for fault in faults])
+
+
+def _band(fault: FaultWindow, t0_ns: int) -> Band:
+    """A fault from injection to recovery (to the end, if the target never recovered)."""
+    end_ns = fault.recovered_ns if fault.recovered_ns is not None else fault.healed_ns
+    never = "never recovered" if fault.error is None else fault.error
+    recovery = (f"recovered {fault.recovery_ns / 1e6:,.0f} ms after the heal"
+                if fault.recovery_ns is not None else never)
+    return Band(start_s=(fault.started_ns - t0_ns) / _NS_PER_S,
+                end_s=None if end_ns is None else (end_ns - t0_ns) / _NS_PER_S,
+                label=f"{fault.name} {fault.kind.replace('_', ' ')}",
+                tooltip=f"{fault.name}: {fault.description}; {recovery}")
 
 
 def _chips(scenario: ScenarioRecord) -> str:
@@ -219,13 +238,14 @@ def _charts(scenario: ScenarioRecord, run: ScenarioRunLike | None, context: _Con
             [Series(name=f, points=p, colour=_F_COLOURS.get(f, "#555555"))
              for f, p in throughput.items()],
             title="Throughput: completed ops per second", x_label="seconds since start",
-            y_label="ops/s", x_range=x_range))
+            y_label="ops/s", x_range=x_range, bands=context.bands))
         latency = latency_by_f(context.spans, t0_ns=context.t0_ns)
         figures.append(line_chart(
             [Series(name=f, points=p, colour=_F_COLOURS.get(f, "#555555"), mode="points")
              for f, p in latency.items()],
             title="Latency of each op, by invoke time (log scale)",
-            x_label="seconds since start", y_label="ms", x_range=x_range, y_log=True))
+            x_label="seconds since start", y_label="ms", x_range=x_range, y_log=True,
+            bands=context.bands))
     supply = _supply_chart(scenario, run, context, wall_offset_ns, x_range)
     if supply:
         figures.append(supply)
@@ -234,6 +254,28 @@ def _charts(scenario: ScenarioRecord, run: ScenarioRunLike | None, context: _Con
     if not figures:
         return '<p class="empty">No history was recorded for this scenario.</p>'
     return '<div class="charts">' + "".join(f"<figure>{f}</figure>" for f in figures) + "</div>"
+
+
+def _faults_table(context: _Context) -> str:
+    """Every fault of the scenario: what, when, how long, and when the target answered."""
+    if not context.faults:
+        return ""
+
+    def at(ns: int | None) -> str:
+        return "–" if ns is None else f"{(ns - context.t0_ns) / _NS_PER_S:.2f} s"
+
+    rows = []
+    for fault in context.faults:
+        recovery = "–" if fault.recovery_ns is None else f"{fault.recovery_ns / 1e6:,.0f} ms"
+        outcome = fault.error or ("never answered again" if fault.recovered_ns is None
+                                  else "recovered")
+        rows.append(f"<tr><td>{escape(fault.name)}</td><td>{escape(fault.description)}</td>"
+                    f"<td>{at(fault.started_ns)}</td><td>{at(fault.healed_ns)}</td>"
+                    f"<td>{recovery}</td><td>{escape(outcome)}</td></tr>")
+    return ('<table class="faults"><caption>Faults (shaded on the charts and timelines)'
+            '</caption><thead><tr><th>fault</th><th>what</th><th>injected</th><th>healed</th>'
+            '<th>time to recover</th><th>outcome</th></tr></thead>'
+            f'<tbody>{"".join(rows)}</tbody></table>')
 
 
 def _ops_table(summaries: Sequence[OpSummary]) -> str:
@@ -422,7 +464,8 @@ def _anomaly_timeline(anomaly: Anomaly, context: _Context) -> str:
     bars += [_bar(s, context.t0_ns, named=named.get(s.op_id)) for s in chosen]
     x_range = ((w0 - context.t0_ns) / _NS_PER_S, (w1 - context.t0_ns) / _NS_PER_S)
     svg = timeline(bars, title=f"Timeline of the ops of this {anomaly.kind}, seconds since start",
-                   x_range=x_range, bars_max=TIMELINE_BARS_MAX, lanes_max=TIMELINE_LANES_MAX)
+                   x_range=x_range, bars_max=TIMELINE_BARS_MAX, lanes_max=TIMELINE_LANES_MAX,
+                   bands=context.bands)
     return f'<div class="timeline">{svg}</div>'
 
 

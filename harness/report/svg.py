@@ -21,6 +21,7 @@ from typing import Literal
 __all__ = [
     "PALETTE",
     "STATE_COLOURS",
+    "Band",
     "Bar",
     "BarState",
     "Series",
@@ -68,9 +69,24 @@ class Bar:
     highlighted: bool = False
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Band:
+    """A span of time shaded behind a chart: a fault, from injection to recovery."""
+
+    start_s: float
+    end_s: float | None  # None: it never ended; shaded to the right edge
+    label: str  # drawn at the band's top: "f0 kill service"
+    tooltip: str
+
+
+_BAND_FILL = "#f3d9a4"
+_BAND_STROKE = "#bf8700"
+
+
 def line_chart(series: Sequence[Series], *, title: str, x_label: str, y_label: str,
                width: int = 660, height: int = 270, points_max: int = 2_000,
-               x_range: tuple[float, float] | None = None, y_log: bool = False) -> str:
+               x_range: tuple[float, float] | None = None, y_log: bool = False,
+               bands: Sequence[Band] = ()) -> str:
     """An SVG chart of ``series`` with axes, grid, title and legend.
 
     Args:
@@ -80,6 +96,7 @@ def line_chart(series: Sequence[Series], *, title: str, x_label: str, y_label: s
         x_range: the x domain; by default the extent of the data.
         y_log: a logarithmic y axis (values at or below zero sit on its floor), for
             latencies that span milliseconds to seconds.
+        bands: spans of time (faults) shaded behind the data, with their labels.
 
     Returns:
         One ``<svg>`` element as a string.
@@ -110,13 +127,15 @@ def line_chart(series: Sequence[Series], *, title: str, x_label: str, y_label: s
         frame = _Frame(left, top, plot_w, plot_h, x_lo, x_hi, y_ticks[0], y_ticks[-1],
                        y_log=y_log)
         parts.append(_axes(frame, x_ticks, y_ticks, x_label, y_label))
+        parts.append(_bands_svg(frame, bands))
         parts.extend(_series_svg(frame, s) for s in drawn)
     parts.append(f'<g transform="translate(0,{height})">{legend_svg}</g></svg>')
     return "".join(parts)
 
 
 def timeline(bars: Sequence[Bar], *, title: str, width: int = 1_100, lanes_max: int = 40,
-             bars_max: int = 2_000, x_range: tuple[float, float] | None = None) -> str:
+             bars_max: int = 2_000, x_range: tuple[float, float] | None = None,
+             bands: Sequence[Band] = ()) -> str:
     """An SVG timeline: one lane per process, one bar per op from invoke to completion.
 
     Highlighted bars are drawn opaque, outlined and labelled; the others are faded. When
@@ -144,6 +163,7 @@ def timeline(bars: Sequence[Bar], *, title: str, width: int = 1_100, lanes_max: 
                    0.0, 1.0)
     parts.append(_time_axis(frame, ticks))
     row = {lane: i for i, lane in enumerate(lanes)}
+    bands_svg = _bands_svg(frame, bands)
     for lane, i in row.items():
         y = top + i * lane_px
         if i % 2 == 0:
@@ -151,6 +171,7 @@ def timeline(bars: Sequence[Bar], *, title: str, width: int = 1_100, lanes_max: 
                          f'fill="#f6f8fa"/>')
         parts.append(f'<text x="{left - 8}" y="{y + 14}" text-anchor="end" font-size="11" '
                      f'{_FONT} fill="#57606a">{escape(lane)}</text>')
+    parts.append(bands_svg)  # over the lane stripes, under the bars
     # Faded bars first, so the highlighted ones are drawn on top of them.
     for bar in sorted(kept, key=lambda b: b.highlighted):
         parts.append(_bar_svg(frame, bar, top + row[bar.lane] * lane_px, lane_px))
@@ -264,6 +285,25 @@ class _Frame:
             return self.y + self.h - (at - lo) / ((hi - lo) or 1.0) * self.h
         span = self.y_hi - self.y_lo or 1.0
         return self.y + self.h - (y - self.y_lo) / span * self.h
+
+
+def _bands_svg(frame: _Frame, bands: Sequence[Band]) -> str:
+    """Each band shaded across the plot's height, clipped to its domain, labelled."""
+    parts = []
+    for band in bands:
+        end_s = frame.x_hi if band.end_s is None else band.end_s
+        start_s = max(band.start_s, frame.x_lo)
+        end_s = min(max(end_s, start_s), frame.x_hi)
+        if end_s < frame.x_lo or start_s > frame.x_hi:
+            continue
+        x0, x1 = frame.px(start_s), frame.px(end_s)
+        parts.append(f'<g class="band"><title>{escape(band.tooltip)}</title>'
+                     f'<rect x="{x0:.1f}" y="{frame.y:.1f}" width="{max(x1 - x0, 1.5):.1f}" '
+                     f'height="{frame.h:.1f}" fill="{_BAND_FILL}" fill-opacity="0.55" '
+                     f'stroke="{_BAND_STROKE}" stroke-width="0.6"/>'
+                     f'<text x="{x0 + 2:.1f}" y="{frame.y + 10:.1f}" font-size="9" {_FONT} '
+                     f'fill="{_BAND_STROKE}">{escape(band.label)}</text></g>')
+    return "".join(parts)
 
 
 def _svg_open(width: int, height: int, label: str) -> str:
