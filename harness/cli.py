@@ -777,6 +777,9 @@ def _print_scenario(console: Console, scenario: ScenarioRecord) -> None:
 
     console.print(f"\n[bold]{escape(scenario.name)}[/bold] (seed {scenario.seed}): "
                   f"{_word(scenario.valid)}")
+    durability = durability_line(scenario)
+    if durability is not None:
+        console.print(f"  {durability}", markup=False)
     if scenario.valid is True:
         return
     for name, verdict in scenario.verdicts.items():
@@ -831,7 +834,46 @@ def _print_outcome(record: RunRecord, report_dir: Path, *, details: bool = True)
             console.print(f"{scenario.name} (seed {scenario.seed}): {_word(scenario.valid)}; "
                           f"reproduce: {scenario.reproduce}", markup=False, soft_wrap=True)
     _print_performance(console, record)
+    _print_durability(console, record)
     console.print(f"\nverdict: {_word(record.valid)}; report: {report_dir / 'index.html'}")
+
+
+_DURABILITY_FIGURES = ("faults", "attempted", "acknowledged", "lost", "duplicated",
+                       "indeterminate", "recovered", "unexpected")
+
+
+def durability_line(scenario: ScenarioRecord) -> str | None:
+    """The durability figures of a scenario that injected faults, in one line; else None."""
+    verdict = scenario.verdicts.get("durability")
+    if verdict is None or not verdict.counts.get("faults"):
+        return None
+    c = verdict.counts
+    recovery = c.get("recovery_ms_max")
+    return (f"durability: {c.get('faults', 0)} faults; {c.get('acknowledged', 0)} of "
+            f"{c.get('attempted', 0)} ops acknowledged, {c.get('lost', 0)} lost, "
+            f"{c.get('duplicated', 0)} duplicated; {c.get('recovered', 0)} of "
+            f"{c.get('indeterminate', 0)} indeterminate found applied, "
+            f"{c.get('unexpected', 0)} refused yet applied"
+            + (f"; recovered within {recovery:,} ms of each heal" if recovery is not None
+               else ""))
+
+
+def _print_durability(console: Console, record: RunRecord) -> None:
+    """The durability figures summed over the run's fault scenarios (none: nothing)."""
+    verdicts = [s.verdicts["durability"] for s in record.scenarios
+                if "durability" in s.verdicts and s.verdicts["durability"].counts.get("faults")]
+    if not verdicts:
+        return
+    total = {k: sum(int(v.counts.get(k, 0)) for v in verdicts) for k in _DURABILITY_FIGURES}
+    worst = max((int(v.counts["recovery_ms_max"]) for v in verdicts
+                 if v.counts.get("recovery_ms_max") is not None), default=None)
+    console.print(
+        f"\ndurability: {total['faults']} faults in {len(verdicts)} scenarios; "
+        f"{total['acknowledged']} ops acknowledged around them, {total['lost']} lost, "
+        f"{total['duplicated']} duplicated; {total['recovered']} of "
+        f"{total['indeterminate']} indeterminate found applied"
+        + (f"; slowest recovery {worst:,} ms after a heal" if worst is not None else ""),
+        markup=False)
 
 
 def _print_schema(console: Console, record: RunRecord) -> None:

@@ -323,8 +323,6 @@ class _Execution:
                                kind=Kind.INVOKE, f=op.f, op_id=op.id, value=dict(op.value),
                                idempotency_key=op.idempotency_key))
             self.stats["ops_invoked_count"] += 1
-            if self.driver is not None:
-                await self.driver.op_invoked()
             outcome = await self._drive(flow)
             self._record(Event(index=len(self.history), time_ns=self.now_ns(), process=process,
                                kind=outcome.kind, f=op.f, op_id=op.id,
