@@ -179,7 +179,7 @@ async def run_plan(plan: RunPlan, *, progress: Progress | None = None,
                     started_ns=0, duration_s=(time.monotonic_ns() - scenario_started_ns) / 1e9,
                     ops_count=sum(1 for e in result.events if e.kind == "invoke"),
                     stats=dict(result.stats), verdicts=verdicts, reproduce=reproduce,
-                    performance=performance,
+                    performance=performance, faults=result.faults,
                     not_run=tuple(NotRunPart(part=part.part, reason=part.reason)
                                   for part in scenario.not_run(params) if part.part)))
                 if on_scenario is not None:

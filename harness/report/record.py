@@ -35,7 +35,8 @@ from typing import Any, NamedTuple
 
 from harness.checkers.latency import Performance, performance_from_json, performance_to_json
 from harness.errors import UsageError
-from harness.model import Anomaly, Validity, Verdict, merge_validity
+from harness.history import fault_from_json, fault_to_json
+from harness.model import Anomaly, FaultWindow, Validity, Verdict, merge_validity
 
 __all__ = [
     "SCHEMA_PATH",
@@ -59,7 +60,8 @@ __all__ = [
 # 2: scenarios carry "performance" (latency findings)
 # 3: scenarios carry "not_run" (parts not run for the target) and "not_run_reason"
 # 4: the run carries "schema" (the schema check's verdict, or null when not checked)
-SCHEMA_VERSION = 4
+# 5: scenarios carry "faults" (each fault injected: when, healed, recovered)
+SCHEMA_VERSION = 5
 SCHEMA_PATH = Path(__file__).with_name("run.schema.json")
 
 JsonScalar = int | float | str | bool | None
@@ -107,6 +109,7 @@ class ScenarioRecord:
     performance: Performance | None = None  # None: not measured (no history)
     not_run: tuple[NotRunPart, ...] = ()  # parts left out for this target
     not_run_reason: str | None = None  # set: the whole scenario was not run, for this reason
+    faults: tuple[FaultWindow, ...] = ()  # injected during the scenario, in order
 
     def __post_init__(self) -> None:
         if self.not_run_reason is not None:
@@ -151,6 +154,7 @@ class ScenarioRecord:
             else performance_to_json(self.performance),
             "not_run": [{"part": p.part, "reason": p.reason} for p in self.not_run],
             "not_run_reason": self.not_run_reason,
+            "faults": [_fault_json(window) for window in self.faults],
         }
 
     @classmethod
@@ -173,7 +177,14 @@ class ScenarioRecord:
                           for p in data["not_run"]),
             not_run_reason=None if data["not_run_reason"] is None
             else str(data["not_run_reason"]),
+            faults=tuple(fault_from_json(item) for item in data.get("faults", ())),
         )
+
+
+def _fault_json(window: FaultWindow) -> dict[str, Any]:
+    data = fault_to_json(window)
+    del data["type"]  # a history line's tag; run.json's list needs none
+    return data
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -103,7 +104,7 @@ def test_from_json_refuses_a_version_1_record_without_performance_findings() -> 
     data["schema_version"] = 1
     for scenario in data["scenarios"]:
         del scenario["performance"]
-    with pytest.raises(UsageError, match="schema_version 1; this tokenchaos reads version 4"):
+    with pytest.raises(UsageError, match="schema_version 1; this tokenchaos reads version 5"):
         RunRecord.from_json(data)
 
 
@@ -112,7 +113,7 @@ def test_from_json_refuses_a_version_2_record_without_what_was_not_run() -> None
     data["schema_version"] = 2
     for scenario in data["scenarios"]:
         del scenario["not_run"], scenario["not_run_reason"]
-    with pytest.raises(UsageError, match="schema_version 2; this tokenchaos reads version 4"):
+    with pytest.raises(UsageError, match="schema_version 2; this tokenchaos reads version 5"):
         RunRecord.from_json(data)
 
 
@@ -120,7 +121,7 @@ def test_from_json_refuses_a_version_3_record_without_the_schema_verdict() -> No
     data = make_record(schema=None).to_json()
     data["schema_version"] = 3
     del data["schema"]
-    with pytest.raises(UsageError, match="schema_version 3; this tokenchaos reads version 4"):
+    with pytest.raises(UsageError, match="schema_version 3; this tokenchaos reads version 5"):
         RunRecord.from_json(data)
 
 
@@ -328,3 +329,22 @@ def test_from_json_names_what_is_malformed() -> None:
     del data["target"]
     with pytest.raises(UsageError, match=r"malformed.*target"):
         RunRecord.from_json(data)
+
+
+def test_a_scenarios_faults_round_trip_and_match_the_schema() -> None:
+    from harness.model import FaultWindow
+
+    windows = (FaultWindow(name="f0", kind="kill_service", link=None, description="kill service",
+                           started_ns=10, healed_ns=20, recovered_ns=35),
+               FaultWindow(name="f1", kind="latency", link="database",
+                           description="latency 30±20 ms on database",
+                           attributes={"latency": 30, "jitter": 20}, started_ns=40,
+                           healed_ns=None, recovered_ns=None, error="could not heal: x"))
+    record = make_record()
+    record = dataclasses.replace(record, scenarios=(
+        dataclasses.replace(record.scenarios[0], faults=windows), *record.scenarios[1:]))
+    data = json.loads(json.dumps(record.to_json()))
+    assert data["scenarios"][0]["faults"][0]["recovered_ns"] == 35
+    assert RunRecord.from_json(data) == record
+    schema = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+    assert validate(data, schema, schema) == []
