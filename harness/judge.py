@@ -12,7 +12,15 @@ from typing import Protocol
 
 from harness.checkers import check_all
 from harness.checkers.base import CheckInput
-from harness.model import Event, Observation, ProviderTruth, Validity, Verdict, merge_validity
+from harness.model import (
+    Event,
+    FaultWindow,
+    Observation,
+    ProviderTruth,
+    Validity,
+    Verdict,
+    merge_validity,
+)
 from harness.scenario import Scenario
 
 __all__ = ["JudgedRun", "exit_code_for", "judge"]
@@ -37,6 +45,9 @@ class JudgedRun(Protocol):
     @property
     def truth(self) -> ProviderTruth | None: ...
 
+    @property
+    def faults(self) -> tuple[FaultWindow, ...]: ...
+
 
 def judge(scenario: Scenario, run: JudgedRun, *,
           latency_ms_max: int | None) -> dict[str, Verdict]:
@@ -46,7 +57,7 @@ def judge(scenario: Scenario, run: JudgedRun, *,
     """
     inp = CheckInput(history=run.events, observation=run.observation, truth=run.truth,
                      initial=run.initial, latency_ms_max=latency_ms_max,
-                     provokes=scenario.provokes)
+                     provokes=scenario.provokes, faults=tuple(run.faults))
     return check_all(inp, scenario.checkers)
 
 

@@ -19,6 +19,7 @@ from harness.checkers.calls import check_calls
 from harness.checkers.conservation import check_conservation
 from harness.checkers.coverage import PROVOCATIONS, check_coverage, validate_tags
 from harness.checkers.credit import check_exactly_once_credit
+from harness.checkers.durability import check_durability
 from harness.checkers.idempotency import check_idempotency
 from harness.checkers.reconciliation import check_reconciliation
 from harness.checkers.refunds import check_refunds
@@ -50,6 +51,7 @@ CHECKERS: dict[str, Checker] = {
     "webhook_auth": check_webhook_auth,
     "refusals": check_refusals,
     "key_scope": check_key_scope,
+    "durability": check_durability,
     "errors": check_errors,
     "coverage": check_coverage,
 }
@@ -66,6 +68,7 @@ DESCRIPTIONS: dict[str, str] = {
     "webhook_auth": "forged, tampered and stale webhooks refused and crediting nothing",
     "refusals": "bad input (negative, zero, huge or text amounts, self tips...) refused with a 4xx",
     "key_scope": "two accounts sending one idempotency key each get their own answer",
+    "durability": "after faults heal, each acknowledged op is there once; the target recovers",
     "errors": "no 5xx answer, and no op slower than a latency bound you set (--latency-bound-ms)",
     "coverage": "the run provoked every outcome its scenario exists to provoke",
 }

@@ -24,6 +24,7 @@ from harness.model import (
     Anomaly,
     Event,
     F,
+    FaultWindow,
     Kind,
     Observation,
     ProviderTruth,
@@ -40,6 +41,7 @@ __all__ = [
     "Sampler",
     "conclude",
     "describe_op",
+    "fault_during",
     "initial_account",
     "initial_net_tokens",
     "is_replay",
@@ -59,6 +61,9 @@ class CheckInput:
     ``provokes`` lists the coverage tags the scenario must provoke (``coverage`` only).
     ``latency_ms_max`` is the user's latency bound (``errors`` only); ``None``, the default,
     judges no latency: slowness is a performance finding, not a broken invariant.
+    ``faults`` are the faults injected during the scenario, on the history's clock: what
+    happens inside one (a 5xx, a timeout) is excused by the checkers that judge answers,
+    and ``durability`` judges what survived them.
     """
 
     history: Sequence[Event]
@@ -67,6 +72,7 @@ class CheckInput:
     initial: Observation | None = None  # balances before the run (None = all zero)
     latency_ms_max: int | None = None  # the user's latency bound; None: not judged
     provokes: tuple[str, ...] = ()  # coverage tags the scenario must provoke
+    faults: tuple[FaultWindow, ...] = ()  # faults injected during the scenario, in order
 
     def __post_init__(self) -> None:
         if self.latency_ms_max is not None:
@@ -138,6 +144,23 @@ def pairs(history: Sequence[Event]) -> Iterator[OpPair]:
         yield OpPair(invoke=invoke, completion=event)
     for invoke in outstanding.values():
         yield OpPair(invoke=invoke, completion=None)
+
+
+def fault_during(faults: Sequence[FaultWindow], pair: OpPair) -> FaultWindow | None:
+    """The first fault whose window (injection to recovery) overlaps the op, or None.
+
+    An op that never completed is taken to last to the end of time: it was still in
+    flight when the history ended.
+    """
+    start_ns = pair.invoke.time_ns
+    end_ns = pair.completion.time_ns if pair.completion is not None else _END_OF_TIME_NS
+    for window in faults:
+        if window.covers(start_ns, end_ns):
+            return window
+    return None
+
+
+_END_OF_TIME_NS = 1 << 62
 
 
 # ---------------------------------------------------------------------------------------

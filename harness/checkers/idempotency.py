@@ -32,9 +32,9 @@ from harness.checkers.base import (
     is_replay,
     pairs,
 )
-from harness.model import Anomaly, F, Kind, Value, Verdict
+from harness.model import Anomaly, Event, F, Kind, Value, Verdict
 
-__all__ = ["ANSWER_ID_FIELDS", "check_idempotency"]
+__all__ = ["ANSWER_ID_FIELDS", "answer_id", "check_idempotency", "same_answer", "sender_of"]
 
 ANSWER_ID_FIELDS: dict[F, str] = {
     F.TIP: "tip_id",
@@ -93,7 +93,7 @@ def check_idempotency(inp: CheckInput) -> Verdict:
     for event in inp.history:
         key = event.idempotency_key
         if event.kind == Kind.INVOKE and key is not None and event.f in ANSWER_ID_FIELDS:
-            name = (event.f, _sender(event.value), key)
+            name = (event.f, sender_of(event.value), key)
             uses[name] = uses.get(name, 0) + 1
             minute = _minute(event.f, event.value)
             if minute is not None:
@@ -104,7 +104,7 @@ def check_idempotency(inp: CheckInput) -> Verdict:
         key = pair.invoke.idempotency_key
         if key is None or pair.f not in ANSWER_ID_FIELDS:
             continue
-        name = (pair.f, _sender(pair.invoke.value), key)
+        name = (pair.f, sender_of(pair.invoke.value), key)
         if pair.kind == Kind.FAIL and pair.error == _CONFLICT:
             counts["conflicts_rejected"] += 1
         if is_replay(pair.completion):
@@ -135,16 +135,48 @@ def check_idempotency(inp: CheckInput) -> Verdict:
                     unknown_note=None if checked else "no idempotency key was used twice")
 
 
+def answer_id(f: F, value: Value) -> str | None:
+    """The id an acknowledged answer carries (``tip_id``, ``intent_id``...), or None."""
+    field_name = ANSWER_ID_FIELDS.get(f)
+    item = value.get(field_name) if field_name is not None else None
+    return None if item is None else str(item)
+
+
+def same_answer(f: F, first: Event, later: Event, *, replays_marked: bool = False) -> bool | None:
+    """Whether ``later`` is the answer ``first`` (an OK) got, given again, as this checker
+    judges the answers of one request sent twice.
+
+    An OK marked as a replay is the first answer again, whatever id it carries; otherwise
+    the two must carry the same answer id. With ``replays_marked`` (the target marks its
+    replays of this op kind), an unmarked OK is a new execution, whatever id it carries.
+
+    Returns:
+        True or False; None when it cannot tell (an answer without an id, and no mark).
+    """
+    assert first.kind == Kind.OK, first
+    if later.kind != Kind.OK:
+        return False
+    if is_replay(later):
+        return True
+    if replays_marked:
+        return False
+    first_id, later_id = answer_id(f, first.value), answer_id(f, later.value)
+    if first_id is None or later_id is None:
+        return None
+    return first_id == later_id
+
+
+def sender_of(value: Value) -> str | None:
+    """The account that sends an op (``sender`` of a tip, ``user`` of the others)."""
+    who = value.get("sender", value.get("user"))
+    return who if isinstance(who, str) else None
+
+
 def _minute(f: F, value: Value) -> tuple[str, str] | None:
     """The call and minute a call charge bills, or None for any other op."""
     if f != F.CALL_CHARGE:
         return None
     return (str(value.get("call")), str(value.get("minute")))
-
-
-def _sender(value: Value) -> str | None:
-    who = value.get("sender", value.get("user"))
-    return who if isinstance(who, str) else None
 
 
 def _record(pair: OpPair, body: _Body, counts: dict[str, int]) -> None:
@@ -155,11 +187,11 @@ def _record(pair: OpPair, body: _Body, counts: dict[str, int]) -> None:
     body.ok_indexes.append(pair.index)
     if is_replay(pair.completion):
         return  # the first answer again, whatever id it carries
-    answer = pair.value.get(ANSWER_ID_FIELDS[pair.f])
+    answer = answer_id(pair.f, pair.value)
     if answer is None:
         counts["answers_without_id"] += 1
         return
-    body.answers.setdefault(str(answer), pair.index)
+    body.answers.setdefault(answer, pair.index)
 
 
 def _different_answers(f: F, sender: str | None, key: str, body: _Body,

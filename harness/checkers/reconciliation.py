@@ -42,7 +42,8 @@ from harness.checkers.intents import (
 from harness.checkers.ledger import Ledger, Unknown, account_model
 from harness.model import AccountState, Anomaly, F, Verdict
 
-__all__ = ["EXACT_UNKNOWNS_MAX", "SEARCH_NODES_MAX", "check_reconciliation"]
+__all__ = ["EXACT_UNKNOWNS_MAX", "SEARCH_NODES_MAX", "NetModel", "check_reconciliation",
+           "net_models"]
 
 EXACT_UNKNOWNS_MAX = 16  # indeterminate ops per component searched exactly
 SEARCH_NODES_MAX = 1 << 18  # nodes one exact search may visit before falling back
@@ -106,6 +107,42 @@ def check_reconciliation(inp: CheckInput) -> Verdict:
     return conclude(sampler, counts, checked=bool(problem.residual),
                     unknown_note=None if problem.residual else "no account was observed",
                     note="; ".join(notes) or None)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NetModel:
+    """One observed account against the model in which every logical op applies once."""
+
+    expected_tokens: int  # initial net + acknowledged transfers + sure credits
+    observed_tokens: int  # balance − debt at the end
+    exact: bool  # no indeterminate op, possible credit or clawback range can move it
+
+    @property
+    def residual_tokens(self) -> int:
+        """How far the account ended above the model (below it when negative)."""
+        return self.observed_tokens - self.expected_tokens
+
+
+def net_models(inp: CheckInput) -> dict[str, NetModel] | None:
+    """Each observed account's end net against the model ``check_reconciliation`` uses.
+
+    Acknowledged logical ops (ops of one key and body, or of one call minute) count once,
+    failed ones never; an account that an indeterminate op or an uncertain credit touches
+    is not ``exact``. None when nothing was observed, or purchases were made and no
+    provider truth says which were credited.
+    """
+    intents, ledger = account_model(inp)
+    if inp.observation is None:
+        return None
+    if intents is None and any(event.f == F.PURCHASE for event in inp.history):
+        return None
+    terms = credit_terms(intents) if intents is not None else {}
+    problem = _Problem.build(inp, ledger, terms)
+    touched = {user for unknown in problem.unknowns for user, _ in unknown.effects}
+    return {user: NetModel(expected_tokens=problem.expected[user],
+                           observed_tokens=problem.expected[user] + residual,
+                           exact=problem.slack[user] == 0 and user not in touched)
+            for user, residual in problem.residual.items()}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -13,6 +13,10 @@ account. A service that deduplicates keys globally answers the second with the f
 answer (the same tip, charge or intent id): that is an anomaly here, and the second
 user's money shows the loss in ``reconciliation``.
 
+A bad input answered 5xx while a fault was injected (its [invoke, completion] overlaps
+the fault's window) is the fault's doing: it is counted ``during_fault`` and judges
+nothing, like an op that got no answer.
+
 Both are one pass over the history; memory is bounded by the marked ops and the keys.
 """
 
@@ -20,7 +24,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from harness.checkers.base import CheckInput, OpPair, Sampler, conclude, describe_op, pairs
+from harness.checkers.base import (
+    CheckInput,
+    OpPair,
+    Sampler,
+    conclude,
+    describe_op,
+    fault_during,
+    pairs,
+)
 from harness.checkers.idempotency import ANSWER_ID_FIELDS
 from harness.model import Anomaly, F, Kind, Verdict
 
@@ -37,15 +49,21 @@ def check_refusals(inp: CheckInput) -> Verdict:
     (answered 5xx).
 
     Count keys: ``bad_inputs``, ``refused_4xx``, ``indeterminate`` (no answer: a timeout or
-    a dropped connection, which judges nothing).
+    a dropped connection, which judges nothing), ``during_fault`` (answered 5xx inside a
+    fault's window: excused, judging nothing).
     """
     sampler = Sampler()
-    counts = {"bad_inputs": 0, "refused_4xx": 0, "indeterminate": 0}
+    counts = {"bad_inputs": 0, "refused_4xx": 0, "indeterminate": 0, "during_fault": 0}
     for pair in pairs(inp.history):
         why = pair.invoke.value.get(BAD_INPUT_KEY)
         if not isinstance(why, str):
             continue
         counts["bad_inputs"] += 1
+        status = pair.status_code
+        if (status is not None and status >= 500 and inp.faults
+                and fault_during(inp.faults, pair) is not None):
+            counts["during_fault"] += 1
+            continue
         _judge_refusal(pair, why, sampler, counts)
     checked = counts["refused_4xx"] > 0 or bool(sampler)
     undecided = None

@@ -15,11 +15,26 @@ An event whose every genuine delivery was answered 5xx was never applied, and th
 gave up on it: one anomaly states the effect that went missing (the credit, the refund,
 the dispute) instead of one per delivery. A 5xx answer is quoted from the body excerpt the
 history kept (``body_excerpt``), else from the service's error code.
+
+What happens during an injected fault is the fault's doing, not a defect: an op whose
+[invoke, completion] overlaps a fault's window (``FaultWindow.covers``, injection to
+recovery) and that was answered 5xx, timed out, lost its connection or, with a latency
+bound, was slow, is counted ``during_fault`` and is no anomaly. The same answers outside
+every window stay anomalies. Webhook deliveries are timed on the provider's wall clock, not
+the history's, so they cannot be set against the windows and are judged as always.
 """
 
 from __future__ import annotations
 
-from harness.checkers.base import CheckInput, OpPair, Sampler, conclude, describe_op, pairs
+from harness.checkers.base import (
+    CheckInput,
+    OpPair,
+    Sampler,
+    conclude,
+    describe_op,
+    fault_during,
+    pairs,
+)
 from harness.checkers.intents import (
     DISPUTE_CLOSED_EVENT_TYPE,
     DISPUTE_CREATED_EVENT_TYPE,
@@ -46,10 +61,13 @@ def check_errors(inp: CheckInput) -> Verdict:
     delivery of one event answered 5xx: its effect is stated), ``slow_op`` (only with
     ``latency_ms_max``).
 
-    Count keys: ``ops_checked``, ``deliveries_checked``, ``latency_ms_observed_max``.
+    Count keys: ``ops_checked``, ``deliveries_checked``, ``latency_ms_observed_max``,
+    ``during_fault`` (ops answered 5xx, timed out, cut off or slow inside a fault's window:
+    excused).
     """
     sampler = Sampler()
     ops_checked = 0
+    during_fault = 0
     latency_ns_max = 0
     for pair in pairs(inp.history):
         if pair.f not in TARGET_FS or pair.completion is None:
@@ -58,17 +76,26 @@ def check_errors(inp: CheckInput) -> Verdict:
         latency_ns = pair.completion.time_ns - pair.invoke.time_ns
         latency_ns_max = max(latency_ns_max, latency_ns)
         status = pair.status_code
-        if (status is not None and status >= 500) or (
-                pair.kind == Kind.INFO and (pair.error or "").startswith(SERVER_ERROR)):
+        server_error = (status is not None and status >= 500) or (
+            pair.kind == Kind.INFO and (pair.error or "").startswith(SERVER_ERROR))
+        slow = inp.latency_ms_max is not None and latency_ns > inp.latency_ms_max * _NS_PER_MS
+        troubled = server_error or slow or pair.kind == Kind.INFO or (
+            pair.kind == Kind.FAIL and status is None)
+        if troubled and inp.faults and fault_during(inp.faults, pair) is not None:
+            during_fault += 1
+            continue
+        if server_error:
             _server_error(pair, sampler)
-        if inp.latency_ms_max is not None and latency_ns > inp.latency_ms_max * _NS_PER_MS:
+        if slow:
+            assert inp.latency_ms_max is not None
             _slow_op(pair, latency_ns, inp.latency_ms_max, sampler)
     deliveries_checked = 0
     if inp.truth is not None:
         deliveries_checked = len(inp.truth.deliveries)
         _check_deliveries(inp, inp.truth, sampler)
     counts = {"ops_checked": ops_checked, "deliveries_checked": deliveries_checked,
-              "latency_ms_observed_max": latency_ns_max // _NS_PER_MS}
+              "latency_ms_observed_max": latency_ns_max // _NS_PER_MS,
+              "during_fault": during_fault}
     checked = ops_checked + deliveries_checked > 0
     return conclude(sampler, counts, checked=checked,
                     unknown_note=None if checked else "no op reached the service")

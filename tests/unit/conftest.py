@@ -92,6 +92,15 @@ class H:
         self.complete(op_id, kind, result, error=error, status=status, latency_ms=latency_ms)
         return index
 
+    def wait(self, ms: int) -> int:
+        """Let ``ms`` pass with nothing happening; returns the time now (ns)."""
+        self._time_ns += ms * _MS
+        return self._time_ns
+
+    def now_ns(self) -> int:
+        """The time of the last event (ns)."""
+        return self._time_ns
+
     def _tick(self) -> int:
         self._time_ns += _MS
         return self._time_ns

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from harness.checkers.server_errors import SERVER_ERROR, check_errors
-from harness.model import F, Kind
+from harness.model import F, FaultWindow, Kind
 from tests.unit.conftest import REFUNDED, SUCCEEDED, H, T
 
 
@@ -132,3 +132,42 @@ def test_errors_quote_the_body_of_a_5xx() -> None:
     verdict = check_errors(h.input(None, None))
     assert verdict.valid is False
     assert "deadlock detected" in verdict.anomalies[0].explanation
+
+
+# -- what happens during an injected fault -------------------------------------------------
+
+
+def _window(started_ns: int, recovered_ns: int) -> FaultWindow:
+    return FaultWindow(name="f0", kind="database_restart", link=None,
+                       description="restart PostgreSQL", started_ns=started_ns,
+                       healed_ns=recovered_ns, recovered_ns=recovered_ns)
+
+
+def test_errors_excuse_a_5xx_or_a_timeout_inside_a_fault_window_only() -> None:
+    h = H()
+    started = h.wait(1)
+    h.tip("fan_0", "creator_0", 10, Kind.INFO, error=SERVER_ERROR)
+    h.op(F.READ_BALANCE, {"user": "fan_0"}, Kind.INFO, error="read_timeout")
+    window = _window(started, h.wait(1))
+    outside = h.tip("fan_0", "creator_0", 10, Kind.INFO, error=SERVER_ERROR)
+    verdict = check_errors(h.input(None, None, faults=(window,)))
+    assert verdict.valid is False
+    assert verdict.counts["during_fault"] == 2
+    assert verdict.counts["server_error"] == 1
+    assert verdict.anomalies[0].event_indexes[0] == outside
+    faultless = check_errors(h.input(None, None))
+    assert faultless.counts["server_error"] == 2
+    assert faultless.counts["during_fault"] == 0
+
+
+def test_errors_excuse_an_op_that_straddles_the_fault_and_a_slow_one_inside() -> None:
+    h = H()
+    op_id = h.invoke(F.TIP, {"sender": "fan_0", "recipient": "creator_0", "amount_tokens": 10},
+                     key="k")
+    window = _window(h.wait(1), h.wait(100))
+    h.complete(op_id, Kind.INFO, error=SERVER_ERROR, status=503)
+    _slow_purchase(h, 2_000)
+    late = _window(h.now_ns() - 1_000 * 1_000_000, h.now_ns() - 1_000 * 1_000_000)
+    verdict = check_errors(h.input(None, None, latency_ms_max=500, faults=(window, late)))
+    assert verdict.valid is True, verdict
+    assert verdict.counts["during_fault"] == 2

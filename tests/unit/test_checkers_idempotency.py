@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from harness.checkers.idempotency import check_idempotency
-from harness.model import F, Kind
+from harness.model import F, FaultWindow, Kind
 from tests.unit.conftest import H
 
 
@@ -121,3 +121,23 @@ def test_idempotency_a_minute_billed_under_another_key_may_be_answered_as_a_repl
     h.op(F.CALL_CHARGE, minute, Kind.OK, {"replayed": 1}, key="k2")  # deduped by minute
     verdict = check_idempotency(h.input(None, None))
     assert not any(a.kind == "replay_of_nothing" for a in verdict.anomalies), verdict
+
+
+def test_idempotency_holds_for_after_heal_retries_of_ops_cut_off_by_a_fault() -> None:
+    # A 5xx and a timeout during the fault, then each re-sent after the heal: the first
+    # answer is the retry's, replayed or not; only two different ids break it, as before.
+    h = H()
+    h.tip("fan_0", "creator_0", 50, Kind.INFO, key="k1", error="server_error_5xx")
+    h.tip("fan_0", "creator_0", 50, Kind.INFO, key="k2", error="read_timeout")
+    h.tip("fan_0", "creator_0", 50, Kind.INFO, key="k3", error="server_error_5xx")
+    heal = h.wait(100)
+    window = FaultWindow(name="f0", kind="kill_service", link=None, description="kill",
+                         started_ns=0, healed_ns=heal, recovered_ns=heal)
+    _replayed_tip(h, "fan_0", "k1", "t_1")
+    h.tip("fan_0", "creator_0", 50, key="k2", tip_id="t_2")
+    h.tip("fan_0", "creator_0", 50, key="k3", tip_id="t_3")
+    verdict = check_idempotency(h.input(None, None, faults=(window,)))
+    assert verdict.valid is True, verdict
+    assert verdict.counts["keys_reused"] == 3
+    h.tip("fan_0", "creator_0", 50, key="k3", tip_id="t_4")
+    assert check_idempotency(h.input(None, None, faults=(window,))).valid is False

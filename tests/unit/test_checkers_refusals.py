@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from harness.checkers.refusals import check_key_scope, check_refusals
-from harness.model import F, Kind
+from harness.model import F, FaultWindow, Kind
 from tests.unit.conftest import H
 
 _NEGATIVE = {"sender": "fan_0", "recipient": "creator_0", "amount_tokens": -5,
@@ -75,3 +75,16 @@ def test_refusing_one_account_for_another_s_key_breaks_key_scope() -> None:
     verdict = check_key_scope(h.input())
     assert [a.kind for a in verdict.anomalies] == ["refused_for_another_accounts_key"]
     assert verdict.anomalies[0].user == "fan_1"
+
+
+def test_bad_input_answered_5xx_during_a_fault_is_excused() -> None:
+    h = H()
+    started = h.wait(1)
+    h.op(F.TIP, _NEGATIVE, Kind.INFO, error="server_error_5xx", status=503)
+    window = FaultWindow(name="f0", kind="kill_service", link=None, description="kill",
+                         started_ns=started, healed_ns=h.wait(1), recovered_ns=h.wait(1))
+    crashed = h.op(F.TIP, _NEGATIVE, Kind.INFO, error="server_error_5xx", status=500)
+    h.op(F.TIP, _NEGATIVE, Kind.FAIL, error="invalid", status=422)
+    verdict = check_refusals(h.input(faults=(window,)))
+    assert verdict.counts["during_fault"] == 1
+    assert [a.event_indexes[0] for a in verdict.anomalies] == [crashed]

@@ -16,7 +16,7 @@ from tests.unit.conftest import H, T, observe
 
 NAMES = ("non_negative", "conservation", "exactly_once_credit", "reconciliation",
          "idempotency", "ledger_drift", "refunds", "calls", "webhook_auth", "refusals",
-         "key_scope", "errors", "coverage")
+         "key_scope", "durability", "errors", "coverage")
 FORBIDDEN_MODULES = {"httpx", "psycopg", "psycopg_pool", "asyncio", "random", "time",
                      "datetime", "socket", "subprocess", "threading"}
 FORBIDDEN_CALLS = {"now", "utcnow", "today", "monotonic", "monotonic_ns", "perf_counter",

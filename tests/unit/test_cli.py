@@ -400,3 +400,60 @@ def test_check_judges_without_what_the_run_left_out_for_its_target(
     out = capsys.readouterr().out
     assert re.search(r"retry-storm\s+conservation", out), out
     assert "idempotency" not in out  # the run left it out: check does too
+
+
+def _faulted_history(path: Path, *, with_fault: bool) -> None:
+    """A tip answered 503 while the service was down, re-sent after the heal and replayed."""
+    from harness.history import HistoryWriter
+    from harness.model import F, FaultWindow, Kind
+    from tests.unit.conftest import H
+
+    h = H()
+    started = h.wait(1)
+    h.op(F.TIP, {"sender": "fan_0", "recipient": "creator_0", "amount_tokens": 10}, Kind.INFO,
+         key="k1", error="server_error_5xx", status=503)
+    healed = h.wait(1)
+    recovered = h.wait(5)
+    h.op(F.TIP, {"sender": "fan_0", "recipient": "creator_0", "amount_tokens": 10}, Kind.OK,
+         {"tip_id": "t_1", "replayed": 1}, key="k1", status=201)
+    with HistoryWriter(path) as writer:
+        writer.begin(name="retry-storm", seed=1, params={}, users={}, target_ids={})
+        for event in h.events:
+            writer.event(event)
+        if with_fault:
+            writer.fault(FaultWindow(name="f0", kind="kill_service", link=None,
+                                     description="SIGKILL the service", started_ns=started,
+                                     healed_ns=healed, recovered_ns=recovered))
+        writer.end({})
+
+
+def test_check_re_judges_a_history_with_its_fault_lines(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    import dataclasses
+
+    import scenarios
+    from harness.history import load
+    from harness.judge import judge
+
+    storm = scenarios.SCENARIOS["retry-storm"]
+    monkeypatch.setitem(scenarios.SCENARIOS, "retry-storm", dataclasses.replace(
+        storm, checkers=("errors", "durability"), provokes=()))
+    monkeypatch.chdir(tmp_path)
+    outs = {}
+    for with_fault in (True, False):
+        path = tmp_path / f"history-{with_fault}.jsonl"
+        _faulted_history(path, with_fault=with_fault)
+        monkeypatch.setattr(sys, "argv", ["tokenchaos", "check", str(path)])
+        with pytest.raises(SystemExit):
+            cli.main()
+        outs[with_fault] = capsys.readouterr().out
+    assert re.search(r"retry-storm\s+errors\s+held", outs[True]), outs[True]
+    assert re.search(r"retry-storm\s+durability\s+held", outs[True]), outs[True]
+    assert re.search(r"retry-storm\s+errors\s+BROKE", outs[False]), outs[False]
+    assert re.search(r"retry-storm\s+durability\s+unknown", outs[False]), outs[False]
+    loaded = load(tmp_path / "history-True.jsonl")[0]
+    assert len(loaded.faults) == 1
+    verdicts = judge(scenarios.SCENARIOS["retry-storm"], loaded, latency_ms_max=None)
+    assert verdicts["durability"].counts["recovered"] == 1
+    assert verdicts["errors"].counts["during_fault"] == 1
