@@ -17,7 +17,8 @@ and flushed as it happens, so a crashed run leaves a readable prefix::
     {"type": "initial", "accounts": [...], "totals": {...} | null}        (optional)
     {"type": "observation", "accounts": [...], "totals": {...} | null}
     {"type": "fault", "name", "kind", "link", "description", "attributes",
-                      "started_ns", "healed_ns", "recovered_ns", "error"}   (one per fault,
+                      "started_ns", "healed_ns", "recovered_ns", "error", "wall_offset_ns"}
+                      (one per fault,
                       written once it has healed and the target recovered, or given up)
     {"type": "truth", "intents": [...], "deliveries": [...], ...}
     {"type": "end", "stats": {...}}
@@ -465,7 +466,7 @@ def _fault(record: Mapping[str, Any]) -> FaultWindow:
     _require(record, "fault line", {"name": str, "kind": str, "description": str,
                                     "started_ns": int})
     _optional(record, "fault line", {"link": str, "healed_ns": int, "recovered_ns": int,
-                                     "error": str, "attributes": dict})
+                                     "error": str, "attributes": dict, "wall_offset_ns": int})
     try:
         return fault_from_json(record)
     except (AssertionError, TypeError, ValueError) as exc:
@@ -582,7 +583,8 @@ def fault_to_json(window: FaultWindow) -> dict[str, Any]:
     return {"type": "fault", "name": window.name, "kind": window.kind, "link": window.link,
             "description": window.description, "attributes": dict(window.attributes),
             "started_ns": window.started_ns, "healed_ns": window.healed_ns,
-            "recovered_ns": window.recovered_ns, "error": window.error}
+            "recovered_ns": window.recovered_ns, "error": window.error,
+            "wall_offset_ns": window.wall_offset_ns}
 
 
 def fault_from_json(data: Mapping[str, Any]) -> FaultWindow:
@@ -592,7 +594,8 @@ def fault_from_json(data: Mapping[str, Any]) -> FaultWindow:
     return FaultWindow(name=data["name"], kind=data["kind"], link=data.get("link"),
                        description=data["description"], attributes=dict(attributes),
                        started_ns=int(data["started_ns"]), healed_ns=data.get("healed_ns"),
-                       recovered_ns=data.get("recovered_ns"), error=data.get("error"))
+                       recovered_ns=data.get("recovered_ns"), error=data.get("error"),
+                       wall_offset_ns=data.get("wall_offset_ns"))
 
 
 def observation_to_json(observation: Observation) -> dict[str, Any]:

@@ -169,6 +169,9 @@ class FaultWindow:
     recovered_ns: int | None
     attributes: Mapping[str, int] = field(default_factory=dict)
     error: str | None = None
+    # time.time_ns() minus the history clock, when the fault landed: puts the window on
+    # the provider's wall clock, against which webhook deliveries are timed. None: unknown.
+    wall_offset_ns: int | None = None
 
     def __post_init__(self) -> None:
         assert self.started_ns >= 0, self.started_ns
@@ -189,6 +192,12 @@ class FaultWindow:
         (to the end of time if it never recovered)."""
         until = self.recovered_ns if self.recovered_ns is not None else None
         return end_ns >= self.started_ns and (until is None or start_ns <= until)
+
+    def covers_wall(self, start_wall_ns: int, end_wall_ns: int) -> bool:
+        """``covers`` for times on the wall clock (webhook deliveries); False if unknown."""
+        if self.wall_offset_ns is None:
+            return False
+        return self.covers(start_wall_ns - self.wall_offset_ns, end_wall_ns - self.wall_offset_ns)
 
 
 # ---------------------------------------------------------------------------------------

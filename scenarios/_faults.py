@@ -2,11 +2,12 @@
 
 A faulted phase is Jepsen's nemesis pattern made into steps: schedule a fault to land once
 ``after_ops`` ops of the burst have been answered (so some are acknowledged and the rest
-in flight when it lands, on a busy machine as on an idle one), run the burst, wait until it has healed and the target
-answers again, then send every keyed op of the burst once more with its own key. Those
-after-heal retries are the final read of Jepsen's set checker: an acknowledged op must be
-answered with its first answer, an indeterminate one is resolved, and the ``durability``
-checker counts what was lost, recovered or applied twice.
+in flight when it lands, on a busy machine as on an idle one), run the burst, wait until
+it has healed and the target answers again, then send every keyed op of the burst once
+more with its own key. Those after-heal retries are the final read of Jepsen's set
+checker: an acknowledged op must be answered with its first answer, an indeterminate one
+is resolved, and the ``durability`` checker counts what was lost, recovered or applied
+twice.
 
 Nothing here draws randomness or does I/O.
 """

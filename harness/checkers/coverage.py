@@ -13,10 +13,19 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 
-from harness.checkers.base import CheckInput, OpPair, Sampler, conclude, pairs, value_int, value_str
+from harness.checkers.base import (
+    CheckInput,
+    OpPair,
+    Sampler,
+    conclude,
+    fault_during,
+    pairs,
+    value_int,
+    value_str,
+)
 from harness.checkers.intents import SUCCEEDED_EVENT_TYPE, parse_variant
 from harness.errors import UsageError
-from harness.model import Delivery, DeliveryVariant, F, Kind, Verdict
+from harness.model import TARGET_FS, Delivery, DeliveryVariant, F, Kind, Verdict
 
 __all__ = ["PROVOCATIONS", "check_coverage", "validate_tags"]
 
@@ -278,6 +287,17 @@ def _indeterminate_op(inp: CheckInput) -> bool:
     return any(p.kind == Kind.INFO for p in pairs(inp.history))
 
 
+def _fault_healed(inp: CheckInput) -> bool:
+    """A fault was injected, healed, and the target answered again."""
+    return any(w.error is None and w.recovered_ns is not None for w in inp.faults)
+
+
+def _op_during_fault(inp: CheckInput) -> bool:
+    """An op to the target was in flight while a fault was in force."""
+    return bool(inp.faults) and any(
+        p.f in TARGET_FS and fault_during(inp.faults, p) is not None for p in pairs(inp.history))
+
+
 PROVOCATIONS: dict[str, Callable[[CheckInput], bool]] = {
     "tip_succeeded": lambda inp: any(True for _ in _ops(inp, F.TIP, Kind.OK)),
     "tip_refused_for_funds": lambda inp: _failed(inp, F.TIP, "insufficient_funds"),
@@ -310,4 +330,6 @@ PROVOCATIONS: dict[str, Callable[[CheckInput], bool]] = {
     "refund_mid_call": _refund_mid_call,
     "retry_with_same_key": _retry_with_same_key,
     "indeterminate_op": _indeterminate_op,
+    "fault_healed": _fault_healed,
+    "op_during_fault": _op_during_fault,
 }

@@ -20,8 +20,9 @@ What happens during an injected fault is the fault's doing, not a defect: an op 
 [invoke, completion] overlaps a fault's window (``FaultWindow.covers``, injection to
 recovery) and that was answered 5xx, timed out, lost its connection or, with a latency
 bound, was slow, is counted ``during_fault`` and is no anomaly. The same answers outside
-every window stay anomalies. Webhook deliveries are timed on the provider's wall clock, not
-the history's, so they cannot be set against the windows and are judged as always.
+every window stay anomalies. Webhook deliveries are timed on the provider's wall clock;
+a window carries its offset to it (``FaultWindow.covers_wall``), and a delivery answered
+5xx inside a window is excused the same way.
 """
 
 from __future__ import annotations
@@ -89,13 +90,16 @@ def check_errors(inp: CheckInput) -> Verdict:
         if slow:
             assert inp.latency_ms_max is not None
             _slow_op(pair, latency_ns, inp.latency_ms_max, sampler)
-    deliveries_checked = 0
+    deliveries_checked = deliveries_during_fault = 0
     if inp.truth is not None:
         deliveries_checked = len(inp.truth.deliveries)
+        deliveries_during_fault = sum(
+            1 for d in inp.truth.deliveries if _is_5xx(d.status_code) and any(
+                w.covers_wall(d.started_ns, d.finished_ns) for w in inp.faults))
         _check_deliveries(inp, inp.truth, sampler)
     counts = {"ops_checked": ops_checked, "deliveries_checked": deliveries_checked,
               "latency_ms_observed_max": latency_ns_max // _NS_PER_MS,
-              "during_fault": during_fault}
+              "during_fault": during_fault + deliveries_during_fault}
     checked = ops_checked + deliveries_checked > 0
     return conclude(sampler, counts, checked=checked,
                     unknown_note=None if checked else "no op reached the service")
@@ -115,6 +119,8 @@ def _check_deliveries(inp: CheckInput, truth: ProviderTruth, sampler: Sampler) -
         if delivery.event_id in lost and not delivery.variant.forged:
             continue  # stated once, with its effect
         if _is_5xx(delivery.status_code):
+            if any(w.covers_wall(delivery.started_ns, delivery.finished_ns) for w in inp.faults):
+                continue  # answered during a fault (counted in deliveries_during_fault)
             text = (f"Webhook delivery {delivery.index} ({delivery.variant} "
                     f"{delivery.event_type} for {delivery.intent_id}) was answered "
                     f"{delivery.status_code}.")

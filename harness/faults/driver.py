@@ -56,6 +56,7 @@ class FaultDriver:
         self._completed_count = 0
         self._completed = asyncio.Condition()
         self._released = asyncio.Event()
+        self._wall_offsets: dict[str, int] = {}
 
     @property
     def pending_count(self) -> int:
@@ -106,6 +107,7 @@ class FaultDriver:
         await self._wait_for_ops(trigger_count)
         fault = step.fault
         started_ns = self._now_ns()
+        self._wall_offsets[step.name] = time.time_ns() - started_ns
         try:
             await self._nemesis.inject(fault)
         except FaultError as exc:
@@ -154,4 +156,4 @@ class FaultDriver:
             link=None if fault.link is None else fault.link.value,
             description=fault.describe(), attributes=dict(fault.attributes),
             started_ns=started_ns, healed_ns=healed_ns, recovered_ns=recovered_ns,
-            error=error))
+            error=error, wall_offset_ns=self._wall_offsets.get(step.name)))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 import pytest
@@ -9,7 +10,7 @@ import pytest
 from harness.checkers.base import CheckInput
 from harness.checkers.coverage import PROVOCATIONS, check_coverage, validate_tags
 from harness.errors import UsageError
-from harness.model import DeliveryVariant, F, Kind
+from harness.model import DeliveryVariant, F, FaultWindow, Kind
 from tests.unit.conftest import REFUNDED, SUCCEEDED, H, T, observe
 
 DISPUTE_CREATED = "charge.dispute.created"
@@ -136,7 +137,22 @@ EXAMPLES: dict[str, Callable[[], CheckInput]] = {
     "refund_mid_call": _refund_mid_call,
     "retry_with_same_key": lambda: _keyed(10, Kind.INFO),
     "indeterminate_op": lambda: _tip(Kind.INFO),
+    "fault_healed": lambda: _faulted(recovered=True),
+    "op_during_fault": lambda: _faulted(recovered=False),
 }
+
+
+def _faulted(*, recovered: bool) -> CheckInput:
+    """A tip in flight across a kill that the target recovered from (or never did)."""
+    h = H()
+    h.tip("fan_0", "creator_0", 10, Kind.INFO, error="connection_reset")
+    window = FaultWindow(name="f0", kind="kill_service", link=None, description="kill service",
+                         started_ns=0, healed_ns=1, recovered_ns=2 if recovered else None)
+    return dataclasses.replace(h.input(None, None), faults=(window,))
+
+
+def test_coverage_a_fault_that_never_recovered_is_not_healed() -> None:
+    assert PROVOCATIONS["fault_healed"](_faulted(recovered=False)) is False
 
 
 def test_coverage_every_tag_has_an_example() -> None:
