@@ -146,7 +146,8 @@ class ProcessNemesis:
         elif kind is FaultKind.DATABASE_CRASH:
             postgres = stack.postgres
             assert postgres is not None
-            await asyncio.to_thread(postgres.crash)  # SIGQUIT: immediate shutdown
+            if postgres.running:  # a server already down cannot crash again
+                await asyncio.to_thread(postgres.crash)  # SIGQUIT: immediate shutdown
         else:
             raise AssertionError(f"not a process fault: {kind}")
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import copy
+import tomllib
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from harness.errors import UsageError
+from harness.profile_docs import render_chapter
 from harness.targets.fault_profile import (
     COMMAND_TIMEOUT_S_DEFAULT,
     RECOVER_TIMEOUT_S_DEFAULT,
@@ -147,3 +149,12 @@ def test_toxiproxy_url_env_overrides_the_url_written() -> None:
 ])
 def test_a_bad_toxiproxy_table_is_refused(toxiproxy: dict[str, Any], expected: str) -> None:
     assert expected in _error({"toxiproxy": toxiproxy})
+
+
+def test_the_readme_example_of_faults_loads() -> None:
+    chapter = render_chapter()
+    example = chapter.split("### Faults by your own commands")[1].split("```toml")[1]
+    data = tomllib.loads(example.split("```")[0])
+    profile = _parse(data["faults"])
+    assert set(profile.faults.commands) == {"kill", "restart", "pause", "resume"}
+    assert profile.faults.recover_timeout_s == 120
