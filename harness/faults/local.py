@@ -47,8 +47,6 @@ _SIGNAL_STATE_TIMEOUT_S = 5.0  # a signal is delivered at once; the state shows 
 _SIGNAL_STATE_POLL_S = 0.01
 _SQL_CONNECT_TIMEOUT_S = 5
 _SQL_STATEMENT_TIMEOUT_MS = 5000
-_SERVICE_ROLE = "tokenchaos_service"  # the embedded server's, as harness.stack makes it
-_SERVICE_DATABASE = "tokenchaos"
 _EXTERNAL_DATABASE = ("the local stack's database is TOKENCHAOS_DATABASE_URL, which the "
                       "harness does not manage; unset it to run database faults on the "
                       "embedded PostgreSQL")
@@ -108,7 +106,8 @@ class ProcessNemesis:
     async def heal_all(self) -> None:
         """SIGCONT the service, start PostgreSQL if it is down, start the service if dead.
 
-        Every step is tried even when one fails; then the failures are raised together.
+        Every step is tried even when one fails; then the failures are raised together. A
+        service that runs is not waited on: whether it is healthy is for the checkers.
         """
         stack = self._stack
         failures: list[str] = []
@@ -123,10 +122,11 @@ class ProcessNemesis:
                 await self._start_database()
             except (StackError, OSError) as exc:
                 failures.append(f"starting PostgreSQL: {exc}")
-        try:
-            await stack.start_service()  # waits until healthy; starts it only if dead
-        except (StackError, OSError) as exc:
-            failures.append(f"starting the service: {exc}")
+        if not stack.service_running:
+            try:
+                await stack.start_service()  # and waits until healthy
+            except (StackError, OSError) as exc:
+                failures.append(f"starting the service: {exc}")
         if failures:
             raise FaultError("could not heal every fault: " + "; ".join(failures))
 
@@ -176,14 +176,18 @@ class ProcessNemesis:
         stack = self._stack
         assert stack.info is not None
         postgres = stack.postgres
-        url = postgres.url if postgres is not None else stack.info.database_url
-        query = _TERMINATE_EMBEDDED if postgres is not None else _TERMINATE_OWN
-        params = {"role": _SERVICE_ROLE, "database": _SERVICE_DATABASE}
+        if postgres is not None:  # as the superuser, the sessions of the service's URL
+            service = psycopg.conninfo.conninfo_to_dict(stack.info.database_url)
+            url, query = postgres.url, _TERMINATE_EMBEDDED
+            params: dict[str, object] | None = {"role": service["user"],
+                                                "database": service["dbname"]}
+        else:  # as the service's own role, which may end its own sessions
+            url, query, params = stack.info.database_url, _TERMINATE_OWN, None
         try:
             async with await psycopg.AsyncConnection.connect(
                     url, autocommit=True, connect_timeout=_SQL_CONNECT_TIMEOUT_S,
                     options=f"-c statement_timeout={_SQL_STATEMENT_TIMEOUT_MS}") as conn:
-                cursor = await conn.execute(query, params if postgres is not None else None)
+                cursor = await conn.execute(query, params)
                 row = await cursor.fetchone()
         except psycopg.Error as exc:
             raise FaultError(f"could not terminate the service's database sessions: {exc}; "

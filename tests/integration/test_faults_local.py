@@ -114,7 +114,7 @@ def test_database_restart_is_an_outage_until_heal_and_the_service_answers_after(
     assert httpx.get(api.info.service_url + "/healthz", timeout=30).status_code == 503
     stack.call(nemesis.heal(RESTART))
     assert postgres.running
-    _wait_healthy(api)
+    _wait_healthy(api.info.service_url)
     assert api.balance(user) == 0
     assert api.create_user().id > user.id
 
@@ -129,7 +129,7 @@ def test_an_acknowledged_write_survives_a_database_crash(
     assert not postgres.running
     stack.call(nemesis.heal(CRASH))
     assert postgres.pid != old_pid
-    _wait_healthy(api)
+    _wait_healthy(api.info.service_url)
     assert api.me(fan)["id"] == fan.id
     assert api.me(creator)["id"] == creator.id
 
@@ -200,11 +200,11 @@ def _service_backends(stack: StackThread) -> set[int]:
     return {int(row[0]) for row in rows}
 
 
-def _wait_healthy(api: Api) -> None:
+def _wait_healthy(service_url: str) -> None:
     deadline = time.monotonic() + _HEALTHY_WAIT_S
     while time.monotonic() < deadline:
         try:
-            if httpx.get(api.info.service_url + "/healthz", timeout=5).status_code == 200:
+            if httpx.get(service_url + "/healthz", timeout=5).status_code == 200:
                 return
         except httpx.TransportError:
             pass
@@ -220,4 +220,4 @@ def _assert_all_running(stack: StackThread) -> None:
     assert _state(_service_pid(stack)) not in ("T", "t", "Z")
     info = stack.stack.info
     assert info is not None
-    assert httpx.get(info.service_url + "/healthz", timeout=30).status_code == 200
+    _wait_healthy(info.service_url)
