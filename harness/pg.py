@@ -178,10 +178,32 @@ class EmbeddedPostgres:
         self._wait_ready()
         return self.url
 
+    @property
+    def running(self) -> bool:
+        """Whether the server process is alive (stopped or crashed: False)."""
+        return self._process is not None and self._process.poll() is None
+
     def restart(self) -> None:
         """Stop the server and start it again on the same port and data (a database fault)."""
         self.stop(keep_data=True)
         self._spawn()
+        self._wait_ready()
+
+    def spawn_again(self) -> None:
+        """Start a stopped or crashed server on the same port and data, without waiting.
+
+        Call ``wait_ready`` next (from any thread). The thread calling this owns the child:
+        when it ends, the kernel stops the server (``PR_SET_PDEATHSIG``), so call it from
+        one that lives as long as the server should, such as the event loop's.
+        """
+        assert self._install is not None, "start the server first"
+        if self.running:
+            return
+        self.stop(keep_data=True)  # reaps a crashed postmaster
+        self._spawn()
+
+    def wait_ready(self) -> None:
+        """Wait until the server accepts connections. Raises ``StackError`` after 30 s."""
         self._wait_ready()
 
     def crash(self) -> None:

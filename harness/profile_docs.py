@@ -106,10 +106,41 @@ profile (exit 2). Without the four keys the schema is not checked.
 """
 
 
+_FAULTS = """\
+### Faults by your own commands
+
+The harness kills, pauses and restarts the local stack itself. For a service it does not
+manage, `[faults]` names the commands that do it, as Jepsen's nemesis does; without them
+`kill_service` and `pause_service` are "not run for this target", with the keys to add:
+
+```toml
+[target]
+health_path = "/healthz"    # waited on after restart and resume
+
+[faults]
+kill = ["kubectl", "delete", "pod", "-l", "app=tokens", "--wait=false"]
+restart = ["kubectl", "wait", "--for=condition=Ready", "pod", "-l", "app=tokens",
+           "--timeout=120s"]
+pause = ["docker", "pause", "tokens"]
+resume = ["docker", "unpause", "tokens"]
+command_timeout_s = 60
+recover_timeout_s = 120
+```
+
+A fault's inject runs `kill` (or `pause`); its heal runs `restart` (or `resume`), then
+waits until the health path answers 2xx. Each command is an argv list run without a
+shell (`["sh", "-c", "..."]` if you need one), in the profile's folder, with the
+harness's environment; one that exits non-zero or outlives `command_timeout_s` (it is
+then killed with its process group) fails the fault, naming the exit code and the end of
+its stderr. Database faults (terminated sessions, restart, crash) run only on the local
+stack's own PostgreSQL.
+"""
+
+
 def render_chapter() -> str:
     """The whole chapter, as markdown. Pure."""
     parts = [_INTRO, _keys_section(), _variables_section(), _results_section(),
-             _observer_section(), _left_out_section(), _SCHEMA, _UNKNOWN]
+             _observer_section(), _left_out_section(), _SCHEMA, _FAULTS, _UNKNOWN]
     return "\n".join(part.rstrip() + "\n" for part in parts).rstrip() + "\n"
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import dataclasses
 import os
 import secrets
 import signal
@@ -171,12 +172,64 @@ class LocalStack:
 
     async def restart_service(self) -> None:
         """Kill the service (SIGKILL, as a crash) and start it again on the same port."""
+        await self.kill_service()
+        await self.start_service()
+
+    async def kill_service(self) -> None:
+        """SIGKILL the service, as a crash, and reap it; a no-op if it is not running.
+
+        Raises:
+            StackError: it did not exit within 10 s of SIGKILL.
+        """
         assert self.info is not None, "start the stack first"
-        if self._service is not None and self._service.poll() is None:
-            self._service.kill()
-            await asyncio.to_thread(self._service.wait)
-        self._spawn_service()
-        await self._wait_healthy(self.info.service_url)
+        process = self._service
+        if process is None or process.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()  # a stopped process dies of SIGKILL too
+        try:
+            await asyncio.to_thread(process.wait, _STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired as exc:
+            raise StackError(f"the reference service (pid {process.pid}) did not exit within "
+                             f"{_STOP_TIMEOUT_S:.0f} s of SIGKILL") from exc
+
+    async def start_service(self) -> None:
+        """Start the service again on the same port, if it is not running; wait until healthy.
+
+        ``info.service_pid`` becomes the new process's.
+
+        Raises:
+            StackError: it exited while starting, or was not healthy within 30 s.
+        """
+        info = self.info
+        assert info is not None, "start the stack first"
+        if self._service is None or self._service.poll() is not None:
+            self._spawn_service()  # from the loop's thread: see _start_postgres
+        assert self._service is not None
+        self.info = dataclasses.replace(info, service_pid=self._service.pid)
+        await self._wait_healthy(info.service_url)
+
+    def pause_service(self) -> None:
+        """SIGSTOP the service: it keeps its sockets, connections and locks, and answers
+        nothing until ``resume_service``."""
+        assert self.info is not None, "start the stack first"
+        self._signal_service(signal.SIGSTOP)
+
+    def resume_service(self) -> None:
+        """SIGCONT the service (harmless when it is not stopped)."""
+        self._signal_service(signal.SIGCONT)
+
+    @property
+    def service_running(self) -> bool:
+        """Whether the service process is alive (stopped by SIGSTOP counts as alive)."""
+        return self._service is not None and self._service.poll() is None
+
+    def _signal_service(self, sig: signal.Signals) -> None:
+        process = self._service
+        if process is None or process.poll() is not None:
+            raise StackError(f"the reference service is not running; cannot send it "
+                             f"{sig.name}")
+        process.send_signal(sig)
 
     @property
     def postgres(self) -> EmbeddedPostgres | None:

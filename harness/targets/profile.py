@@ -24,6 +24,10 @@ loads, and ``kinds``, the body fields that make a user a fan or a creator.
 deployment is; ``harness.targets.address`` uses it to decide whether a non-loopback
 address may be loaded (only ``staging`` opts in; ``production`` is always refused).
 
+``[faults]`` (``harness.targets.fault_profile``) may name the commands that kill, restart,
+pause and resume the service, and a running Toxiproxy's proxies, for fault scenarios on a
+target the harness does not manage.
+
 Everything a user can get wrong here raises ``UsageError`` naming the file, the key, the
 value and what to write instead, when the profile is loaded: a profile that loads can run
 every op it declares (a template never needs an op the profile lacks, an id the op cannot
@@ -45,6 +49,7 @@ from typing import Any
 from harness.errors import UsageError
 from harness.model import F
 from harness.targets.address import ENVIRONMENTS, Environment, http_address
+from harness.targets.fault_profile import FaultsSpec, ToxiproxySpec, parse_faults
 from harness.targets.idempotency import (
     NO_IDEMPOTENCY,
     Idempotency,
@@ -62,6 +67,7 @@ __all__ = [
     "TEMPLATE_VARIABLES",
     "AdminHttpObserverSpec",
     "AuthSpec",
+    "FaultsSpec",
     "FileProvisioning",
     "HttpProvisioning",
     "Idempotency",
@@ -74,6 +80,7 @@ __all__ = [
     "SchemaNames",
     "SqlObserverSpec",
     "Template",
+    "ToxiproxySpec",
     "load_profile",
     "parse_profile",
     "placeholders",
@@ -266,6 +273,7 @@ class Profile:
     error_code_path: str | None = None  # dotted path of an error code in FAIL bodies
     environment: Environment | None = None  # None: only loopback addresses may be loaded
     pricing: Pricing = REFERENCE_PRICING  # [pricing]: the packages scenarios buy
+    faults: FaultsSpec = field(default_factory=FaultsSpec)  # [faults]: commands, Toxiproxy
 
     def __post_init__(self) -> None:
         for f, spec in self.ops.items():
@@ -313,7 +321,7 @@ def parse_profile(data: Mapping[str, Any], *, source: str, folder: Path | None =
     environ = os.environ if environ is None else environ
     root = Table(data, source=source, where="")
     root.only("target", "auth", "metadata", "responses", "ops", "provisioning", "observer",
-              "pricing")
+              "pricing", "faults")
     target = root.table("target")
     target.only("name", "base_url", "base_url_env", "admin_key", "admin_key_env", "health_path",
                 "environment")
@@ -341,11 +349,13 @@ def parse_profile(data: Mapping[str, Any], *, source: str, folder: Path | None =
     provisioning = _parse_provisioning(root.table("provisioning"), folder, environ)
     observer_table = root.opt_table("observer")
     observer = _parse_observer(observer_table, environ) if observer_table else None
+    faults = parse_faults(root.opt_table("faults"), source=source, health_path=health_path,
+                          folder=folder, environ=environ)
     return Profile(name=name, source=source, base_url=base_url.rstrip("/"), admin_key=admin_key,
                    health_path=health_path, auth=auth, metadata=metadata, ops=ops,
                    provisioning=provisioning, observer=observer,
                    error_code_path=error_code_path, environment=environment,
-                   pricing=parse_pricing(data.get("pricing"), where=source))
+                   pricing=parse_pricing(data.get("pricing"), where=source), faults=faults)
 
 
 # ---------------------------------------------------------------------------------------

@@ -160,6 +160,45 @@ PROFILE_KEYS: tuple[ProfileKey, ...] = (
         "cents = 25000, bonus_tokens = 250, name = \"mega\" }]`. Every scenario draws its "
         "amounts from them; `bonus_tokens` (default 0) are minted on top, `name` is the "
         "service's own name of the bundle.")),
+    # [faults]
+    ProfileKey(section="faults", key="kill", default="none (kill_service is not run)", meaning=(
+        "The command that kills the service, as an argv list run without a shell "
+        '(`["kubectl", "delete", "pod", "-l", "app=tokens", "--wait=false"]`; write '
+        '`["sh", "-c", "..."]` for a shell line), in the profile\'s folder. The '
+        "`kill_service` fault runs it; its heal runs `restart`, so the two come together.")),
+    ProfileKey(section="faults", key="restart", default="none", meaning=(
+        "The command that starts the killed service again (an argv list); then the harness "
+        "waits until `[target] health_path` answers 2xx, so that key is required.")),
+    ProfileKey(section="faults", key="pause", default="none (pause_service is not run)",
+               meaning=(
+        "The command that stalls the service without killing it (`[\"docker\", \"pause\", "
+        "\"tokens\"]`, or `kill -STOP`); `pause_service` runs it, its heal runs `resume`, "
+        "so the two come together.")),
+    ProfileKey(section="faults", key="resume", default="none", meaning=(
+        "The command that lets the stalled service go on; then the harness waits for "
+        "`[target] health_path` as after `restart`.")),
+    ProfileKey(section="faults", key="command_timeout_s", default="60 (at most 600)", meaning=(
+        "How long one command may run; one that takes longer is killed (with its process "
+        "group), and a command that exits non-zero or times out fails the fault with its "
+        "exit code and the end of its stderr. Only with a command.")),
+    ProfileKey(section="faults", key="recover_timeout_s", default="60 (at most 600)", meaning=(
+        "How long to wait for the health check after `restart` or `resume`; only with one "
+        "of them.")),
+    ProfileKey(section="faults", key="toxiproxy", default="none (no link faults)", meaning=(
+        "Table `[faults.toxiproxy]`: a running Toxiproxy that sits on your service's links, "
+        "for link faults (latency, reset_peer, down, ...).")),
+    ProfileKey(section="faults.toxiproxy", key="url", default="(url_env must then be set)",
+               meaning="Toxiproxy's API, e.g. `http://127.0.0.1:8474`."),
+    ProfileKey(section="faults.toxiproxy", key="url_env", default="none",
+               meaning="An environment variable that overrides `url` when set."),
+    ProfileKey(section="faults.toxiproxy", key="service", default="none", meaning=(
+        "The proxy's name between the harness and the service (the API calls).")),
+    ProfileKey(section="faults.toxiproxy", key="webhooks", default="none", meaning=(
+        "The proxy's name between the payment provider and the service (webhook "
+        "deliveries).")),
+    ProfileKey(section="faults.toxiproxy", key="database", default="none", meaning=(
+        "The proxy's name between the service and its database. At least one of the three "
+        "names is required; a link without one is not faulted.")),
     # [observer]
     ProfileKey(section="observer", key="kind",
                meaning='`"admin_http"` (admin endpoints) or `"sql"` (read-only SQL).'),

@@ -79,6 +79,8 @@ def _documented(section: str, when: str | None = "*") -> set[str]:
     ("provisioning", "provisioning", "provisioning", 'mode = "file"'),
     ("observer", "observer", None, 'kind = "sql"'),
     ("observer", "observer", "observer", 'kind = "admin_http"'),
+    ("faults", "faults", None, None),
+    ("faults.toxiproxy", "faults.toxiproxy", None, None),
 ])
 def test_every_key_the_parser_accepts_is_documented(section: str, probe: str,
                                                      variant: str | None,
