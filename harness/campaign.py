@@ -41,6 +41,7 @@ from pathlib import Path
 
 from harness.checkers.latency import measure_latency
 from harness.errors import TargetError, UsageError
+from harness.faults.nemesis import Nemesis
 from harness.history import HistoryWriter
 from harness.judge import exit_code_for, judge
 from harness.limits import DEFAULT_LIMITS, Limits
@@ -148,7 +149,8 @@ async def run_plan(plan: RunPlan, *, progress: Progress | None = None,
     out_dir = plan.report_dir / run_id
     history_path = out_dir / "history.jsonl"
     records: list[ScenarioRecord] = []
-    async with open_target(plan, profile) as (session, provider, target):
+    async with open_target(plan, profile) as (session, provider, target, nemesis):
+        runs = plan_for_target(runs, profile, nemesis=nemesis)
         if announce is not None:
             announce(_loading_line(plan, target))
         schema = await schema_step(session, announce)
@@ -168,7 +170,7 @@ async def run_plan(plan: RunPlan, *, progress: Progress | None = None,
                 result = await run_scenario(scenario, params, session=session,
                                             provider=provider, writer=writer,
                                             limits=plan.limits, progress=progress,
-                                            deadline_s=deadline_s)
+                                            deadline_s=deadline_s, nemesis=nemesis)
                 verdicts = judge(scenario.adapted(params), result,
                                  latency_ms_max=plan.limits.latency_ms_max)
                 performance = measure_latency(result.events,
@@ -246,9 +248,11 @@ def schema_lines(findings: Sequence[SchemaFinding], verdict: Verdict) -> list[st
              else "tokenchaos: schema NOT CHECKED: ") + f.text for f in findings]
 
 
-def plan_for_target(runs: Sequence[Run], profile: Profile) -> tuple[Run, ...]:
-    """Every run with its parameters set for the profile's target (prices, op kinds)."""
-    traits = traits_of(profile)
+def plan_for_target(runs: Sequence[Run], profile: Profile, *,
+                    nemesis: Nemesis | None = None) -> tuple[Run, ...]:
+    """Every run with its parameters set for the profile's target (prices, op kinds, and
+    the faults ``nemesis`` can inject)."""
+    traits = traits_of(profile, nemesis=nemesis)
     return tuple((scenario, params.for_target(traits)) for scenario, params in runs)
 
 
@@ -387,22 +391,26 @@ def _loading_line(plan: RunPlan, target: TargetInfo) -> str:
 
 @contextlib.asynccontextmanager
 async def open_target(plan: RunPlan, profile: Profile) -> AsyncIterator[
-        tuple[TargetSession, ProviderClient | None, TargetInfo]]:
-    """Start or reach the run's target: its session, provider client and description.
+        tuple[TargetSession, ProviderClient | None, TargetInfo, Nemesis]]:
+    """Start or reach the run's target: its session, provider client, description, and
+    the nemesis that injects faults on it.
 
     Public because `tokenchaos doctor` reaches a target exactly as a run does.
     """
+    from harness.faults.build import local_nemesis, target_nemesis
+
     async with contextlib.AsyncExitStack() as stack:
         target_url: str | None
         provider_url: str | None
         provider_key: str | None
         admin_key: str | None
         database_url: str | None
+        local_stack: LocalStack | None = None
         if plan.local:
-            info = await stack.enter_async_context(
-                LocalStack(StackConfig.from_env(flaws=plan.flaws or None,
-                                                database_url=plan.local_database_url,
-                                                service_log_level=plan.local_log_level)))
+            local_stack = LocalStack(StackConfig.from_env(
+                flaws=plan.flaws or None, database_url=plan.local_database_url,
+                service_log_level=plan.local_log_level))
+            info = await stack.enter_async_context(local_stack)
             target_url, provider_url = info.service_url, info.provider_url
             admin_key, database_url = info.admin_key, info.database_url
             provider_key = info.control_key
@@ -420,8 +428,11 @@ async def open_target(plan: RunPlan, profile: Profile) -> AsyncIterator[
             provider = await stack.enter_async_context(
                 ProviderClient(provider_url, control_key=provider_key,
                                timeout_s=plan.limits.op_timeout_s))
+        nemesis = await stack.enter_async_context(
+            local_nemesis(local_stack) if local_stack is not None
+            else target_nemesis(profile, base_url=session.base_url))
         yield session, provider, TargetInfo(profile=plan.profile, service_url=session.base_url,
-                                            provider_url=provider_url)
+                                            provider_url=provider_url), nemesis
 
 
 def _run_id(started_ns: int) -> str:

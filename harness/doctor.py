@@ -129,7 +129,7 @@ async def run_doctor(plan: DoctorPlan) -> DoctorReport:
     profile = load_profile(plan.profile)
     run_plan = _run_plan(plan)
     check_addresses(run_plan, profile)
-    async with open_target(run_plan, profile) as (session, provider, _info):
+    async with open_target(run_plan, profile) as (session, provider, _info, _nemesis):
         doctor = _Doctor(session, provider, plan.limits)
         return await doctor.examine()
 

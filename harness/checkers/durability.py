@@ -3,8 +3,10 @@
 Jepsen's set checker, for keyed ops. A fault scenario injects its faults during a batch
 of keyed ops (tips, purchases, call charges), heals them, and then re-sends every keyed op
 of the faulted phase once more with the same idempotency key and body: an *after-heal
-retry*, an attempt invoked at or after the last fault's recovery. The faulted phase runs
-from the first fault's injection to that recovery (the *heal*).
+retry*, an attempt invoked at or after the recovery of the first fault to end after the
+key's first attempt (its *heal*; a scenario may run several faulted phases one after the
+other, each with its own heal). The faulted phase of a key runs from the first fault's
+injection to its heal.
 
 A key (op kind, sender, idempotency key, first body) first invoked before the heal is
 *attempted* when one of its attempts overlaps the faulted phase or it was re-sent after
@@ -48,6 +50,7 @@ marks as replays, the calls), the second over the ops; memory is bounded by the 
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -88,6 +91,7 @@ class _Key:
     key: str
     body: Value  # the first attempt's arguments; attempts with another body are not its own
     first_index: int  # invoke index of the first attempt
+    heal_ns: int = 0  # the end of the first fault to end after the first attempt
     in_phase: bool = False  # an attempt before the heal overlapped the faulted phase
     first_ok: OpPair | None = None  # the first answer, when acknowledged
     refused: OpPair | None = None  # the first 4xx refusal before the heal
@@ -142,8 +146,8 @@ def check_durability(inp: CheckInput, *,
         notes.append("no fault healed, so no op could be retried after a heal")
         return conclude(sampler, counts, checked=False, unknown_note="; ".join(notes))
     phase_start_ns = min(window.started_ns for window in inp.faults)
-    keys, calls, marked = _first_pass(inp.history, heal)
-    _second_pass(inp.history, keys, heal, phase_start_ns)
+    keys, calls, marked = _first_pass(inp.history, _fault_ends(inp.faults))
+    _second_pass(inp.history, keys, phase_start_ns)
     lost, fresh = _judge_keys(inp, keys, marked, counts, sampler, notes)
     models = net_models(inp)
     duplicated = _resolve(lost, fresh, models, calls, inp.truth)
@@ -157,6 +161,12 @@ def check_durability(inp: CheckInput, *,
     if not checked:
         notes.append("no keyed op was attempted before the heal")
     return conclude(sampler, counts, checked=checked, unknown_note="; ".join(notes) or None)
+
+
+def _fault_ends(faults: Sequence[FaultWindow]) -> list[int]:
+    """When each fault that healed ended (recovered, or healed if it never did), sorted."""
+    ends = (w.recovered_ns if w.recovered_ns is not None else w.healed_ns for w in faults)
+    return sorted(end for end in ends if end is not None)
 
 
 def heal_ns(faults: Sequence[FaultWindow]) -> int | None:
@@ -215,10 +225,11 @@ def _name(event: Event) -> _KeyName | None:
     return (event.f, sender_of(event.value), key)
 
 
-def _first_pass(history: Sequence[Event], heal: int
+def _first_pass(history: Sequence[Event], ends: Sequence[int]
                 ) -> tuple[dict[_KeyName, _Key], _Calls, set[F]]:
-    """Each key first invoked before the heal, the calls, and the op kinds whose replays
-    the target marks (some OK of that kind carries the mark)."""
+    """Each key first invoked before a fault ended (with the end it waits for: its heal),
+    the calls, and the op kinds whose replays the target marks (some OK of that kind
+    carries the mark)."""
     keys: dict[_KeyName, _Key] = {}
     calls: _Calls = {}
     marked: set[F] = set()
@@ -236,9 +247,12 @@ def _first_pass(history: Sequence[Event], heal: int
                                value_str(event.value, "creator"),
                                value_int(event.value, "rate_tokens_per_minute"))
         name = _name(event)
-        if name is not None and event.time_ns < heal and name not in keys:
+        if name is None or name in keys:
+            continue
+        after = bisect.bisect_right(ends, event.time_ns)
+        if after < len(ends):
             keys[name] = _Key(f=event.f, sender=name[1], key=name[2], body=event.value,
-                              first_index=event.index)
+                              first_index=event.index, heal_ns=ends[after])
     return keys, calls, marked
 
 
@@ -249,14 +263,14 @@ def _definite(pair: OpPair) -> bool:
                                     and 400 <= status < 500)
 
 
-def _second_pass(history: Sequence[Event], keys: Mapping[_KeyName, _Key], heal: int,
+def _second_pass(history: Sequence[Event], keys: Mapping[_KeyName, _Key],
                  phase_start_ns: int) -> None:
     for pair in pairs(history):
         name = _name(pair.invoke)
         entry = keys.get(name) if name is not None else None
         if entry is None or pair.invoke.value != entry.body:
             continue  # another request (a key reused with another body is idempotency's)
-        if pair.invoke.time_ns >= heal:
+        if pair.invoke.time_ns >= entry.heal_ns:
             entry.resent = True
             if entry.retry is None and _definite(pair):
                 entry.retry = pair

@@ -365,3 +365,27 @@ def test_durability_of_an_observation_with_no_accounts_counts_lost() -> None:
     run = _lost_ack_run()
     inp = dataclasses.replace(run.input(None), observation=Observation(accounts={}))
     assert check_durability(inp).counts["lost"] == 1
+
+
+def test_each_faulted_phase_has_its_own_heal_and_its_own_retries() -> None:
+    # Two faults one after the other, each with a burst and its retries: a key of the
+    # first phase is judged by its retry after the first heal, not the last one.
+    h = H()
+    windows = []
+    for phase in range(2):
+        started = h.wait(1)
+        _tip(h, f"k{phase}", tip_id=f"t{phase}")
+        healed = h.wait(1)
+        recovered = h.wait(1)
+        windows.append(FaultWindow(name=f"f{phase}", kind="kill_service", link=None,
+                                   description="kill", started_ns=started, healed_ns=healed,
+                                   recovered_ns=recovered))
+        _tip(h, f"k{phase}", tip_id=f"t{phase}", replayed=True)
+    inp = h.input(observe({"fan_0": START_TOKENS - 20, "creator_0": 20}), None,
+                  initial=observe({"fan_0": START_TOKENS, "creator_0": 0}),
+                  faults=tuple(windows))
+    verdict = check_durability(inp)
+    assert verdict.valid is True, verdict
+    assert _counts(verdict.counts) == {"attempted": 2, "acknowledged": 2, "indeterminate": 0,
+                                       "lost": 0, "recovered": 0, "duplicated": 0,
+                                       "unexpected": 0, "faults": 2}
