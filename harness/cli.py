@@ -849,7 +849,9 @@ def durability_line(scenario: ScenarioRecord) -> str | None:
         return None
     c = verdict.counts
     recovery = c.get("recovery_ms_max")
-    return (f"durability: {c.get('faults', 0)} faults; {c.get('acknowledged', 0)} of "
+    faults = int(c.get("faults", 0))
+    return (f"durability: {faults} fault{'s' if faults != 1 else ''}; "
+            f"{c.get('acknowledged', 0)} of "
             f"{c.get('attempted', 0)} ops acknowledged, {c.get('lost', 0)} lost, "
             f"{c.get('duplicated', 0)} duplicated; {c.get('recovered', 0)} of "
             f"{c.get('indeterminate', 0)} indeterminate found applied, "
