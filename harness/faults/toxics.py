@@ -116,7 +116,8 @@ def parse_toxic(data: object) -> Toxic:
     if (isinstance(toxicity, bool) or not isinstance(toxicity, int | float)
             or not 0.0 <= toxicity <= 1.0):
         raise ValueError(f"toxicity {toxicity!r} is not a number from 0 to 1")
-    attributes = _parse_attributes(toxic_type, data.get("attributes") or {})
+    raw_attributes = data.get("attributes")
+    attributes = _parse_attributes(toxic_type, {} if raw_attributes is None else raw_attributes)
     return Toxic(name=name, type=toxic_type, stream=stream, toxicity=float(toxicity),
                  attributes=attributes)
 
