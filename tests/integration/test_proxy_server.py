@@ -1,7 +1,8 @@
 """The fault proxy's Toxiproxy-shaped HTTP API, our client against it, and its process.
 
-The same client test runs against a real Toxiproxy when ``toxiproxy-server`` is on the
-PATH (it is not packaged for Debian; see the README).
+The client and link nemesis tests also run against a real Toxiproxy when
+``toxiproxy-server`` is on the PATH (Debian does not package it), and are skipped, saying
+so, when it is not.
 """
 
 from __future__ import annotations
@@ -156,6 +157,10 @@ async def test_client_unreachable_api_is_a_fault_error() -> None:
 
 async def test_link_nemesis_injects_and_heals_through_our_server(
         api_url: str, echo_port: int) -> None:
+    await _nemesis_round_trip(api_url, echo_port)
+
+
+async def _nemesis_round_trip(api_url: str, echo_port: int) -> None:
     async with ToxiproxyClient(api_url, timeout_s=10) as client:
         proxy = await client.create_proxy("database", listen="127.0.0.1:0",
                                           upstream=f"127.0.0.1:{echo_port}")
@@ -172,6 +177,7 @@ async def test_link_nemesis_injects_and_heals_through_our_server(
         await nemesis.heal_all()
         assert await client.toxics("database") == ()
         assert await _echo_through(proxy.listen_port) == b"ping"
+        await client.delete_proxy("database")
 
 
 # -- the child process ---------------------------------------------------------------------
@@ -195,12 +201,12 @@ async def test_proxy_process_leaves_no_process_or_port(echo_port: int) -> None:
 
 # -- a real Toxiproxy, where installed -----------------------------------------------------
 
-@pytest.fixture
-def toxiproxy_url() -> Iterator[str]:
+@contextlib.contextmanager
+def _real_toxiproxy() -> Iterator[str]:
     binary = shutil.which("toxiproxy-server")
     if binary is None:
-        pytest.skip("toxiproxy-server is not on the PATH (not packaged for Debian; install "
-                    "a release binary from github.com/Shopify/toxiproxy/releases)")
+        pytest.skip("toxiproxy-server is not on the PATH (Debian does not package it; "
+                    "install a release from github.com/Shopify/toxiproxy/releases)")
     port = free_port()
     process = subprocess.Popen([binary, "-host", "127.0.0.1", "-port", str(port)],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -221,6 +227,17 @@ def toxiproxy_url() -> Iterator[str]:
             process.wait()
 
 
+@pytest.fixture
+def toxiproxy_url() -> Iterator[str]:
+    with _real_toxiproxy() as url:
+        yield url
+
+
 async def test_client_round_trips_against_a_real_toxiproxy(toxiproxy_url: str,
                                                            echo_port: int) -> None:
     await _client_round_trip(toxiproxy_url, echo_port, "tokenchaos_roundtrip")
+
+
+async def test_link_nemesis_drives_a_real_toxiproxy(toxiproxy_url: str,
+                                                    echo_port: int) -> None:
+    await _nemesis_round_trip(toxiproxy_url, echo_port)
