@@ -17,17 +17,29 @@ from harness.faults.spec import LINK_KINDS, Fault, FaultKind, Link
 from harness.faults.toxics import toxic_for, toxic_name
 from harness.faults.toxiproxy import ToxiproxyClient
 
-__all__ = ["PROFILE_TABLE", "LinkNemesis"]
+__all__ = ["LINK_CAPABILITIES", "PROFILE_TABLE", "LinkNemesis"]
 
 PROFILE_TABLE = "[faults.toxiproxy]"  # keys: url, and one proxy name per link
 
 
-class LinkNemesis:
-    """Link faults on the links named in ``proxies`` (``{Link.DATABASE: "database"}``)."""
+# What a link nemesis answers ``why_not`` for in a ``CombinedNemesis``: every link fault.
+LINK_CAPABILITIES = frozenset(f"{kind.value}@{link.value}" for kind in LINK_KINDS
+                              for link in Link)
 
-    def __init__(self, client: ToxiproxyClient, proxies: Mapping[Link, str]) -> None:
+
+class LinkNemesis:
+    """Link faults on the links named in ``proxies`` (``{Link.DATABASE: "database"}``).
+
+    ``source`` names where the proxy names come from, for ``why_not`` (the profile's file).
+    """
+
+    domain = LINK_CAPABILITIES
+
+    def __init__(self, client: ToxiproxyClient, proxies: Mapping[Link, str], *,
+                 source: str = "the profile") -> None:
         self._client = client
         self._proxies = dict(proxies)
+        self._source = source
         self._capabilities = frozenset(f"{kind.value}@{link.value}"
                                        for kind in LINK_KINDS for link in self._proxies)
 
@@ -40,8 +52,8 @@ class LinkNemesis:
         if not link:
             return (f"{kind.replace('_', ' ')} is not a link fault; the fault proxy "
                     "cannot inject it")
-        return (f"no fault proxy on the {link} link: name one in {PROFILE_TABLE} of the "
-                f"profile ({link} = \"<proxy name>\")")
+        return (f"no fault proxy on the {link} link: name one in {PROFILE_TABLE} of "
+                f"{self._source} ({link} = \"<proxy name>\")")
 
     async def inject(self, fault: Fault) -> None:
         proxy = self._proxy_for(fault)

@@ -8,6 +8,7 @@ import pytest
 
 from harness.errors import FaultError
 from harness.faults.links import LinkNemesis
+from harness.faults.nemesis import CombinedNemesis, NoNemesis
 from harness.faults.spec import LINK_KINDS, Fault, FaultKind, Link
 from harness.faults.toxics import Toxic
 
@@ -45,6 +46,15 @@ def test_why_not_names_the_profile_table() -> None:
     assert "no fault proxy on the webhooks link" in reason
     assert "[faults.toxiproxy]" in reason
     assert "not a link fault" in nemesis.why_not("kill_service")
+    named = LinkNemesis(_FakeClient(), {}, source="seed.toml")  # type: ignore[arg-type]
+    assert "[faults.toxiproxy] of seed.toml" in named.why_not("down@service")
+
+
+def test_a_combined_nemesis_asks_the_link_nemesis_why_not_for_links_only() -> None:
+    nemesis, _ = _nemesis()
+    combined = CombinedNemesis(nemesis, NoNemesis("no process faults here"))
+    assert "webhooks link" in combined.why_not("down@webhooks")
+    assert combined.why_not("kill_service") == "no process faults here"
 
 
 async def test_inject_and_heal_a_toxic_by_the_same_name() -> None:
