@@ -39,7 +39,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from harness.faults.toxics import Toxic
+from harness.faults.toxics import Toxic, latency_delay_ms
 
 __all__ = ["DuplicateToxic", "FaultProxy", "ProxyLimits", "ProxyRefusal", "TooManyToxics",
            "UnknownToxic"]
@@ -442,11 +442,8 @@ class _Connection:
         for state in list(self._active(stream)):
             toxic = state.toxic
             if toxic.type == "latency":
-                jitter = toxic.attribute("jitter")
-                delay_ms = toxic.attribute("latency")
-                if jitter > 0:
-                    delay_ms += self._proxy._rng.randrange(2 * jitter) - jitter
-                await self._hold(state, arrived_s + max(0, delay_ms) / 1000)
+                delay_ms = latency_delay_ms(toxic, self._proxy._rng)
+                await self._hold(state, arrived_s + delay_ms / 1000)
             elif toxic.type == "bandwidth" and toxic.attribute("rate") > 0:
                 await self._hold(state, time.monotonic()
                                  + len(data) / (toxic.attribute("rate") * 1000))

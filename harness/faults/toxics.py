@@ -8,17 +8,19 @@ latency is 0. ``parse_toxic`` reads a toxic from JSON the way Toxiproxy does (de
 stream downstream, default name ``<type>_<stream>``, default toxicity 1.0) and raises
 ``ValueError`` with a message for anything it would refuse.
 
-Pure: nothing here does I/O.
+Pure: nothing here does I/O; randomness comes from the caller's ``random.Random``.
 """
 
 from __future__ import annotations
 
+import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from harness.faults.spec import ATTRIBUTE_VALUE_MAX, Fault, FaultKind
 
-__all__ = ["STREAMS", "TOXIC_ATTRIBUTES", "Toxic", "parse_toxic", "toxic_for", "toxic_name"]
+__all__ = ["STREAMS", "TOXIC_ATTRIBUTES", "Toxic", "latency_delay_ms", "parse_toxic", "toxic_for",
+           "toxic_name"]
 
 STREAMS = ("downstream", "upstream")
 
@@ -89,6 +91,17 @@ def toxic_for(fault: Fault) -> Toxic | None:
         attributes = dict(fault.attributes)
     return Toxic(name=toxic_name(fault), type=toxic_type, stream=fault.stream,
                  attributes=attributes)
+
+
+def latency_delay_ms(toxic: Toxic, rng: random.Random) -> int:
+    """One chunk's delay under a latency toxic: ``latency`` plus a draw from
+    [-jitter, jitter), as Toxiproxy draws it, never below 0."""
+    assert toxic.type == "latency", toxic.type
+    jitter = toxic.attribute("jitter")
+    delay_ms = toxic.attribute("latency")
+    if jitter > 0:
+        delay_ms += rng.randrange(2 * jitter) - jitter
+    return max(0, delay_ms)
 
 
 def parse_toxic(data: object) -> Toxic:

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from harness.faults.spec import LINK_KINDS, Fault, FaultKind, Link
-from harness.faults.toxics import TOXIC_ATTRIBUTES, Toxic, parse_toxic, toxic_for
+from harness.faults.toxics import (
+    TOXIC_ATTRIBUTES,
+    Toxic,
+    latency_delay_ms,
+    parse_toxic,
+    toxic_for,
+)
 
 
 def test_toxic_for_latency_keeps_toxiproxy_names_and_stream() -> None:
@@ -63,3 +71,20 @@ def test_parse_toxic_fills_toxiproxys_defaults() -> None:
 def test_parse_toxic_refuses_with_a_reason(body: object, words: str) -> None:
     with pytest.raises(ValueError, match=words):
         parse_toxic(body)
+
+
+def test_latency_delay_is_seeded_and_within_the_jitter() -> None:
+    toxic = Toxic(name="l", type="latency", attributes={"latency": 100, "jitter": 20})
+    first = [latency_delay_ms(toxic, random.Random(5)) for _ in range(3)]
+    rng_a, rng_b = random.Random(9), random.Random(9)
+    draws_a = [latency_delay_ms(toxic, rng_a) for _ in range(200)]
+    assert draws_a == [latency_delay_ms(toxic, rng_b) for _ in range(200)]
+    assert len(set(first)) == 1
+    assert all(80 <= d < 120 for d in draws_a)
+    assert len(set(draws_a)) > 1
+
+
+def test_jitter_alone_never_delays_below_zero() -> None:
+    toxic = Toxic(name="j", type="latency", attributes={"latency": 0, "jitter": 50})
+    rng = random.Random(1)
+    assert min(latency_delay_ms(toxic, rng) for _ in range(100)) == 0
