@@ -6,6 +6,12 @@ process's event loop; the reference service runs as a child process, so that it 
 other core and so that a fault can SIGKILL, SIGSTOP or restart it. Every child is tied to
 our lifetime (``PR_SET_PDEATHSIG``): killing us leaves no orphan.
 
+With ``StackConfig.fault_proxies``, a fault proxy child (``harness.faults``) sits on three
+links, one proxy each, named after the link: ``service`` (``StackInfo.service_url`` goes
+through it; ``direct_service_url`` does not), ``webhooks`` (the provider delivers through
+it) and ``database`` (the service's database URL goes through it; ``database_url``, for
+the harness's observers, stays direct). Health checks always use the direct URL.
+
 The embedded server is durable, and the service connects to it as its own role,
 ``tokenchaos_service``: a password, no superuser, owner of its database ``tokenchaos`` and
 nothing more. ``StackInfo.database_url`` is that role's URL, never the superuser's.
@@ -25,6 +31,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -57,6 +64,7 @@ class StackConfig:
     provider_port: int | None = None
     seed: int | None = None  # provider ids; None draws fresh ones (a reused database stays valid)
     service_log_level: str = "warning"  # the service's own log on our stderr
+    fault_proxies: bool = False  # put our fault proxy on the service, webhooks, database links
 
     def __post_init__(self) -> None:
         from harness.provider.app import check_control_key
@@ -96,12 +104,25 @@ class StackInfo:
     database_url: str
     service_pid: int
     control_key: str
+    # With fault proxies, service_url goes through the service link's proxy; this one
+    # does not (health checks, and whoever must reach the service during a fault).
+    direct_service_url: str = ""
+    proxy_api_url: str | None = None  # the fault proxy's Toxiproxy API; None: no proxies
+
+    def __post_init__(self) -> None:
+        if not self.direct_service_url:
+            object.__setattr__(self, "direct_service_url", self.service_url)
 
     def to_json(self) -> dict[str, str | int]:
-        return {"service_url": self.service_url, "provider_url": self.provider_url,
-                "provider_key": self.control_key,
-                "admin_key": self.admin_key, "webhook_secret": self.webhook_secret,
-                "database_url": self.database_url, "service_pid": self.service_pid}
+        data: dict[str, str | int] = {
+            "service_url": self.service_url, "provider_url": self.provider_url,
+            "provider_key": self.control_key,
+            "admin_key": self.admin_key, "webhook_secret": self.webhook_secret,
+            "database_url": self.database_url, "service_pid": self.service_pid}
+        if self.proxy_api_url is not None:
+            data["direct_service_url"] = self.direct_service_url
+            data["proxy_api_url"] = self.proxy_api_url
+        return data
 
 
 class LocalStack:
@@ -114,6 +135,7 @@ class LocalStack:
         self._service: subprocess.Popen[bytes] | None = None
         self._service_env: dict[str, str] = {}
         self._service_argv: list[str] = []
+        self._fault_proxy: Any = None  # harness.faults.proxy_process.ProxyProcess
         self.info: StackInfo | None = None
 
     async def __aenter__(self) -> StackInfo:
@@ -133,16 +155,22 @@ class LocalStack:
         config = self.config
         database_url = config.database_url or await self._start_postgres()
         service_port = config.service_port or free_port(config.host)
-        service_url = f"http://{config.host}:{service_port}"
+        direct_service_url = f"http://{config.host}:{service_port}"
+        links = {"service": direct_service_url, "webhooks": direct_service_url,
+                 "database": database_url}
+        proxy_api_url = None
+        if config.fault_proxies:
+            proxy_api_url, links = await self._start_fault_proxies(links)
+        service_url = links["service"]
         self._provider = await serve_provider(
-            ProviderConfig(webhook_url=f"{service_url}/v1/webhooks/stripe",
+            ProviderConfig(webhook_url=f"{links['webhooks']}/v1/webhooks/stripe",
                            webhook_secret=config.webhook_secret,
                            control_key=config.control_key, seed=config.seed),
             host=config.host, port=config.provider_port or 0)
         provider_url = str(self._provider.url)
         self._service_env = {
             **os.environ,
-            "TOKENCHAOS_DATABASE_URL": database_url,
+            "TOKENCHAOS_DATABASE_URL": links["database"],
             "TOKENCHAOS_ADMIN_KEY": config.admin_key,
             "TOKENCHAOS_PROVIDER_URL": provider_url,
             "TOKENCHAOS_WEBHOOK_SECRET": config.webhook_secret,
@@ -152,12 +180,14 @@ class LocalStack:
                               "--host", config.host, "--port", str(service_port),
                               "--log-level", config.service_log_level]
         self._spawn_service()
-        await self._wait_healthy(service_url)
+        await self._wait_healthy(direct_service_url)
         assert self._service is not None
         self.info = StackInfo(service_url=service_url, provider_url=provider_url,
                               admin_key=config.admin_key, webhook_secret=config.webhook_secret,
                               database_url=database_url, service_pid=self._service.pid,
-                              control_key=config.control_key)
+                              control_key=config.control_key,
+                              direct_service_url=direct_service_url,
+                              proxy_api_url=proxy_api_url)
         return self.info
 
     async def stop(self) -> None:
@@ -166,6 +196,9 @@ class LocalStack:
         provider, self._provider = self._provider, None
         if provider is not None:
             await provider.stop()
+        fault_proxy, self._fault_proxy = self._fault_proxy, None
+        if fault_proxy is not None:
+            await fault_proxy.stop()
         postgres, self._postgres = self._postgres, None
         if postgres is not None:
             await asyncio.to_thread(postgres.stop)
@@ -207,7 +240,7 @@ class LocalStack:
             self._spawn_service()  # from the loop's thread: see _start_postgres
         assert self._service is not None
         self.info = dataclasses.replace(info, service_pid=self._service.pid)
-        await self._wait_healthy(info.service_url)
+        await self._wait_healthy(info.direct_service_url)
 
     def pause_service(self) -> None:
         """SIGSTOP the service: it keeps its sockets, connections and locks, and answers
@@ -245,6 +278,29 @@ class LocalStack:
         self._postgres = EmbeddedPostgres()
         admin_url = self._postgres.start()
         return create_service_database(admin_url, role=_SERVICE_ROLE, database=_SERVICE_DATABASE)
+
+    async def _start_fault_proxies(self, links: dict[str, str]) -> tuple[str, dict[str, str]]:
+        """Start the fault proxy child and one proxy per link (named after the link);
+        return its API URL and each link's URL rewritten to go through its proxy."""
+        from harness.faults.proxy_process import ProxyProcess
+        from harness.faults.toxiproxy import ToxiproxyClient
+
+        self._fault_proxy = ProxyProcess(host=self.config.host, seed=self.config.seed)
+        api_url = await self._fault_proxy.start()
+        proxied: dict[str, str] = {}
+        async with ToxiproxyClient(api_url, timeout_s=_STOP_TIMEOUT_S) as client:
+            for name, url in links.items():
+                parts = urllib.parse.urlsplit(url)
+                assert parts.hostname is not None and parts.port is not None, name
+                proxy = await client.create_proxy(
+                    name, listen=f"{self.config.host}:0",
+                    upstream=f"{parts.hostname}:{parts.port}")
+                host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+                netloc = f"{host}:{proxy.listen_port}"
+                if "@" in parts.netloc:
+                    netloc = parts.netloc.rpartition("@")[0] + "@" + netloc
+                proxied[name] = urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+        return api_url, proxied
 
     def _spawn_service(self) -> None:
         self._service = subprocess.Popen(
