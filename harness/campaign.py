@@ -68,8 +68,9 @@ from harness.targets.schema_check import SchemaFinding, schema_verdict
 from harness.targets.session import TargetSession
 
 __all__ = ["Announce", "OnScenario", "RunOutcome", "RunPlan", "check_addresses",
-           "check_users_file", "open_target", "plan_for_target", "reproduce_command", "run_plan",
-           "run_validity", "schema_lines", "schema_step", "users_needed"]
+           "check_users_file", "needs_fault_proxies", "open_target", "plan_for_target",
+           "reproduce_command", "run_plan", "run_validity", "schema_lines", "schema_step",
+           "users_needed"]
 
 Run = tuple[Scenario, ScenarioParams]
 
@@ -248,6 +249,12 @@ def schema_lines(findings: Sequence[SchemaFinding], verdict: Verdict) -> list[st
              else "tokenchaos: schema NOT CHECKED: ") + f.text for f in findings]
 
 
+def needs_fault_proxies(runs: Sequence[Run]) -> bool:
+    """Whether a scenario of the runs may inject a fault on a link (the local stack then
+    starts its fault proxies; without, it saves their hop)."""
+    return any(fault.link is not None for scenario, _ in runs for fault in scenario.faults)
+
+
 def plan_for_target(runs: Sequence[Run], profile: Profile, *,
                     nemesis: Nemesis | None = None) -> tuple[Run, ...]:
     """Every run with its parameters set for the profile's target (prices, op kinds, and
@@ -409,7 +416,8 @@ async def open_target(plan: RunPlan, profile: Profile) -> AsyncIterator[
         if plan.local:
             local_stack = LocalStack(StackConfig.from_env(
                 flaws=plan.flaws or None, database_url=plan.local_database_url,
-                service_log_level=plan.local_log_level))
+                service_log_level=plan.local_log_level,
+                fault_proxies=needs_fault_proxies(plan.runs) or None))
             info = await stack.enter_async_context(local_stack)
             target_url, provider_url = info.service_url, info.provider_url
             admin_key, database_url = info.admin_key, info.database_url
