@@ -134,6 +134,30 @@ harness's environment; one that exits non-zero or outlives `command_timeout_s` (
 then killed with its process group) fails the fault, naming the exit code and the end of
 its stderr. Database faults (terminated sessions, restart, crash) run only on the local
 stack's own PostgreSQL.
+
+### Faults through your own Toxiproxy
+
+Link faults (latency, resets, a partition of the webhooks...) need a proxy on the link.
+Run a [Toxiproxy](https://github.com/Shopify/toxiproxy) 2.x next to your staging service
+and put a proxy on each link you want faulted: the harness's calls to the service, the
+provider's webhook deliveries to it, and the service's connection to its database. For
+example `toxiproxy-cli create -l 0.0.0.0:18080 -u service:8080 service`; then point the
+profile's `base_url` at port 18080, the provider's webhook URL at a `webhooks` proxy, and
+your service's database host at a `database` proxy. Name them in the profile:
+
+```toml
+[faults.toxiproxy]
+url = "http://toxiproxy.staging:8474"   # or url_env = "TOXIPROXY_URL"
+service = "service"
+webhooks = "webhooks"
+database = "database"
+```
+
+The same fault schedule that drives our own proxy on the local stack then drives yours.
+The harness only adds and removes toxics and enables or disables the proxies it is told
+of; it never creates or deletes them and never resets the whole server, so a Toxiproxy
+shared with other tests is safe. A link with no proxy named has its faults "not run for
+this target". Keep Toxiproxy's API port off the public network: it has no authentication.
 """
 
 
