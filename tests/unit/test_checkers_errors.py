@@ -171,3 +171,17 @@ def test_errors_excuse_an_op_that_straddles_the_fault_and_a_slow_one_inside() ->
     verdict = check_errors(h.input(None, None, latency_ms_max=500, faults=(window, late)))
     assert verdict.valid is True, verdict
     assert verdict.counts["during_fault"] == 2
+
+
+def test_errors_excuse_a_delivery_answered_5xx_inside_a_window_on_the_wall_clock() -> None:
+    # Deliveries are timed on the provider's wall clock: a window carries its offset.
+    # Delivery 0 runs at 1000-1500 ns, delivery 1 at 2000-2500 ns (wall clock).
+    truth = T().paid("pi_1", "fan_0", 100, status=503).deliver(
+        "evt_pi_1", SUCCEEDED, "pi_1", 200).build()
+    inside = dataclasses.replace(_window(0, 600), wall_offset_ns=1_000)  # wall 1000-1600
+    before = dataclasses.replace(_window(0, 600), wall_offset_ns=10_000)  # wall 10000-10600
+    unknown = _window(0, 10**12)  # no wall offset: it cannot excuse a delivery
+    assert check_errors(H().input(None, truth, faults=(inside,))).valid is True
+    for window in (before, unknown):
+        verdict = check_errors(H().input(None, truth, faults=(window,)))
+        assert verdict.valid is False and verdict.counts["server_error"] == 1
