@@ -641,31 +641,38 @@ def _print_zoo(result: Zoo) -> None:
 
 @app.command()
 def bench(
+    part: Annotated[list[str] | None, typer.Option(
+        "--part", help="Which figures (repeatable); default every part.")] = None,
     ops: Annotated[list[int] | None, typer.Option(
-        "--ops", help="History sizes in ops (repeatable); default 10000 and 100000.")] = None,
+        "--ops", help="Checker history sizes in ops (repeatable); default 10000 and 100000.")
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the synthetic histories.")] = 1,
     out: Annotated[Path | None, typer.Option(
         help="Also save the figures as JSON here.")] = None,
 ) -> None:
-    """Print checker figures: time per op and peak memory over synthetic histories."""
-    from harness.bench import bench_checkers
+    """Print figures side by side with a peer: checkers, harness, service."""
+    from harness.bench import BenchOptions, load_parts, write_json
 
-    sizes = ops or [10_000, 100_000]
+    parts = load_parts()
+    names = part or list(parts)
+    unknown = [name for name in names if name not in parts]
+    if unknown:
+        raise UsageError(f"unknown bench part {unknown}; parts: {', '.join(parts)}")
+    sizes = tuple(ops or (10_000, 100_000))
     if any(not 100 <= size <= 5_000_000 for size in sizes):
         raise UsageError("--ops takes sizes from 100 to 5000000")
-    rows = []
-    typer.echo(f"{'ops':>10} {'events':>10} {'seconds':>9} {'us/op':>7} {'peak MiB':>9}")
-    for figures in bench_checkers(sizes, seed=seed):
-        rows.append({"ops": figures.ops_count, "events": figures.events_count,
-                     "seconds": round(figures.seconds, 3),
-                     "us_per_op": round(figures.us_per_op, 1),
-                     "peak_mib": round(figures.peak_mib, 1)})
-        typer.echo(f"{figures.ops_count:>10} {figures.events_count:>10} "
-                   f"{figures.seconds:>9.2f} {figures.us_per_op:>7.1f} "
-                   f"{figures.peak_mib:>9.1f}")
+    if ops and "checkers" not in names:
+        raise UsageError("--ops sizes the checkers part; add --part checkers or drop --ops")
+    options = BenchOptions(ops=sizes, seed=seed)
+    results = []
+    for name in names:
+        result = parts[name](options)
+        results.append(result)
+        typer.echo(f"{name}:")
+        for line in (*result.table, *result.notes):
+            typer.echo(f"  {line}")
     if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps({"checkers": rows}, indent=2) + "\n", encoding="utf-8")
+        write_json(results, out)
 
 
 def _plan_runs(suite_name: str, names: list[str] | None, seeds: list[int] | None,

@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from harness.bench import bench_checkers, synthetic_input
+from harness.bench.checkers import bench_checkers, synthetic_input
 from harness.checkers import check_all
 
 
@@ -27,8 +27,25 @@ def test_bench_command_prints_a_row_per_size_and_saves_json(tmp_path: Path) -> N
     from harness.cli import app
 
     out = tmp_path / "bench.json"
-    result = CliRunner().invoke(app, ["bench", "--ops", "300", "--ops", "600",
-                                      "--out", str(out)])
+    result = CliRunner().invoke(app, ["bench", "--part", "checkers", "--ops", "300",
+                                      "--ops", "600", "--out", str(out)])
     assert result.exit_code == 0, result.output
-    assert len(result.output.strip().splitlines()) == 3  # header and two rows
-    assert [row["ops"] for row in json.loads(out.read_text())["checkers"]] == [300, 600]
+    assert len(result.output.strip().splitlines()) == 4  # part, header and two rows
+    rows = json.loads(out.read_text())["checkers"]["rows"]
+    assert [row["ops"] for row in rows] == [300, 600]
+
+
+def test_bench_refuses_an_unknown_part_and_ops_without_the_checkers() -> None:
+    from typer.testing import CliRunner
+
+    from harness.bench import load_parts
+    from harness.cli import app
+    from harness.errors import UsageError
+
+    # main() turns a UsageError into exit 2; the app alone raises it.
+    result = CliRunner().invoke(app, ["bench", "--part", "nope"])
+    assert isinstance(result.exception, UsageError), result.output
+    others = [name for name in load_parts() if name != "checkers"]
+    if others:
+        result = CliRunner().invoke(app, ["bench", "--part", others[0], "--ops", "300"])
+        assert isinstance(result.exception, UsageError), result.output

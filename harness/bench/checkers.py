@@ -15,11 +15,12 @@ import tracemalloc
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
+from harness.bench import BenchOptions, Part, register
 from harness.checkers import check_all
 from harness.checkers.base import CheckInput
 from harness.model import AccountState, Event, F, Kind, Observation, ProviderTruth
 
-__all__ = ["CheckerFigures", "bench_checkers", "synthetic_input"]
+__all__ = ["CheckerFigures", "bench_checkers", "run", "synthetic_input"]
 
 _FUNDING_TOKENS = 10_000
 _INFO_PER_MILLE = 2
@@ -107,3 +108,21 @@ def _decide(rng: random.Random, affordable: bool) -> tuple[Kind, str | None, boo
     if affordable:
         return Kind.OK, None, True
     return Kind.FAIL, "insufficient_funds", False
+
+
+@register("checkers")
+def run(options: BenchOptions) -> Part:
+    """Every checker over histories of each size: seconds, µs per op, peak MiB."""
+    if any(not 100 <= size <= 5_000_000 for size in options.ops):
+        raise ValueError("checker history sizes go from 100 to 5000000 ops")
+    rows = []
+    table = [f"{'ops':>10} {'events':>10} {'seconds':>9} {'us/op':>7} {'peak MiB':>9}"]
+    for figures in bench_checkers(options.ops, seed=options.seed):
+        rows.append({"ops": figures.ops_count, "events": figures.events_count,
+                     "seconds": round(figures.seconds, 3),
+                     "us_per_op": round(figures.us_per_op, 1),
+                     "peak_mib": round(figures.peak_mib, 1)})
+        table.append(f"{figures.ops_count:>10} {figures.events_count:>10} "
+                     f"{figures.seconds:>9.2f} {figures.us_per_op:>7.1f} "
+                     f"{figures.peak_mib:>9.1f}")
+    return Part(name="checkers", rows=rows, table=table)
