@@ -2,14 +2,12 @@
 
 ``run_zoo`` runs the smoke suite (``harness.campaign.run_plan``) once against the correct
 reference service and once per flaw of ``reference_impl.flaws.FLAWS``, one after another,
-each on a fresh local stack. A flaw only a fault reveals names the fault scenarios that
-catch it (``Flaw.scenarios``); its row runs those, with the smoke suite's parameters,
-instead of the smoke suite (which it passes clean: it changes nothing else). ``zoo_row``
-reduces one run to a row of the matrix: which scenarios caught the flaw (verdict false),
-which checkers fired, how many ops the suite had invoked by the time the first anomaly could
-be seen, and the wall time. A flaw is *caught* when some checker is false, and *caught as
-described* when one of the checkers its ``caught_by`` names is; the correct service is
-*clean* when every verdict holds and no anomaly was found.
+each on a fresh local stack. ``zoo_row`` reduces one run to a row of the matrix: which
+scenarios caught the flaw (verdict false), which checkers fired, how many ops the suite
+had invoked by the time the first anomaly could be seen, and the wall time. A flaw is
+*caught* when some checker is false, and *caught as described* when one of the checkers
+its ``caught_by`` names is; the correct service is *clean* when every verdict holds and
+no anomaly was found.
 
 ``reports/zoo.json`` (``write_zoo``; schema below, ``ZOO_SCHEMA_VERSION``) and
 ``reports/zoo.md`` (``zoo_markdown``) hold the matrix; ``update_readme`` rewrites the
@@ -56,7 +54,6 @@ __all__ = [
     "FlawLike",
     "Zoo",
     "ZooRow",
-    "fault_scenarios",
     "ops_to_first_detection",
     "readme_block",
     "replace_readme_block",
@@ -88,15 +85,6 @@ class FlawLike(Protocol):
     def description(self) -> str: ...
     @property
     def caught_by(self) -> tuple[str, ...]: ...
-
-
-def fault_scenarios(flaw: FlawLike) -> tuple[str, ...]:
-    """The fault scenarios that catch ``flaw``; empty when the smoke suite does.
-
-    ``reference_impl.flaws.Flaw.scenarios``; another target's flaw may not say.
-    """
-    scenarios: tuple[str, ...] = getattr(flaw, "scenarios", ())
-    return scenarios
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -178,29 +166,13 @@ class Zoo:
 
 def smoke_plan(*, seed: int, flaws: tuple[str, ...] = (), report_dir: Path,
                limits: Limits = DEFAULT_LIMITS,
-               local_database_url: str | None = None,
-               scenarios: tuple[str, ...] = ()) -> RunPlan:
-    """The smoke suite with one seed against the local stack with these flaws installed.
-
-    ``scenarios``: run only these, with the smoke suite's parameters (a fault-only flaw's).
-
-    Raises:
-        UsageError: a name in ``scenarios`` is not a registered scenario.
-    """
-    from scenarios import SCENARIOS, get_scenario, get_suite
+               local_database_url: str | None = None) -> RunPlan:
+    """The smoke suite with one seed against the local stack with these flaws installed."""
+    from scenarios import get_scenario, get_suite
 
     suite = get_suite(SUITE).with_seeds([seed])
-    unknown = [name for name in scenarios if name not in SCENARIOS]
-    if unknown:
-        raise UsageError(f"no scenario {unknown[0]!r}; known scenarios: {', '.join(SCENARIOS)}")
-    if scenarios:
-        runs = tuple((get_scenario(name), params) for params in suite.params
-                     for name in scenarios)
-    else:
-        runs = tuple((get_scenario(name), params) for name, params in suite.runs())
+    runs = tuple((get_scenario(name), params) for name, params in suite.runs())
     words = ["tokenchaos", "run", "--seed", str(seed)]
-    for name in scenarios:
-        words += ["--scenario", name]
     for name in flaws:
         words += ["--flaw", name]
     # A flawed service warns of every deadlock and lock wait it causes; the matrix and each
@@ -233,15 +205,11 @@ async def run_zoo(*, flaws: Sequence[str] | None = None, seed: int = 1,
     unknown = [name for name in names if name not in FLAWS]
     if unknown:
         raise UsageError(f"unknown flaw {unknown[0]!r}; known flaws: {', '.join(FLAWS)}")
-    for name in names:  # refuse before the first run, not after an hour of them
-        smoke_plan(seed=seed, flaws=(name,), report_dir=report_dir, limits=limits,
-                   scenarios=fault_scenarios(FLAWS[name]))
     generated_at = datetime.now(tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     rows: list[ZooRow] = []
     for flaw in [None, *(FLAWS[name] for name in names)]:
         plan = smoke_plan(seed=seed, flaws=() if flaw is None else (flaw.name,),
-                          report_dir=report_dir, limits=limits,
-                          scenarios=() if flaw is None else fault_scenarios(flaw))
+                          report_dir=report_dir, limits=limits)
         started_s = time.monotonic()
         outcome = await run_plan(plan, progress=progress)
         wall_s = time.monotonic() - started_s

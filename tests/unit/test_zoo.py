@@ -22,11 +22,9 @@ from harness.zoo import (
     ZOO_SCHEMA_VERSION,
     Zoo,
     ZooRow,
-    fault_scenarios,
     ops_to_first_detection,
     readme_block,
     replace_readme_block,
-    smoke_plan,
     update_readme,
     write_zoo,
     zoo_markdown,
@@ -194,23 +192,3 @@ def test_readme_shows_a_matrix_row_for_every_registered_flaw() -> None:
 def test_history_helper_puts_invokes_at_even_indexes() -> None:
     history = _history(3)
     assert [e.index for e in history if e.kind == Kind.INVOKE] == [0, 2, 4]
-
-
-def test_a_flaw_only_a_fault_reveals_runs_its_scenarios_with_the_smoke_parameters(
-        tmp_path: Path) -> None:
-    plan = smoke_plan(seed=3, flaws=("answer_before_commit",), report_dir=tmp_path,
-                      scenarios=("dispute", "concurrent-tips"))
-    assert [scenario.name for scenario, _ in plan.runs] == ["dispute", "concurrent-tips"]
-    assert {params.seed for _, params in plan.runs} == {3}
-    assert "--scenario dispute --scenario concurrent-tips" in plan.command
-    with pytest.raises(UsageError, match="no scenario 'no-such-scenario'"):
-        smoke_plan(seed=1, report_dir=tmp_path, scenarios=("no-such-scenario",))
-    assert fault_scenarios(FLAWS["answer_before_commit"]) == ("crash-during-spends",)
-    assert fault_scenarios(FLAWS["tip_lost_update"]) == ()
-
-
-def test_a_foreign_flaw_without_scenarios_is_caught_by_the_smoke_suite() -> None:
-    class Foreign:
-        name, operation, description, caught_by = "x", "tip", "x (errors)", ("errors",)
-
-    assert fault_scenarios(Foreign()) == ()
