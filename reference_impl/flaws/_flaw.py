@@ -23,8 +23,8 @@ class Flaw:
     description: str  # one sentence: what goes wrong, and which checker sees it
     caught_by: tuple[str, ...]  # checkers (harness.checkers.CHECKERS names) that must flag it
     # Only a fault reveals some bugs (a crash between answer and commit): the fault
-    # scenarios that catch this one. Empty: the smoke suite catches it without a fault.
-    # A flaw with scenarios must pass the smoke suite clean: it changes nothing else.
+    # scenarios that catch this one; every other scenario must pass it clean (it changes
+    # nothing else). Empty: a scenario without a fault catches it.
     scenarios: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
