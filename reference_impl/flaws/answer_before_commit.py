@@ -23,7 +23,7 @@ from reference_impl.service import _insufficient
 __all__ = ["FLAW", "caught_by", "tip"]
 
 caught_by = ("durability",)
-scenarios = ("crash-during-spends",)
+scenarios = ("crash-during-spends", "database-restart")
 
 
 @retry_transient

@@ -27,7 +27,7 @@ from reference_impl.service import _insufficient
 __all__ = ["FLAW", "KEY_DELAY_S", "caught_by", "tip"]
 
 caught_by = ("durability", "reconciliation")
-scenarios = ("crash-during-spends",)
+scenarios = ("crash-during-spends", "database-restart", "mixed-chaos")
 
 # Between the tip's commit and its key's: a real wrapper spends a round trip or two
 # here; the flaw waits long enough that a kill during a burst of tips lands in between.
