@@ -67,7 +67,7 @@ def create_app(settings: Settings, *,
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
-    pool = db.create_pool(settings)
+    pool = app.state.operations["create_pool"](settings)
     await db.open_pool(pool, settings)
     http_client = stripe.HTTPXClient(timeout=settings.provider_timeout_s)
     try:

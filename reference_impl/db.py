@@ -6,6 +6,11 @@ here, open their one transaction with ``transaction(pool)`` (``pool.connection()
 ``conn.transaction()``, telling a connection lost before COMMIT from one lost during it),
 and wrap themselves in ``retry_transient``.
 
+A request waiting for a pooled connection waits as long as the pool is merely busy, but
+not for a database that is down: the pool's connection class counts its failed attempts
+to connect, and a waiter that sees one fail gives up at once with
+``DatabaseUnreachable`` (a 503), instead of holding the client until the pool's timeout.
+
 Migrations are the ``migrations/*.sql`` files, applied in name order, each once, each
 recorded with its checksum in ``schema_migrations``. Start-up takes a transaction-scoped
 advisory lock first, so two services starting at once on one database apply each file
@@ -24,7 +29,7 @@ import time
 import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import ParamSpec, TypeVar
+from typing import Any, ClassVar, ParamSpec, TypeVar
 
 import psycopg
 import psycopg.errors
@@ -37,6 +42,7 @@ from reference_impl.settings import Settings
 __all__ = [
     "TRANSACTION_ATTEMPTS_MAX",
     "ConnectionLost",
+    "DatabaseUnreachable",
     "apply_migrations",
     "connection",
     "create_pool",
@@ -83,6 +89,7 @@ def create_pool(settings: Settings) -> AsyncConnectionPool:
         min_size=settings.pool_size_min,
         max_size=settings.pool_size_max,
         open=False,
+        connection_class=_counting_connection_class(),
         configure=None,
         check=_check_connection,  # a connection killed by a fault is replaced, not used
         reset=None,
@@ -183,11 +190,104 @@ class ConnectionLost(Exception):
     """
 
 
+class DatabaseUnreachable(Exception):
+    """The pool tried to connect while this request waited for a connection, and failed.
+
+    Nothing was sent: the request never had a connection. Not retried here (each retry
+    would wait for the next failed attempt); the caller answers 503 and the client retries
+    with its key once the database is back.
+    """
+
+
+class _ConnectAttempts:
+    """The failed connection attempts of one pool, as a signal its waiters can await."""
+
+    def __init__(self) -> None:
+        self.failures_count = 0
+        self._waiters: set[asyncio.Future[None]] = set()
+
+    def failed(self) -> None:
+        self.failures_count += 1
+        for waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def next_failure(self) -> None:
+        """Return when an attempt started after this call fails."""
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.add(waiter)
+        try:
+            await waiter
+        finally:
+            self._waiters.discard(waiter)
+
+
+class _CountingConnection(AsyncConnection[Any]):
+    """A connection whose class counts failed attempts to make one (one class per pool)."""
+
+    attempts: ClassVar[_ConnectAttempts]
+
+    @classmethod
+    async def connect(cls, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await super().connect(*args, **kwargs)
+        except psycopg.OperationalError:
+            cls.attempts.failed()
+            raise
+
+
+def _counting_connection_class() -> type[_CountingConnection]:
+    return type("CountingConnection", (_CountingConnection,), {"attempts": _ConnectAttempts()})
+
+
+async def _getconn(pool: AsyncConnectionPool) -> AsyncConnection:
+    """A pooled connection; ``DatabaseUnreachable`` as soon as the pool fails to connect.
+
+    A busy pool makes the request wait up to the pool's timeout (``PoolTimeout``); a
+    database that refuses connections fails the wait at the pool's next attempt, which a
+    waiting request itself provokes (the pool grows for it), so the client hears a 503 in
+    about a connect timeout, not in ``pool_timeout_s``.
+    """
+    counting = pool.connection_class
+    if not issubclass(counting, _CountingConnection):
+        return await pool.getconn()  # a pool made elsewhere: its own rules
+    failing = asyncio.ensure_future(counting.attempts.next_failure())
+    getting = asyncio.ensure_future(pool.getconn())
+    try:
+        await asyncio.wait((getting, failing), return_when=asyncio.FIRST_COMPLETED)
+    except BaseException:  # this request was cancelled: leave no connection behind
+        failing.cancel()
+        if getting.done() and not getting.cancelled() and getting.exception() is None:
+            await pool.putconn(getting.result())
+        getting.cancel()
+        raise
+    failing.cancel()
+    if not getting.done():
+        getting.cancel()  # a connection assigned meanwhile goes back to the pool
+        try:
+            return await getting  # it was assigned before the cancellation landed
+        except asyncio.CancelledError:
+            raise DatabaseUnreachable("the database refused a new connection while this "
+                                      "request waited for one") from None
+    return getting.result()
+
+
+@asynccontextmanager
+async def _pooled(pool: AsyncConnectionPool) -> AsyncIterator[AsyncConnection]:
+    """``pool.connection()``, waiting through ``_getconn``."""
+    conn = await _getconn(pool)
+    try:
+        async with conn:
+            yield conn
+    finally:
+        await pool.putconn(conn)
+
+
 @asynccontextmanager
 async def transaction(pool: AsyncConnectionPool) -> AsyncIterator[AsyncConnection]:
     """``async with pool.connection() as conn, conn.transaction():``, with lost connections
     told apart: before COMMIT, ``ConnectionLost`` (safe to retry); during it, unchanged."""
-    async with pool.connection() as conn:
+    async with _pooled(pool) as conn:
         committing = False
         try:
             async with conn.transaction():
@@ -202,7 +302,7 @@ async def transaction(pool: AsyncConnectionPool) -> AsyncIterator[AsyncConnectio
 @asynccontextmanager
 async def connection(pool: AsyncConnectionPool) -> AsyncIterator[AsyncConnection]:
     """A connection for reads outside a transaction; a lost one is ``ConnectionLost``."""
-    async with pool.connection() as conn:
+    async with _pooled(pool) as conn:
         try:
             yield conn
         except psycopg.OperationalError as exc:

@@ -2,7 +2,9 @@
 
 ``OPERATIONS`` names every operation; the routes call them only through the copy of this
 registry held on ``app.state``, so a flaw can replace exactly one operation with a buggy
-one of the same signature, and the correct code below has no ``if flaw:`` anywhere.
+one of the same signature, and the correct code below has no ``if flaw:`` anywhere. The
+registry also holds ``create_pool`` (``db.create_pool``), which the app's start-up calls
+through it: how the service keeps its database connections is replaceable too.
 
 Rules every spend follows: the idempotency key is claimed first, then the accounts are
 locked in id order (``ledger.lock_accounts``), the decision is made on the locked rows,
@@ -26,7 +28,7 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from reference_impl import idempotency, ledger, payments
-from reference_impl.db import connection, retry_transient, transaction
+from reference_impl.db import connection, create_pool, retry_transient, transaction
 from reference_impl.errors import Answer, Result
 
 __all__ = [
@@ -384,6 +386,7 @@ async def check_health(pool: AsyncConnectionPool) -> bool:
 
 
 OPERATIONS: Mapping[str, Callable[..., Any]] = MappingProxyType({
+    "create_pool": create_pool,
     "create_user": create_user,
     "authenticate": authenticate,
     "read_account": read_account,

@@ -23,7 +23,7 @@ from psycopg_pool import PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from reference_impl.db import ConnectionLost
+from reference_impl.db import ConnectionLost, DatabaseUnreachable
 from reference_impl.errors import Answer, ApiError, WebhookRejected, error_body
 
 __all__ = ["BodyLimitMiddleware", "answer_response", "install_error_handlers"]
@@ -149,6 +149,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(psycopg.errors.SerializationFailure, _database_busy)
     app.add_exception_handler(psycopg.OperationalError, _database_unavailable)
     app.add_exception_handler(ConnectionLost, _database_unavailable)
+    app.add_exception_handler(DatabaseUnreachable, _database_unavailable)
     app.add_exception_handler(Exception, _unexpected)
 
 

@@ -4,7 +4,9 @@ A flaw is a buggy function with the same signature as the correct operation it r
 (``service.OPERATIONS[flaw.operation]``); the correct code never branches on flaws. Each
 flaw module under this package defines one replacement, whose docstring's first line
 names the real bug, a ``caught_by`` tuple naming the checkers (``harness.checkers.CHECKERS``
-names) that must catch it, and one ``FLAW``; ``FLAWS`` collects them by name.
+names) that must catch it, and one ``FLAW``; ``FLAWS`` collects them by name. A flaw only
+a fault reveals (a crash between the answer and the commit) also names, in
+``scenarios``, the fault scenarios that catch it; without a fault it must pass clean.
 
 Flaws are written as the bug looks in real code, reusing the correct modules' helpers
 (``ledger``, ``idempotency``, ``db``, and the internals of ``payments``) wherever the bug
@@ -23,10 +25,13 @@ from typing import Any
 
 from reference_impl.errors import ConfigError
 from reference_impl.flaws import (
+    answer_before_commit,
     call_charge_no_lock,
     call_minute_charged_twice,
     credit_every_delivery,
     dispute_won_not_reinstated,
+    idempotency_key_after_effect,
+    no_reconnect_after_database_restart,
     partial_refund_claws_whole,
     purchase_blocks_credit,
     refund_before_success_dropped,
@@ -36,6 +41,7 @@ from reference_impl.flaws import (
     tip_ignores_idempotency_key,
     tip_lock_order_deadlock,
     tip_lost_update,
+    webhook_ack_before_commit,
     webhook_signature_not_verified,
     webhook_timestamp_not_enforced,
 )
@@ -60,6 +66,11 @@ _MODULES = (
     webhook_timestamp_not_enforced,
     dispute_won_not_reinstated,
     refund_ignores_bonus,
+    # Only a fault reveals these: the smoke suite must pass them clean.
+    answer_before_commit,
+    idempotency_key_after_effect,
+    webhook_ack_before_commit,
+    no_reconnect_after_database_restart,
 )
 
 FLAWS: dict[str, Flaw] = {module.FLAW.name: module.FLAW for module in _MODULES}
@@ -67,6 +78,7 @@ assert len(FLAWS) == len(_MODULES), "two flaws share a name"
 for _module in _MODULES:
     assert _module.FLAW.name == _module.__name__.rsplit(".", 1)[-1], _module.__name__
     assert _module.FLAW.caught_by == _module.caught_by, _module.__name__
+    assert _module.FLAW.scenarios == getattr(_module, "scenarios", ()), _module.__name__
 
 
 def install_flaws(operations: Mapping[str, Callable[..., Any]],

@@ -22,9 +22,14 @@ class Flaw:
     replacement: Callable[..., Any]
     description: str  # one sentence: what goes wrong, and which checker sees it
     caught_by: tuple[str, ...]  # checkers (harness.checkers.CHECKERS names) that must flag it
+    # Only a fault reveals some bugs (a crash between answer and commit): the fault
+    # scenarios that catch this one; every other scenario must pass it clean (it changes
+    # nothing else). Empty: a scenario without a fault catches it.
+    scenarios: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         assert self.name.isidentifier(), self.name
         assert self.name == self.name.lower(), self.name
         assert self.operation, self.name
         assert self.description and "\n" not in self.description, self.name
+        assert len(set(self.scenarios)) == len(self.scenarios), self.name

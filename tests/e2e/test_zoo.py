@@ -62,6 +62,8 @@ async def test_smoke_suite_catches_flaw_by_the_checker_its_description_names(
     assert row.caught_as_described, (
         f"{name} names {FLAWS[name].caught_by}\n{_findings(row)}")
     assert row.ops_to_detection is not None
+    if FLAWS[name].scenarios:  # only a fault reveals it: every other scenario holds
+        assert set(row.scenarios_caught) <= set(FLAWS[name].scenarios), _findings(row)
 
 
 @pytest.mark.parametrize("seed", CORRECT_SEEDS)

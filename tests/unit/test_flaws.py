@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from harness.checkers import CHECKERS
-from reference_impl import service
+from reference_impl import db, service
 from reference_impl.app import create_app
 from reference_impl.errors import ConfigError
 from reference_impl.flaws import FLAWS, Flaw, install_flaws
@@ -130,3 +130,27 @@ def _shape(function: object) -> list[tuple[str, object, object]]:
     """Names, kinds and defaults of the parameters (annotations are strings here)."""
     signature = inspect.signature(function)  # type: ignore[arg-type]
     return [(p.name, p.kind, p.default) for p in signature.parameters.values()]
+
+
+FAULT_ONLY_FLAWS = ("answer_before_commit", "idempotency_key_after_effect",
+                    "webhook_ack_before_commit", "no_reconnect_after_database_restart")
+
+
+def test_flaws_only_a_fault_reveals_name_the_fault_scenarios_that_catch_them() -> None:
+    for name in FAULT_ONLY_FLAWS:
+        scenarios = FLAWS[name].scenarios
+        assert scenarios, f"{name} is invisible without a fault: name the scenarios"
+        assert all(s == s.lower() and s.replace("-", "").isalpha() for s in scenarios), scenarios
+    assert not any(FLAWS[name].scenarios for name in DESIGN_FLAWS)  # the smoke suite's
+
+
+def test_the_pool_is_made_through_the_registry_so_a_flaw_can_replace_it() -> None:
+    settings = Settings.from_env({
+        "TOKENCHAOS_DATABASE_URL": "postgresql://127.0.0.1:1/unused",
+        "TOKENCHAOS_ADMIN_KEY": "adm_" + "x" * 20, "TOKENCHAOS_WEBHOOK_SECRET": "whsec_x",
+        "TOKENCHAOS_FLAWS": "no_reconnect_after_database_restart"})
+    assert service.OPERATIONS["create_pool"] is db.create_pool
+    operations = create_app(settings).state.operations
+    assert operations["create_pool"] is \
+        FLAWS["no_reconnect_after_database_restart"].replacement
+    assert operations["tip"] is service.OPERATIONS["tip"]
