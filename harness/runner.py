@@ -87,6 +87,8 @@ class ProviderControl(Protocol):
 
     async def reset(self) -> Any: ...
 
+    async def acknowledged(self, *, above: int = -1, timeout_s: float = 0.0) -> int: ...
+
 
 # What a run returns is what the history file holds for it: one type for both, so the
 # judge and the report read a live run and a loaded one alike.
@@ -160,7 +162,8 @@ class _Execution:
         self.faults: list[FaultWindow] = []
         self.driver = None if nemesis is None else FaultDriver(
             nemesis, now_ns=self.now_ns, record=self._record_fault,
-            probe=session.check_health, recovery_timeout_s=limits.recovery_timeout_s)
+            probe=session.check_health, recovery_timeout_s=limits.recovery_timeout_s,
+            acknowledged=None if provider is None else self._acknowledged)
 
     async def run(self) -> ScenarioResult:
         users = dict(self.scenario.users(self.params))
@@ -350,6 +353,11 @@ class _Execution:
     def _on_response(self, request: HttpRequest, response: HttpResponse | None,
                      elapsed_ns: int) -> None:
         self.stats["http_requests_count"] += 1
+
+    async def _acknowledged(self, above: int, timeout_s: float) -> int:
+        assert self.provider is not None
+        count: int = await self.provider.acknowledged(above=above, timeout_s=timeout_s)
+        return count
 
     def _record_fault(self, window: FaultWindow) -> None:
         self.faults.append(window)

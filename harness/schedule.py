@@ -7,14 +7,16 @@ A scenario is a generator of steps, like a Jepsen generator with phases:
 - ``Settle()``: wait until the provider has no webhook delivery pending (quiescence);
 - ``Pause(ms)``: let time pass (for delayed or replayed deliveries);
 - ``SetPolicy(policy)``: change how the provider delivers webhooks from now on;
-- ``Inject(fault, name, after_ops, hold_ms)``: in the background, as Jepsen's nemesis runs
-  beside the clients: once ``after_ops`` more ops have completed, inject the fault, hold
+- ``Inject(fault, name, after_ops, after_acks, hold_ms)``: in the background, as Jepsen's
+  nemesis runs beside the clients: once ``after_ops`` more ops have completed (and
+  ``after_acks`` more webhook deliveries were acknowledged), inject the fault, hold
   it ``hold_ms``, heal it, then wait until the target answers again;
 - ``Heal()``: wait until every fault injected so far has healed and the target recovered.
 
-A fault triggers on a count of ops, never on a clock, so it lands among the same ops on a
-busy machine as on an idle one. The runner heals whatever is still injected before the
-scenario's end (an implicit ``Heal``), so the end state is always read after healing.
+A fault triggers on a count of ops or acknowledgements, never on a clock, so it lands
+among the same ops on a busy machine as on an idle one. The runner heals whatever is still
+injected before the scenario's end (an implicit ``Heal``), so the end state is always read
+after healing.
 
 Steps are data; nothing here does I/O.
 """
@@ -75,11 +77,15 @@ class Inject:
     name: str  # unique within the scenario: "f0"
     hold_ms: int
     after_ops: int = 0  # ops completed after this step before the fault lands (0: at once)
+    # and webhook deliveries the target acknowledged after this step (0: none needed): a
+    # fault may land just after an acknowledgement, while what it acknowledged commits.
+    after_acks: int = 0
 
     def __post_init__(self) -> None:
         assert self.name, "a fault needs a name"
         assert 0 <= self.hold_ms <= HOLD_MS_MAX, self.hold_ms
         assert 0 <= self.after_ops <= AFTER_OPS_MAX, self.after_ops
+        assert 0 <= self.after_acks <= AFTER_OPS_MAX, self.after_acks
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

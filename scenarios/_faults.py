@@ -34,11 +34,12 @@ FAULT_PROVOKES = ("fault_healed", "op_during_fault")
 
 
 def faulted_phase(ops: OpFactory, fault: Fault, *, name: str, burst: Sequence[Op],
-                  hold_ms: int, after_ops: int) -> Iterator[Step]:
+                  hold_ms: int, after_ops: int, after_acks: int = 0) -> Iterator[Step]:
     """Fault → burst → heal → every keyed op of the burst re-sent with its key."""
     assert burst, "a faulted phase needs ops in flight"
     assert after_ops < len(burst), "the fault must land while the burst is running"
-    yield Inject(fault=fault, name=name, hold_ms=hold_ms, after_ops=after_ops)
+    yield Inject(fault=fault, name=name, hold_ms=hold_ms, after_ops=after_ops,
+                 after_acks=after_acks)
     yield Batch(ops=tuple(burst))
     yield Heal()
     retries = tuple(ops.again(op) for op in burst if op.idempotency_key is not None)
@@ -65,6 +66,12 @@ class Phase:
     hold_ms: int
     tips_per_fan: int = 3
     purchases: bool = False  # a purchase per fan first, whose webhooks land in the burst
+    # Land on the burst's first acknowledged webhook instead of a third of its answers:
+    # the moment a service that acknowledges before it commits has not committed yet.
+    on_first_ack: bool = False
+
+    def __post_init__(self) -> None:
+        assert self.purchases or not self.on_first_ack, "acknowledgements need purchases"
 
 
 def phased(name: str, phases: Sequence[Phase], *, fans_per_scale: int, creators: int,
@@ -90,8 +97,10 @@ def phased(name: str, phases: Sequence[Phase], *, fans_per_scale: int, creators:
                     continue  # declared by faults_not_run
                 burst = spend_burst(rng, ops, fans=fans, creators=creators_,
                                     tips_per_fan=phase.tips_per_fan, purchases=phase.purchases)
-                yield from faulted_phase(ops, phase.fault, name=f"f{index}", burst=burst,
-                                         hold_ms=phase.hold_ms, after_ops=len(burst) // 3)
+                yield from faulted_phase(
+                    ops, phase.fault, name=f"f{index}", burst=burst, hold_ms=phase.hold_ms,
+                    after_ops=0 if phase.on_first_ack else len(burst) // 3,
+                    after_acks=1 if phase.on_first_ack else 0)
                 index += 1
         yield from finish(ops, roles)
 

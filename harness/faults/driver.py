@@ -29,6 +29,7 @@ __all__ = ["FAULTS_PER_SCENARIO_MAX", "FaultDriver"]
 
 FAULTS_PER_SCENARIO_MAX = 1_000
 _RECOVERY_POLL_S = 0.05
+_ACKS_POLL_S = 1.0  # one long poll of the provider; a heal is noticed within it
 
 
 class FaultDriver:
@@ -40,17 +41,22 @@ class FaultDriver:
         record: told each fault's window once its life has ended.
         probe: raises ``TargetError`` until the target answers its health check.
         recovery_timeout_s: how long after a heal the target may take to answer again.
+        acknowledged: the provider's count of acknowledged deliveries, waiting (at most
+            ``timeout_s``) until it is above ``above``; None: no provider, and a fault's
+            ``after_acks`` is not waited for.
     """
 
     def __init__(self, nemesis: Nemesis, *, now_ns: Callable[[], int],
                  record: Callable[[FaultWindow], None], probe: Callable[[], Awaitable[None]],
-                 recovery_timeout_s: float) -> None:
+                 recovery_timeout_s: float,
+                 acknowledged: Callable[[int, float], Awaitable[int]] | None = None) -> None:
         assert recovery_timeout_s > 0, recovery_timeout_s
         self._nemesis = nemesis
         self._now_ns = now_ns
         self._record = record
         self._probe = probe
         self._recovery_timeout_s = recovery_timeout_s
+        self._acknowledged = acknowledged
         self._tasks: list[asyncio.Task[None]] = []
         self._names: set[str] = set()
         self._completed_count = 0
@@ -104,7 +110,12 @@ class FaultDriver:
             await self._nemesis.heal_all()
 
     async def _life(self, step: Inject, trigger_count: int) -> None:
+        acks_base = None
+        if step.after_acks and self._acknowledged is not None:
+            acks_base = await self._acknowledged(-1, 0.0)
         await self._wait_for_ops(trigger_count)
+        if acks_base is not None:
+            await self._wait_for_acks(acks_base + step.after_acks)
         fault = step.fault
         started_ns = self._now_ns()
         self._wall_offsets[step.name] = time.time_ns() - started_ns
@@ -135,6 +146,13 @@ class FaultDriver:
         async with self._completed:
             await self._completed.wait_for(
                 lambda: self._completed_count >= trigger_count or self._released.is_set())
+
+    async def _wait_for_acks(self, wanted: int) -> None:
+        """Until ``wanted`` deliveries were acknowledged, or a heal releases the fault."""
+        assert self._acknowledged is not None
+        while not self._released.is_set():
+            if await self._acknowledged(wanted - 1, _ACKS_POLL_S) >= wanted:
+                return
 
     async def _recovered_ns(self) -> int | None:
         """When the target first answered its health check after the heal; None if never."""

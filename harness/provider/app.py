@@ -36,7 +36,7 @@ from starlette.routing import Route
 
 from harness.limits import DEFAULT_LIMITS, Limits
 from harness.model import DeliveryVariant
-from harness.provider.delivery import Dispatcher, delivery_json
+from harness.provider.delivery import WAIT_ACKNOWLEDGED_S_MAX, Dispatcher, delivery_json
 from harness.provider.envelopes import build_envelope
 from harness.provider.forms import FORM_BODY_BYTES_MAX, parse_pairs
 from harness.provider.objects import API_VERSION, StripeError
@@ -357,6 +357,22 @@ async def _pending(request: Request) -> Response:
     return JSONResponse({"pending_deliveries": _runtime(request).dispatcher.pending})
 
 
+async def _acknowledged(request: Request) -> Response:
+    """``?above=N&timeout_s=T``: answer once more than N deliveries were acknowledged, or
+    after T seconds (a long poll, so a fault can land just after an acknowledgement)."""
+    dispatcher = _runtime(request).dispatcher
+    try:
+        above = int(request.query_params.get("above", "-1"))
+        timeout_s = float(request.query_params.get("timeout_s", "0"))
+    except ValueError:
+        return _control_error("above must be an integer and timeout_s a number")
+    if above < -1 or not 0 <= timeout_s <= WAIT_ACKNOWLEDGED_S_MAX:
+        return _control_error(f"above must be -1 or more and timeout_s from 0 to "
+                              f"{WAIT_ACKNOWLEDGED_S_MAX:g}")
+    count = await dispatcher.wait_acknowledged(above, timeout_s)
+    return JSONResponse({"acknowledged_deliveries": count})
+
+
 async def _truth(request: Request) -> Response:
     return JSONResponse(_runtime(request).truth_json())
 
@@ -456,6 +472,7 @@ _ROUTES = [
     Route("/_tokenchaos/policy", _guarded(_get_policy), methods=["GET"]),
     Route("/_tokenchaos/policy", _guarded(_put_policy), methods=["PUT"]),
     Route("/_tokenchaos/pending", _guarded(_pending), methods=["GET"]),
+    Route("/_tokenchaos/acknowledged", _guarded(_acknowledged), methods=["GET"]),
     Route("/_tokenchaos/truth", _guarded(_truth), methods=["GET"]),
     Route("/_tokenchaos/envelope", _guarded(_envelope), methods=["POST"]),
     Route("/_tokenchaos/reset", _guarded(_reset), methods=["POST"]),

@@ -104,6 +104,17 @@ class ProviderClient:
                                 "integer pending_deliveries")
         return count
 
+    async def acknowledged(self, *, above: int = -1, timeout_s: float = 0.0) -> int:
+        """Deliveries of real events the target answered 2xx since the reset; with
+        ``above``, waits (at most ``timeout_s``) until there are more than that."""
+        data = await self._control(
+            "GET", f"/_tokenchaos/acknowledged?above={above}&timeout_s={timeout_s:g}")
+        count = data.get("acknowledged_deliveries")
+        if not isinstance(count, int):
+            raise ProviderError(f"GET /_tokenchaos/acknowledged answered {data!r}, without an "
+                                "integer acknowledged_deliveries")
+        return count
+
     async def wait_quiescent(self, timeout_s: float,
                              *, poll_interval_s: float = _POLL_INTERVAL_S) -> None:
         """Return once no delivery is pending.

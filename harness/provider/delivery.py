@@ -36,7 +36,9 @@ from harness.model import Delivery, DeliveryVariant
 from harness.provider.policy import DeliveryPolicy
 from harness.provider.signing import encode_event, sign_variant
 
-__all__ = ["Dispatcher", "delivery_json", "intent_of"]
+__all__ = ["WAIT_ACKNOWLEDGED_S_MAX", "Dispatcher", "delivery_json", "intent_of"]
+
+WAIT_ACKNOWLEDGED_S_MAX = 60.0  # the longest one wait_acknowledged call may take
 
 _log = logging.getLogger(__name__)
 _ANSWER_BYTES_MAX = 64 * 1024  # we read a little of each answer, never all of a huge one
@@ -104,6 +106,8 @@ class Dispatcher:
         self._first_done: dict[str, int] = {}  # intent id -> latest seq whose first try ended
         self._waiters: dict[str, asyncio.Event] = {}
         self._semaphore = asyncio.Semaphore(limits.connections_max)
+        self._acknowledged_count = 0  # genuine deliveries the target answered 2xx
+        self._acknowledged = asyncio.Condition()
         self._client: httpx.AsyncClient | None = None
         self.errors: list[str] = []  # the dispatcher's own crashes (bugs), for the truth
 
@@ -155,6 +159,22 @@ class Dispatcher:
         """Events not finished: delayed, held, in flight, retrying, or with replays to come."""
         return len(self._tasks)
 
+    @property
+    def acknowledged_count(self) -> int:
+        """Deliveries of real events (not forged) the target answered 2xx, since the reset."""
+        return self._acknowledged_count
+
+    async def wait_acknowledged(self, above: int, timeout_s: float) -> int:
+        """Return the acknowledged count once it is above ``above``, or after
+        ``timeout_s`` whatever it is: a fault may be timed to land just after one."""
+        assert 0 <= timeout_s <= WAIT_ACKNOWLEDGED_S_MAX, timeout_s
+        async with self._acknowledged:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout_s):
+                    await self._acknowledged.wait_for(
+                        lambda: self._acknowledged_count > above)
+            return self._acknowledged_count
+
     def has_room(self) -> bool:
         return len(self._tasks) < self._limits.webhook_queue_max
 
@@ -169,6 +189,7 @@ class Dispatcher:
         self._generation += 1
         self._deliveries.clear()
         self._next_index = 0
+        self._acknowledged_count = 0
         self._first_done.clear()
         self._waiters.clear()
         self.errors.clear()
@@ -312,6 +333,10 @@ class Dispatcher:
                 index=index, event_id=plan.event_id, event_type=plan.event_type,
                 intent_id=plan.intent_id, variant=variant, status_code=status_code,
                 started_ns=started_ns, finished_ns=finished_ns, error=error)
+            if _acknowledged(status_code) and not variant.forged:
+                async with self._acknowledged:
+                    self._acknowledged_count += 1
+                    self._acknowledged.notify_all()
         return status_code
 
     async def _cancel_all(self, *, generation_below: int | None = None) -> None:
