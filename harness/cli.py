@@ -877,7 +877,8 @@ def _print_durability(console: Console, record: RunRecord) -> None:
     worst = max((int(v.counts["recovery_ms_max"]) for v in verdicts
                  if v.counts.get("recovery_ms_max") is not None), default=None)
     console.print(
-        f"\ndurability: {total['faults']} faults in {len(verdicts)} scenarios; "
+        f"\ndurability: {total['faults']} faults in {len(verdicts)} scenario"
+        f"{'s' if len(verdicts) != 1 else ''}; "
         f"{total['acknowledged']} ops acknowledged around them, {total['lost']} lost, "
         f"{total['duplicated']} duplicated; {total['recovered']} of "
         f"{total['indeterminate']} indeterminate found applied"
