@@ -166,13 +166,19 @@ class Zoo:
 
 def smoke_plan(*, seed: int, flaws: tuple[str, ...] = (), report_dir: Path,
                limits: Limits = DEFAULT_LIMITS,
-               local_database_url: str | None = None) -> RunPlan:
-    """The smoke suite with one seed against the local stack with these flaws installed."""
+               local_database_url: str | None = None,
+               only: Sequence[str] = ()) -> RunPlan:
+    """The smoke suite with one seed against the local stack with these flaws installed
+    (``only`` those of its scenarios, when given, with the suite's own parameters)."""
     from scenarios import get_scenario, get_suite
 
     suite = get_suite(SUITE).with_seeds([seed])
+    if only:
+        suite = suite.only(only)
     runs = tuple((get_scenario(name), params) for name, params in suite.runs())
     words = ["tokenchaos", "run", "--seed", str(seed)]
+    for name in only:
+        words += ["--scenario", name]
     for name in flaws:
         words += ["--flaw", name]
     # A flawed service warns of every deadlock and lock wait it causes; the matrix and each

@@ -25,14 +25,14 @@ from scenarios import SMOKE_SEED
 
 pytestmark = pytest.mark.e2e
 
-CORRECT_SEEDS = (1, 2, 3, 4, 5)
+CORRECT_SEEDS = (1, 2, 3)  # the busy-machine test runs the correct service again
 _CLI_TIMEOUT_S = 300
 
 
-async def _run(database_url: str, tmp_path: Path, *, seed: int,
-               flaw: str | None) -> ZooRow:
+async def _run(database_url: str | None, tmp_path: Path, *, seed: int,
+               flaw: str | None, only: tuple[str, ...] = ()) -> ZooRow:
     plan = smoke_plan(seed=seed, flaws=() if flaw is None else (flaw,), report_dir=tmp_path,
-                      local_database_url=database_url)
+                      local_database_url=database_url, only=only)
     started_s = time.monotonic()
     outcome = await run_plan(plan)
     wall_s = time.monotonic() - started_s
@@ -57,7 +57,12 @@ def _findings(row: ZooRow) -> str:
 @pytest.mark.parametrize("name", list(FLAWS))
 async def test_smoke_suite_catches_flaw_by_the_checker_its_description_names(
         name: str, database_url: str, tmp_path: Path) -> None:
-    row = await _run(database_url, tmp_path, seed=SMOKE_SEED, flaw=name)
+    # A flaw only a fault reveals passes every other scenario (the matrix of `tokenchaos
+    # zoo` shows it on the whole smoke suite); here it runs the smoke suite's scenarios it
+    # names, on a durable embedded PostgreSQL of its own, so every database fault runs.
+    only = FLAWS[name].scenarios
+    row = await _run(None if only else database_url, tmp_path, seed=SMOKE_SEED, flaw=name,
+                     only=only)
     assert row.valid is False, _findings(row)
     assert row.caught_as_described, (
         f"{name} names {FLAWS[name].caught_by}\n{_findings(row)}")
