@@ -453,6 +453,86 @@ def run(
     raise typer.Exit(outcome.exit_code)
 
 
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def load(
+    ctx: typer.Context,
+    target: Annotated[str, typer.Option(
+        help="'local' starts the local stack (reference service); otherwise a profile name "
+             "or .toml file describing a deployment you run.")] = "local",
+    mix: Annotated[str | None, typer.Option(
+        help="The load profile: weights of purchase, tip, call_charge, webhook_replay, "
+             "read_balance (default tip=10,call_charge=4,read_balance=2,purchase=1,"
+             "webhook_replay=1).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the users' draws.")] = 1,
+    report_dir: Annotated[Path | None, typer.Option(help="Where reports go.")] = None,
+    flaw: Annotated[list[str] | None, typer.Option(
+        "--flaw", help="Install this flaw in the local reference service (repeatable).")] = None,
+    target_url: Annotated[str | None, typer.Option(
+        help="Base URL of the target (overrides the profile's).")] = None,
+    provider_url: Annotated[str | None, typer.Option(
+        help="The provider simulator your target uses (tokenchaos provider).")] = None,
+    provider_key: Annotated[str | None, typer.Option(
+        help="The control key that provider printed (default: TOKENCHAOS_PROVIDER_KEY).")
+    ] = None,
+    allow_remote: Annotated[list[str] | None, typer.Option(
+        "--allow-remote", metavar="HOST",
+        help="Allow connecting to HOST, which is not loopback (repeatable).")] = None,
+) -> None:
+    """Load the target with locust, then judge the whole run: tokenchaos load -- LOCUST FLAGS.
+
+    Locust's own flags go after --: -u/--users, -r/--spawn-rate, -t/--run-time (default
+    30s), --master, --expect-workers N, --web-ui (do not pass --headless). Workers are
+    started with locust itself: locust -f harness/locustfile.py --worker --master-host H.
+    """
+    from harness.load import LoadPlan, run_load
+    from harness.load_mix import DEFAULT_MIX, parse_mix
+
+    if target == "local":
+        given = _given_flags(ctx)
+        for flag in ("--target-url", "--provider-url", "--provider-key"):
+            if flag in given:
+                raise UsageError(f"the flag {flag} does not apply to --target local: "
+                                 f"{_LOCAL_STARTS_ITS_OWN}")
+    elif flaw:
+        raise UsageError("the flag --flaw does not apply to a profile: flaws are installed in "
+                         "the local reference service (--target local)")
+    flaws = tuple(flaw or ())
+    _check_flaw_names(flaws)
+    local = target == "local"
+    defaults = _project_defaults()
+    plan = LoadPlan(profile="reference" if local else target, local=local, flaws=flaws,
+                    target_url=target_url, provider_url=provider_url,
+                    provider_key=None if local else (
+                        provider_key or os.environ.get("TOKENCHAOS_PROVIDER_KEY")),
+                    allowed_hosts=tuple(allow_remote or ()),
+                    mix=parse_mix(mix) if mix else DEFAULT_MIX, seed=seed,
+                    locust_args=tuple(ctx.args),
+                    report_dir=report_dir or Path(str(defaults.get("report_dir", "reports"))),
+                    command=_command_line())
+    outcome = asyncio.run(run_load(plan, announce=lambda line: typer.echo(line, err=True)))
+    _print_load(outcome.record, outcome.figures)
+    _print_outcome(outcome.record, outcome.report_dir, details=True)
+    raise typer.Exit(outcome.exit_code)
+
+
+def _print_load(record: RunRecord, figures: Mapping[str, object]) -> None:
+    """Locust's figures, per request name and in all, beside the run's verdict."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"locust: {record.run_id}, verdict {_word(record.valid)}")
+    for column in ("request", "requests", "failures", "rps", "p50 ms", "p95 ms"):
+        table.add_column(column)
+    rows = figures.get("requests")
+    total = figures.get("total")
+    for row in [*(rows if isinstance(rows, list) else []),
+                *([total] if isinstance(total, dict) else [])]:
+        table.add_row(str(row.get("name")), str(row.get("requests_count")),
+                      str(row.get("failures_count")), str(row.get("rps")),
+                      str(row.get("latency_ms_p50")), str(row.get("latency_ms_p95")))
+    Console(stderr=False, highlight=False).print(table)
+
+
 @app.command()
 def doctor(
     ctx: typer.Context,
