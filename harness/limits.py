@@ -22,7 +22,9 @@ class Limits:
     connect_timeout_s: float = 3.0
     run_duration_s_max: float = 300.0  # the whole run, scenarios included
     quiescence_timeout_s: float = 60.0  # waiting for webhook retries to drain
-    recovery_timeout_s: float = 60.0  # after a fault heals, until the target answers again
+    # After a fault heals, until the target answers again: past it the target never
+    # recovered (the durability checker's not_recovered). A service restart takes seconds.
+    recovery_timeout_s: float = 30.0
     retries_max: int = 3  # client retries of one op with the same idempotency key
     history_events_max: int = 2_000_000
     ops_per_scenario_max: int = 200_000

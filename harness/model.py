@@ -155,9 +155,11 @@ class Event:
 class FaultWindow:
     """One fault as it happened: injected, held, healed, and when the target answered again.
 
-    Times are on the history's clock (ns from the scenario's start). ``recovered_ns`` is
-    when the target first answered its health check after the heal; None when it never did
-    within the bound. ``error`` says why a fault could not be injected or healed.
+    Times are on the history's clock (ns from the scenario's start). ``healed_ns`` is when
+    the heal began (the hold ended) and it then succeeded; ``recovered_ns`` is when the
+    target first answered its health check after it, so the time to recover counts a
+    restart's own time; None when it never answered within the bound. ``error`` says why
+    a fault could not be injected or healed.
     """
 
     name: str  # unique within the scenario: "f0", "f1", ...

@@ -279,8 +279,13 @@ class _Execution:
                 raise UsageError(
                     f"scenario {self.scenario.name} injects {step.fault.describe()}, which "
                     "this run cannot; its not_run must leave that part out for this target")
-            self.stats["faults_count"] += 1
-            self.driver.schedule(step)
+            if self.driver.schedule(step):
+                self.stats["faults_count"] += 1
+            else:
+                self.stats["faults_skipped_count"] += 1
+                self.notes.setdefault("faults_skipped", (
+                    f"{step.name} and later faults were not injected: the target never "
+                    f"recovered from {self.driver.unrecovered}"))
         elif isinstance(step, Heal):
             if self.driver is not None:
                 await self.driver.heal()

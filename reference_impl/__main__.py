@@ -36,6 +36,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(stream=sys.stderr, level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("stripe").setLevel(logging.WARNING)  # it logs every request at INFO
+    # The pool warns of every failed reconnection attempt while the database is down; the
+    # service's own warning of the outage (web._OutageLog) says it once.
+    logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
     log = logging.getLogger("reference_impl")
     try:
         app = create_app(Settings.from_env())

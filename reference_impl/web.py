@@ -11,6 +11,7 @@ This module knows nothing of tokens; it does not call operations.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -189,8 +190,34 @@ async def _database_busy(request: Request, exc: Exception) -> JSONResponse:
                                         "Idempotency-Key", headers={"Retry-After": "1"})
 
 
+class _OutageLog:
+    """One warning per outage, not one per request: while the database is down every
+    request answers 503, and a line for each would bury the log. A warning names the
+    first request of an outage; the next one comes ``quiet_s`` after, with the count of
+    the requests answered 503 in between."""
+
+    def __init__(self, quiet_s: float = 5.0) -> None:
+        self._quiet_s = quiet_s
+        self._last_s: float | None = None
+        self._since = 0
+
+    def __call__(self, request: Request, exc: Exception) -> None:
+        now_s = time.monotonic()
+        if self._last_s is not None and now_s - self._last_s < self._quiet_s:
+            self._since += 1
+            return
+        since = f" ({self._since} more answered 503 since the last warning)" \
+            if self._since else ""
+        log.warning("%s %s: database unavailable: %s%s", request.method, request.url.path,
+                    exc, since)
+        self._last_s, self._since = now_s, 0
+
+
+_log_outage = _OutageLog()
+
+
 async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
-    log.warning("%s %s: database unavailable: %s", request.method, request.url.path, exc)
+    _log_outage(request, exc)
     return _error(503, "database_unavailable", "the database is unavailable; retry with the "
                                                "same Idempotency-Key",
                   headers={"Retry-After": "1"})

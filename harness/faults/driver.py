@@ -9,8 +9,11 @@ health until it answers again (bounded by ``recovery_timeout_s``). What happened
 ops, never on a clock, puts a fault among the same ops on a busy machine as on an idle one.
 
 A fault that cannot be injected or healed (``FaultError``) ends its window with the error:
-the checkers treat it as not judged, never as the target's failure. On any exit, every
-fault still in force is healed (``Nemesis.heal_all``). The driver judges nothing.
+the checkers treat it as not judged, never as the target's failure. Once the target has
+not recovered from a fault, the scenario's later faults are skipped (``schedule`` says
+so): faulting a target that is already down tells nothing more, and each would wait out
+the recovery bound again. On any exit, every fault still in force is healed
+(``Nemesis.heal_all``). The driver judges nothing.
 """
 
 from __future__ import annotations
@@ -63,21 +66,31 @@ class FaultDriver:
         self._completed = asyncio.Condition()
         self._released = asyncio.Event()
         self._wall_offsets: dict[str, int] = {}
+        self._unrecovered: str | None = None
 
     @property
     def pending_count(self) -> int:
         """Faults scheduled whose life has not ended yet."""
         return sum(1 for task in self._tasks if not task.done())
 
-    def schedule(self, step: Inject) -> None:
-        """Start the life of one fault in the background."""
+    @property
+    def unrecovered(self) -> str | None:
+        """The name of a fault the target never recovered from, if one."""
+        return self._unrecovered
+
+    def schedule(self, step: Inject) -> bool:
+        """Start the life of one fault in the background; False: skipped, because the
+        target never recovered from an earlier one (``unrecovered``)."""
         assert step.name not in self._names, f"fault name {step.name!r} repeats"
+        if self._unrecovered is not None:
+            return False
         assert len(self._names) < FAULTS_PER_SCENARIO_MAX, "too many faults in one scenario"
         self._names.add(step.name)
         self._released.clear()
         self._tasks.append(asyncio.create_task(self._life(step, self._completed_count +
                                                           step.after_ops),
                                                name=f"fault {step.name}"))
+        return True
 
     async def op_completed(self) -> None:
         """Count one completed op; a fault waiting for it may now land."""
@@ -130,9 +143,11 @@ class FaultDriver:
             # Cancelled mid-hold (the run is ending): heal before letting go.
             healed_ns: int | None = None
             error: str | None = None
+            heal_started_ns = self._now_ns()
             try:
                 await self._nemesis.heal(fault)
-                healed_ns = self._now_ns()
+                # The heal's start: the time to recover then counts a restart's own time.
+                healed_ns = heal_started_ns
             except FaultError as exc:
                 error = f"could not heal: {exc}"
         if error is not None:
@@ -140,6 +155,8 @@ class FaultDriver:
             return
         assert healed_ns is not None
         recovered_ns = await self._recovered_ns()
+        if recovered_ns is None and self._unrecovered is None:
+            self._unrecovered = step.name
         self._finish(step, started_ns, healed_ns, recovered_ns, None)
 
     async def _wait_for_ops(self, trigger_count: int) -> None:

@@ -142,3 +142,20 @@ def test_abort_mid_hold_heals_what_is_in_force() -> None:
         return nemesis.calls
 
     assert asyncio.run(scenario()) == ["inject kill_service", "heal kill_service", "heal_all"]
+
+
+def test_once_the_target_never_recovered_later_faults_are_skipped() -> None:
+    async def scenario() -> tuple[bool, list[FaultWindow], list[str]]:
+        nemesis, windows = Recorder(), []
+        driver = _driver(nemesis, windows, healthy_after=10**9, recovery_timeout_s=0.1)
+        assert driver.schedule(Inject(fault=KILL, name="f0", hold_ms=0))
+        await driver.heal()
+        assert driver.unrecovered == "f0"
+        later = driver.schedule(Inject(fault=KILL, name="f1", hold_ms=0))
+        await driver.heal()
+        return later, windows, nemesis.calls
+
+    later, windows, calls = asyncio.run(scenario())
+    assert later is False
+    assert [w.name for w in windows] == ["f0"]
+    assert calls == ["inject kill_service", "heal kill_service"]
