@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from math import gcd
+from typing import TypeVar, cast
 
 from harness.model import (
     Anomaly,
@@ -45,6 +46,8 @@ __all__ = [
     "initial_account",
     "initial_net_tokens",
     "is_replay",
+    "memoised",
+    "op_pairs",
     "pairs",
     "plural",
     "reaches",
@@ -73,10 +76,32 @@ class CheckInput:
     latency_ms_max: int | None = None  # the user's latency bound; None: not judged
     provokes: tuple[str, ...] = ()  # coverage tags the scenario must provoke
     faults: tuple[FaultWindow, ...] = ()  # faults injected during the scenario, in order
+    # What several checkers derive from the input alone (the op pairing, the account
+    # model), built by the first that needs it and shared (``memoised``): not part of the
+    # input's value, and a copy (``dataclasses.replace``) starts without it.
+    _memo: dict[str, tuple[int, object]] = field(default_factory=dict, init=False,
+                                                 repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.latency_ms_max is not None:
             assert self.latency_ms_max >= 1, self.latency_ms_max
+
+
+_Derived = TypeVar("_Derived")
+
+
+def memoised(inp: CheckInput, name: str, build: Callable[[CheckInput], _Derived]) -> _Derived:
+    """``build(inp)``, computed once per input and shared by every checker that asks.
+
+    What is kept is a function of the input alone, so sharing it changes no verdict. It is
+    keyed by the history's length too: a history that grew since is derived again.
+    """
+    held = inp._memo.get(name)
+    if held is not None and held[0] == len(inp.history):
+        return cast(_Derived, held[1])
+    derived = build(inp)
+    inp._memo[name] = (len(inp.history), derived)
+    return derived
 
 
 Checker = Callable[[CheckInput], Verdict]
@@ -144,6 +169,21 @@ def pairs(history: Sequence[Event]) -> Iterator[OpPair]:
         yield OpPair(invoke=invoke, completion=event)
     for invoke in outstanding.values():
         yield OpPair(invoke=invoke, completion=None)
+
+
+def op_pairs(inp: CheckInput) -> Sequence[OpPair]:
+    """``pairs(inp.history)``, paired once per input and shared by the checkers.
+
+    Each checker used to pair the history again; now the first pass builds the pairs and
+    the others read them. They are an index of the input (one per op, each two references
+    into the history), not a checker's state: a checker still keeps no more than its
+    accounts, keys and indeterminate ops.
+    """
+    return memoised(inp, "pairs", _pair_history)
+
+
+def _pair_history(inp: CheckInput) -> tuple[OpPair, ...]:
+    return tuple(pairs(inp.history))
 
 
 def fault_during(faults: Sequence[FaultWindow], pair: OpPair) -> FaultWindow | None:

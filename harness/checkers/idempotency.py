@@ -24,13 +24,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from harness.checkers.base import (
+    REPLAYED,
     CheckInput,
     OpPair,
     Sampler,
     conclude,
     describe_op,
     is_replay,
-    pairs,
+    op_pairs,
 )
 from harness.model import Anomaly, Event, F, Kind, Value, Verdict
 
@@ -92,22 +93,26 @@ def check_idempotency(inp: CheckInput) -> Verdict:
     minute_uses: dict[tuple[str, str], int] = {}
     for event in inp.history:
         key = event.idempotency_key
-        if event.kind == Kind.INVOKE and key is not None and event.f in ANSWER_ID_FIELDS:
+        if key is not None and event.kind == Kind.INVOKE and event.f in ANSWER_ID_FIELDS:
             name = (event.f, sender_of(event.value), key)
             uses[name] = uses.get(name, 0) + 1
-            minute = _minute(event.f, event.value)
-            if minute is not None:
+            if event.f == F.CALL_CHARGE:
+                minute = _minute(event.f, event.value)
+                assert minute is not None
                 minute_uses[minute] = minute_uses.get(minute, 0) + 1
     counts["keys"] = len(uses)
     keys: dict[tuple[F, str | None, str], _Key] = {}
-    for pair in pairs(inp.history):
-        key = pair.invoke.idempotency_key
-        if key is None or pair.f not in ANSWER_ID_FIELDS:
+    for pair in op_pairs(inp):
+        invoke, completion = pair.invoke, pair.completion
+        key = invoke.idempotency_key
+        if key is None or invoke.f not in ANSWER_ID_FIELDS:
             continue
-        name = (pair.f, sender_of(pair.invoke.value), key)
-        if pair.kind == Kind.FAIL and pair.error == _CONFLICT:
+        name = (invoke.f, sender_of(invoke.value), key)
+        if (completion is not None and completion.kind == Kind.FAIL
+                and completion.error == _CONFLICT):
             counts["conflicts_rejected"] += 1
-        if is_replay(pair.completion):
+        # (the membership test first: most answers carry no replay mark at all)
+        if completion is not None and REPLAYED in completion.value and is_replay(completion):
             counts["replays_recognised"] += 1
             # Only a request sent once can replay nothing: with two in flight, either
             # may get the first answer and the other its replay.

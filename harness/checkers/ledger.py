@@ -30,7 +30,7 @@ Credits come from the provider's truth (``intents.py``), not from here.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from harness.checkers.base import (
@@ -38,6 +38,7 @@ from harness.checkers.base import (
     Sampler,
     describe_op,
     initial_account,
+    memoised,
     value_int,
     value_str,
 )
@@ -139,6 +140,11 @@ def transfer_effects(f: F, value: Value,
     amount = value_int(value, "amount_tokens", -1)
     if f == F.TIP:
         payer, payee = value_str(value, "sender"), value_str(value, "recipient")
+        if payer is not None and payee is not None:  # the usual tip, without the dict
+            amount = max(amount, 0)
+            if payer == payee or amount == 0:
+                return payer, ()
+            return payer, ((payer, -amount), (payee, amount))
     else:
         call = calls.get(value_str(value, "call") or "", (None, None, 0))
         payer = value_str(value, "user") or call[0]
@@ -162,31 +168,27 @@ def fold_ledger(inp: CheckInput, intents: Intents | None) -> Ledger:
             refunds may take back; ``None`` when there is no truth (bounds get looser).
     """
     fold = _Fold(inp, intents)
+    invoke, complete, invoke_kind = fold.invoke, fold.complete, Kind.INVOKE
     for event in inp.history:
-        if event.kind == Kind.INVOKE:
-            fold.invoke(event)
+        if event.kind == invoke_kind:
+            invoke(event)
         else:
-            fold.complete(event)
+            complete(event)
     return fold.result()
-
-
-_last_model: list[tuple[CheckInput, int, Intents | None, Ledger]] = []
 
 
 def account_model(inp: CheckInput) -> tuple[Intents | None, Ledger]:
     """``model_intents`` and ``fold_ledger`` of ``inp``, computed once per input.
 
-    Several checkers need the same fold; the last input's result is kept (a cache of one,
-    keyed by identity and history length), so ``check_all`` folds the history once.
+    Several checkers need the same fold; it is kept with the input (``memoised``), so
+    ``check_all`` folds the history once.
     """
-    if _last_model:
-        cached, length, intents, ledger = _last_model[0]
-        if cached is inp and length == len(inp.history):
-            return intents, ledger
+    return memoised(inp, "account_model", _account_model)
+
+
+def _account_model(inp: CheckInput) -> tuple[Intents | None, Ledger]:
     intents = model_intents(inp)
-    ledger = fold_ledger(inp, intents)
-    _last_model[:] = [(inp, len(inp.history), intents, ledger)]
-    return intents, ledger
+    return intents, fold_ledger(inp, intents)
 
 
 class _Fold:
@@ -207,7 +209,9 @@ class _Fold:
         self.unknowns: list[Unknown] = []
         self.users: set[str] = set()
         self.transfer_users: set[str] = set()
-        self.recent: dict[str, deque[Recent]] = {}
+        # (index, f, value, delta) per acknowledged op, made ``Recent``s at the end
+        self.recent: dict[str, deque[tuple[int, F, Value, int]]] = {}
+        self.starts: dict[str, tuple[int, int]] = {}  # initial (balance, debt) per user
         self.logical_ops_count = 0
         self.reads_checked_count = 0
         self.cap_by_user: dict[str, int] = {}
@@ -226,32 +230,43 @@ class _Fold:
     # -- invocations ---------------------------------------------------------------
 
     def invoke(self, event: Event) -> None:
-        value = event.value
-        user: str | None = value_str(value, "user")
+        f = event.f
+        user: str | None
         key: GroupKey | None = None
-        if event.f in (F.TIP, F.CALL_CHARGE):
-            user, key = self._invoke_transfer(event)
-        elif event.f == F.PURCHASE:
-            key = self._invoke_purchase(event)
-        elif event.f == F.CALL_OPEN:
-            call = value_str(value, "call")
-            if call is not None:
-                self.calls[call] = (user, value_str(value, "creator"),
-                                    value_int(value, "rate_tokens_per_minute"))
-        elif event.f in (F.REFUND, F.DISPUTE_OPEN, F.DISPUTE_CLOSE):
-            self._invoke_clawback(value)
-        bounds = self._b(user) if user is not None else _Bounds()
-        group = self.groups.get(key) if key is not None else None
+        group: _Group | None = None
+        if f == F.TIP or f == F.CALL_CHARGE:
+            user, key, group = self._invoke_transfer(event)
+        else:
+            value = event.value
+            user = value_str(value, "user")
+            if f == F.PURCHASE:
+                key = self._invoke_purchase(event)
+                group = self.groups.get(key)
+            elif f == F.CALL_OPEN:
+                call = value_str(value, "call")
+                if call is not None:
+                    self.calls[call] = (user, value_str(value, "creator"),
+                                        value_int(value, "rate_tokens_per_minute"))
+            elif f in (F.REFUND, F.DISPUTE_OPEN, F.DISPUTE_CLOSE):
+                self._invoke_clawback(value)
+        if user is not None:
+            bounds = self.bounds.get(user) or self._b(user)
+            sure_up, sure_down = bounds.sure_up, bounds.sure_down
+        else:
+            sure_up = sure_down = 0
         self.pending[event.op_id] = _Pending(
-            invoke=event, group=key, user=user, sure_up=bounds.sure_up,
-            sure_down=bounds.sure_down, first=group is None or group.invoked_count == 1)
+            invoke=event, group=key, user=user, sure_up=sure_up, sure_down=sure_down,
+            first=group is None or group.invoked_count == 1)
 
-    def _invoke_transfer(self, event: Event) -> tuple[str | None, GroupKey | None]:
+    def _invoke_transfer(self, event: Event
+                         ) -> tuple[str | None, GroupKey | None, _Group | None]:
+        """(payer, group key, group) of a tip or charge; no group for a settled replay."""
         value = event.value
         payer, effects = transfer_effects(event.f, value, self.calls)
+        users, transfer_users = self.users, self.transfer_users
         for user, _ in effects:
-            self.users.add(user)
-            self.transfer_users.add(user)
+            users.add(user)
+            transfer_users.add(user)
         if event.f == F.CALL_CHARGE:
             key: GroupKey = ("charge", value_str(value, "call"), value_int(value, "minute"))
             keyed = True
@@ -262,18 +277,20 @@ class _Fold:
             key = ("op", event.op_id)
             keyed = False
         if key in self.done:
-            return payer, None  # a replay of an acknowledged logical op: nothing moves
+            return payer, None, None  # a replay of an acknowledged logical op: nothing moves
         group = self._join(key, effects, event, keyed)
         if len(group.event_indexes) < _GROUP_INDEXES_MAX:
             group.event_indexes.append(event.index)
         if not group.ok and not group.counted:
             group.counted = True
+            bounds_by_user = self.bounds
             for user, delta in effects:
+                bounds = bounds_by_user.get(user) or self._b(user)
                 if delta > 0:
-                    self._b(user).possible_up += delta
+                    bounds.possible_up += delta
                 else:
-                    self._b(user).possible_down -= delta
-        return payer, key
+                    bounds.possible_down -= delta
+        return payer, key, group
 
     def _keyed(self, key: GroupKey, value: Value) -> GroupKey:
         """The group of an op with an idempotency key: the key, or key and body if reused."""
@@ -363,7 +380,8 @@ class _Fold:
         group.outstanding_count -= 1
         if len(group.event_indexes) < _GROUP_INDEXES_MAX:
             group.event_indexes.append(event.index)
-        if event.kind == Kind.OK:
+        kind = event.kind
+        if kind == Kind.OK:
             if group.is_purchase:
                 self._refine_purchase(group, event)
             elif not group.ok:
@@ -371,7 +389,7 @@ class _Fold:
                     self._check_spend(pending, event, group)
                 self._apply_sure(group, pending.invoke.index)
             group.ok = True
-        elif event.kind == Kind.INFO:
+        elif kind == Kind.INFO:
             group.info_count += 1
         elif not group.ok and group.info_count == 0 and group.outstanding_count == 0:
             self._uncount(group)
@@ -386,15 +404,17 @@ class _Fold:
             self.done[pending.group] = group.value
 
     def _apply_sure(self, group: _Group, index: int) -> None:
+        bounds_by_user = self.bounds
         for user, delta in group.effects:
-            bounds = self._b(user)
+            bounds = bounds_by_user.get(user) or self._b(user)
             if delta > 0:
                 bounds.sure_up += delta
             else:
                 bounds.sure_down -= delta
-            recent = self.recent.setdefault(user, deque(maxlen=RECENT_OPS_PER_USER_MAX))
-            recent.append(Recent(index=index, f=group.f, value=group.value,
-                                 delta_tokens=delta))
+            recent = self.recent.get(user)
+            if recent is None:
+                recent = self.recent[user] = deque(maxlen=RECENT_OPS_PER_USER_MAX)
+            recent.append((index, group.f, group.value, delta))
 
     def _uncount(self, group: _Group) -> None:
         if not group.counted:
@@ -440,13 +460,20 @@ class _Fold:
         # A read that shows no debt bounds the net from above only when no debt can exist.
         upper_applies = "debt_tokens" in value or self._debt_impossible(pending.user)
         self._check_bounds(pending, event, observed=balance - debt, own_down=0,
-                           shown=f"net {balance - debt} tokens (balance {balance}, debt {debt})",
+                           shown=lambda: (f"net {balance - debt} tokens (balance {balance}, "
+                                          f"debt {debt})"),
                            upper_applies=upper_applies)
+
+    def _start(self, user: str) -> tuple[int, int]:
+        """``initial_account`` of ``user``, looked up once."""
+        start = self.starts.get(user)
+        if start is None:
+            start = self.starts[user] = initial_account(self.inp.initial, user)
+        return start
 
     def _debt_impossible(self, user: str) -> bool:
         """No debt at the start and no clawback possible yet: balance equals net."""
-        return (not self._b(user).clawback_possible
-                and initial_account(self.inp.initial, user)[1] == 0)
+        return not self._b(user).clawback_possible and self._start(user)[1] == 0
 
     def _check_spend(self, pending: _Pending, event: Event, group: _Group) -> None:
         if pending.user is None:
@@ -455,31 +482,36 @@ class _Fold:
         if "balance_tokens" not in value:
             return
         balance = value_int(value, "balance_tokens")
-        own_down = -sum(delta for who, delta in group.effects if who == pending.user)
+        own_down = 0
+        for who, delta in group.effects:
+            if who == pending.user:
+                own_down -= delta
         # A balance hides debt, so it bounds the net from above only when no debt can exist.
         self.reads_checked_count += 1
         self._check_bounds(pending, event, observed=balance, own_down=max(own_down, 0),
-                           shown=f"a balance of {balance} tokens after it",
+                           shown=lambda: f"a balance of {balance} tokens after it",
                            upper_applies=self._debt_impossible(pending.user))
 
     def _check_bounds(self, pending: _Pending, event: Event, *, observed: int, own_down: int,
-                      shown: str, upper_applies: bool) -> None:
+                      shown: Callable[[], str], upper_applies: bool) -> None:
+        """Check one answer against the bounds; the prose is written only for an anomaly."""
         assert pending.user is not None
         user = pending.user
         bounds = self._b(user)
-        initial_net = initial_account(self.inp.initial, user)
+        initial_net = self._start(user)
         start = initial_net[0] - initial_net[1]
         lower = start + pending.sure_up - bounds.possible_down
         upper = start + bounds.possible_up - pending.sure_down - own_down
-        what = describe_op(event.f, pending.invoke.index, pending.invoke.value)
         if observed < lower:
-            text = (f"Let R be {what}: it saw {shown}, but at least {lower} had to be there "
+            what = describe_op(event.f, pending.invoke.index, pending.invoke.value)
+            text = (f"Let R be {what}: it saw {shown()}, but at least {lower} had to be there "
                     f"({start} at the start, +{pending.sure_up} surely received before it "
                     f"began, −{bounds.possible_down} at most spent or clawed back by its end).")
             self._add(pending, event, expected=f">= {lower}", observed=observed, text=text,
                       badness=lower - observed)
         elif upper_applies and observed > upper:
-            text = (f"Let R be {what}: it saw {shown}, but at most {upper} could be there "
+            what = describe_op(event.f, pending.invoke.index, pending.invoke.value)
+            text = (f"Let R be {what}: it saw {shown()}, but at most {upper} could be there "
                     f"({start} at the start, +{bounds.possible_up} at most credited or "
                     f"received by its end, −{pending.sure_down + own_down} surely spent).")
             self._add(pending, event, expected=f"<= {upper}", observed=observed, text=text,
@@ -503,7 +535,10 @@ class _Fold:
         sure = {user: b.sure_up - b.sure_down for user, b in self.bounds.items()}
         return Ledger(sure_tokens=sure, unknowns=tuple(self.unknowns),
                       users=frozenset(self.users), transfer_users=frozenset(self.transfer_users),
-                      recent={user: tuple(items) for user, items in self.recent.items()},
+                      recent={user: tuple(Recent(index=index, f=f, value=value,
+                                                 delta_tokens=delta)
+                                          for index, f, value, delta in items)
+                              for user, items in self.recent.items()},
                       logical_ops_count=self.logical_ops_count,
                       reads_checked_count=self.reads_checked_count,
                       reads=self.sampler)

@@ -34,7 +34,7 @@ from harness.checkers.base import (
     conclude,
     describe_op,
     fault_during,
-    pairs,
+    op_pairs,
 )
 from harness.checkers.intents import (
     DISPUTE_CLOSED_EVENT_TYPE,
@@ -70,18 +70,21 @@ def check_errors(inp: CheckInput) -> Verdict:
     ops_checked = 0
     during_fault = 0
     latency_ns_max = 0
-    for pair in pairs(inp.history):
-        if pair.f not in TARGET_FS or pair.completion is None:
+    for pair in op_pairs(inp):
+        completion = pair.completion
+        if completion is None or pair.invoke.f not in TARGET_FS:
             continue
         ops_checked += 1
-        latency_ns = pair.completion.time_ns - pair.invoke.time_ns
-        latency_ns_max = max(latency_ns_max, latency_ns)
-        status = pair.status_code
+        latency_ns = completion.time_ns - pair.invoke.time_ns
+        if latency_ns > latency_ns_max:
+            latency_ns_max = latency_ns
+        status = completion.status_code
+        kind = completion.kind
         server_error = (status is not None and status >= 500) or (
-            pair.kind == Kind.INFO and (pair.error or "").startswith(SERVER_ERROR))
+            kind == Kind.INFO and (completion.error or "").startswith(SERVER_ERROR))
         slow = inp.latency_ms_max is not None and latency_ns > inp.latency_ms_max * _NS_PER_MS
-        troubled = server_error or slow or pair.kind == Kind.INFO or (
-            pair.kind == Kind.FAIL and status is None)
+        troubled = server_error or slow or kind == Kind.INFO or (
+            kind == Kind.FAIL and status is None)
         if troubled and inp.faults and fault_during(inp.faults, pair) is not None:
             during_fault += 1
             continue
