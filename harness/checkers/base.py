@@ -46,6 +46,7 @@ __all__ = [
     "initial_account",
     "initial_net_tokens",
     "is_replay",
+    "key_uses",
     "memoised",
     "op_pairs",
     "pairs",
@@ -182,8 +183,43 @@ def op_pairs(inp: CheckInput) -> Sequence[OpPair]:
     return memoised(inp, "pairs", _pair_history)
 
 
-def _pair_history(inp: CheckInput) -> tuple[OpPair, ...]:
-    return tuple(pairs(inp.history))
+def _pair_history(inp: CheckInput) -> list[OpPair]:
+    """``list(pairs(inp.history))``, as one loop (a test checks that they agree)."""
+    outstanding: dict[int, Event] = {}
+    result: list[OpPair] = []
+    append, pop, invoke_kind = result.append, outstanding.pop, Kind.INVOKE
+    for event in inp.history:
+        if event.kind == invoke_kind:
+            assert event.op_id not in outstanding, f"op {event.op_id} invoked twice"
+            outstanding[event.op_id] = event
+            continue
+        invoke = pop(event.op_id, None)
+        assert invoke is not None, f"completion #{event.index} of op {event.op_id} has no invoke"
+        assert invoke.f == event.f, (invoke.f, event.f)
+        append(OpPair(invoke=invoke, completion=event))
+    for invoke in outstanding.values():
+        append(OpPair(invoke=invoke, completion=None))
+    return result
+
+
+def key_uses(inp: CheckInput) -> Mapping[str, int]:
+    """How many invocations carry each idempotency key (its text, whatever the op or the
+    sender), counted once per input and shared.
+
+    A key sent once can be no retry, no reuse and no key of two accounts: the checkers
+    that group ops by key skip it.
+    """
+    return memoised(inp, "key_uses", _count_keys)
+
+
+def _count_keys(inp: CheckInput) -> dict[str, int]:
+    uses: dict[str, int] = {}
+    get = uses.get
+    for pair in op_pairs(inp):
+        key = pair.invoke.idempotency_key
+        if key is not None:
+            uses[key] = get(key, 0) + 1
+    return uses
 
 
 def fault_during(faults: Sequence[FaultWindow], pair: OpPair) -> FaultWindow | None:

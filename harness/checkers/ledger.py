@@ -38,6 +38,7 @@ from harness.checkers.base import (
     Sampler,
     describe_op,
     initial_account,
+    key_uses,
     memoised,
     value_int,
     value_str,
@@ -116,6 +117,7 @@ class _Group:
     ok: bool = False
     info_count: int = 0
     counted: bool = False  # its effects are in the possible bounds
+    once: bool = False  # no other op carries its key: nothing to remember once settled
     event_indexes: list[int] = field(default_factory=list)
 
     @property
@@ -139,12 +141,14 @@ def transfer_effects(f: F, value: Value,
     """(payer, effects) of a tip or call charge: the payer loses, the payee gains."""
     amount = value_int(value, "amount_tokens", -1)
     if f == F.TIP:
-        payer, payee = value_str(value, "sender"), value_str(value, "recipient")
-        if payer is not None and payee is not None:  # the usual tip, without the dict
+        sender, recipient = value.get("sender"), value.get("recipient")
+        if isinstance(sender, str) and isinstance(recipient, str):  # the usual tip, at once
             amount = max(amount, 0)
-            if payer == payee or amount == 0:
-                return payer, ()
-            return payer, ((payer, -amount), (payee, amount))
+            if sender == recipient or amount == 0:
+                return sender, ()
+            return sender, ((sender, -amount), (recipient, amount))
+        payer = sender if isinstance(sender, str) else None
+        payee = recipient if isinstance(recipient, str) else None
     else:
         call = calls.get(value_str(value, "call") or "", (None, None, 0))
         payer = value_str(value, "user") or call[0]
@@ -212,6 +216,7 @@ class _Fold:
         # (index, f, value, delta) per acknowledged op, made ``Recent``s at the end
         self.recent: dict[str, deque[tuple[int, F, Value, int]]] = {}
         self.starts: dict[str, tuple[int, int]] = {}  # initial (balance, debt) per user
+        self.key_texts = key_uses(inp)
         self.logical_ops_count = 0
         self.reads_checked_count = 0
         self.cap_by_user: dict[str, int] = {}
@@ -267,18 +272,23 @@ class _Fold:
         for user, _ in effects:
             users.add(user)
             transfer_users.add(user)
+        once = False
         if event.f == F.CALL_CHARGE:
             key: GroupKey = ("charge", value_str(value, "call"), value_int(value, "minute"))
-            keyed = True
+            keyed, settled = True, key in self.done
         elif event.idempotency_key is not None:
-            key = self._keyed(("tip", payer, event.idempotency_key), value)
+            once = self.key_texts[event.idempotency_key] == 1
+            key = ("tip", payer, event.idempotency_key)
+            # A key sent once has no group nor settled op yet: no need to look.
+            key, settled = (key, False) if once else self._keyed(key, value)
             keyed = True
         else:
             key = ("op", event.op_id)
-            keyed = False
-        if key in self.done:
+            keyed, settled = False, key in self.done
+        if settled:
             return payer, None, None  # a replay of an acknowledged logical op: nothing moves
         group = self._join(key, effects, event, keyed)
+        group.once = once
         if len(group.event_indexes) < _GROUP_INDEXES_MAX:
             group.event_indexes.append(event.index)
         if not group.ok and not group.counted:
@@ -292,13 +302,24 @@ class _Fold:
                     bounds.possible_down -= delta
         return payer, key, group
 
-    def _keyed(self, key: GroupKey, value: Value) -> GroupKey:
-        """The group of an op with an idempotency key: the key, or key and body if reused."""
+    def _keyed(self, key: GroupKey, value: Value) -> tuple[GroupKey, bool]:
+        """(group, settled) of an op with an idempotency key: the key, or key and body if
+        reused; settled when that logical op was acknowledged already (it is ``done``).
+
+        A key is in ``groups`` or in ``done``, never both: it moves on its OK.
+        """
         group = self.groups.get(key)
-        first = self.done.get(key) if group is None else group.value
-        if first is None or first == value:
-            return key
-        return (*key, tuple(sorted(value.items())))
+        if group is not None:
+            if group.value == value:
+                return key, False
+        else:
+            first = self.done.get(key)
+            if first is None:
+                return key, False
+            if first == value:
+                return key, True
+        reused = (*key, tuple(sorted(value.items())))
+        return reused, reused in self.done
 
     def _join(self, key: GroupKey, effects: tuple[tuple[str, int], ...], event: Event,
               keyed: bool) -> _Group:
@@ -320,7 +341,7 @@ class _Fold:
             if purchase is not None:
                 self.purchase_users[purchase] = user
         if event.idempotency_key is not None:
-            key: GroupKey = self._keyed(("purchase", user, event.idempotency_key), value)
+            key: GroupKey = self._keyed(("purchase", user, event.idempotency_key), value)[0]
         else:
             key = ("op", event.op_id)
         if self.intents is None:
@@ -401,7 +422,8 @@ class _Fold:
         elif group.ok and not group.is_purchase:
             # Keep only what a later retry needs: the body, to tell a replay from a reuse.
             del self.groups[pending.group]
-            self.done[pending.group] = group.value
+            if not group.once:
+                self.done[pending.group] = group.value
 
     def _apply_sure(self, group: _Group, index: int) -> None:
         bounds_by_user = self.bounds
@@ -458,11 +480,10 @@ class _Fold:
         debt = value_int(value, "debt_tokens")
         self.reads_checked_count += 1
         # A read that shows no debt bounds the net from above only when no debt can exist.
-        upper_applies = "debt_tokens" in value or self._debt_impossible(pending.user)
         self._check_bounds(pending, event, observed=balance - debt, own_down=0,
                            shown=lambda: (f"net {balance - debt} tokens (balance {balance}, "
                                           f"debt {debt})"),
-                           upper_applies=upper_applies)
+                           upper_applies=True if "debt_tokens" in value else None)
 
     def _start(self, user: str) -> tuple[int, int]:
         """``initial_account`` of ``user``, looked up once."""
@@ -490,11 +511,15 @@ class _Fold:
         self.reads_checked_count += 1
         self._check_bounds(pending, event, observed=balance, own_down=max(own_down, 0),
                            shown=lambda: f"a balance of {balance} tokens after it",
-                           upper_applies=self._debt_impossible(pending.user))
+                           upper_applies=None)
 
     def _check_bounds(self, pending: _Pending, event: Event, *, observed: int, own_down: int,
-                      shown: Callable[[], str], upper_applies: bool) -> None:
-        """Check one answer against the bounds; the prose is written only for an anomaly."""
+                      shown: Callable[[], str], upper_applies: bool | None) -> None:
+        """Check one answer against the bounds; the prose is written only for an anomaly.
+
+        ``upper_applies``: whether the upper bound holds; ``None``, only when no debt can
+        exist (``_debt_impossible``, asked only of an answer above that bound).
+        """
         assert pending.user is not None
         user = pending.user
         bounds = self._b(user)
@@ -509,7 +534,8 @@ class _Fold:
                     f"began, −{bounds.possible_down} at most spent or clawed back by its end).")
             self._add(pending, event, expected=f">= {lower}", observed=observed, text=text,
                       badness=lower - observed)
-        elif upper_applies and observed > upper:
+        elif observed > upper and (upper_applies if upper_applies is not None
+                                   else self._debt_impossible(user)):
             what = describe_op(event.f, pending.invoke.index, pending.invoke.value)
             text = (f"Let R be {what}: it saw {shown()}, but at most {upper} could be there "
                     f"({start} at the start, +{bounds.possible_up} at most credited or "

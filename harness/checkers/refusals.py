@@ -32,6 +32,7 @@ from harness.checkers.base import (
     conclude,
     describe_op,
     fault_during,
+    key_uses,
     op_pairs,
 )
 from harness.checkers.idempotency import ANSWER_ID_FIELDS
@@ -119,13 +120,14 @@ def check_key_scope(inp: CheckInput) -> Verdict:
     sampler = Sampler()
     ops = op_pairs(inp)
     # First pass: the keys that two accounts sent, so the second remembers only those.
+    texts = key_uses(inp)
     first_actors: dict[tuple[F, str], str] = {}
     two_actors: set[tuple[F, str]] = set()
     for pair in ops:
         invoke = pair.invoke
         key = invoke.idempotency_key
-        if key is None or invoke.f not in ANSWER_ID_FIELDS:
-            continue
+        if key is None or texts[key] == 1 or invoke.f not in ANSWER_ID_FIELDS:
+            continue  # (a key sent once is no one else's)
         actor = _actor(pair)
         if actor is None:
             continue
