@@ -112,9 +112,13 @@ Checker = Callable[[CheckInput], Verdict]
 # Pairing invocations with completions.
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True)
 class OpPair:
-    """One op: its invocation and its completion (``None`` if the history ends first)."""
+    """One op: its invocation and its completion (``None`` if the history ends first).
+
+    Not keyword-only, unlike the model's records: the pairing makes one per op, and
+    ``OpPair(invoke, completion)`` costs half what the keyword call does.
+    """
 
     invoke: Event
     completion: Event | None
@@ -196,9 +200,9 @@ def _pair_history(inp: CheckInput) -> list[OpPair]:
         invoke = pop(event.op_id, None)
         assert invoke is not None, f"completion #{event.index} of op {event.op_id} has no invoke"
         assert invoke.f == event.f, (invoke.f, event.f)
-        append(OpPair(invoke=invoke, completion=event))
+        append(OpPair(invoke, event))
     for invoke in outstanding.values():
-        append(OpPair(invoke=invoke, completion=None))
+        append(OpPair(invoke, None))
     return result
 
 

@@ -215,10 +215,11 @@ def model_intents(inp: CheckInput) -> Intents | None:
     purchase_indexes: dict[str, int] = {}
     purchase_tokens: dict[str, int] = {}
     raw_webhooks: list[tuple[int, str | None, str | None, str | None, str, Kind]] = []
+    webhook = F.WEBHOOK  # (an Enum member is slow to look up, once per op)
     for pair in op_pairs(inp):
         value = pair.value
         purchase = value_str(value, "purchase")
-        if purchase is None and pair.f != F.WEBHOOK:
+        if purchase is None and pair.f != webhook:
             continue  # a tip, a read, a call: nothing about intents
         if pair.f == F.PURCHASE and purchase is not None:
             user = value_str(value, "user")

@@ -52,6 +52,13 @@ RECENT_OPS_PER_USER_MAX = 8  # acknowledged ops kept per account, to name in pro
 _GROUP_INDEXES_MAX = 16  # history indexes one logical op keeps, to name in prose
 GroupKey = tuple[object, ...]
 
+# Enum members read once per op, as module constants: ``Kind.OK`` is a class attribute
+# lookup on an Enum, several times slower than a global.
+_OK, _INFO = Kind.OK, Kind.INFO
+_TIP, _CHARGE, _READ = F.TIP, F.CALL_CHARGE, F.READ_BALANCE
+_TRANSFER_FS = frozenset({F.TIP, F.CALL_CHARGE})
+
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Unknown:
@@ -104,7 +111,11 @@ class _Bounds:
 
 @dataclass(slots=True)
 class _Group:
-    """One logical op being assembled from its ops."""
+    """One logical op being assembled from its ops.
+
+    Made once per op, positionally (``_Group(effects, f, index, value, keyed)``): keyword
+    arguments cost several times as much in a generated ``__init__``.
+    """
 
     effects: tuple[tuple[str, int], ...]
     f: F
@@ -127,6 +138,8 @@ class _Group:
 
 @dataclass(slots=True)
 class _Pending:
+    """An op between its invocation and its completion; made positionally, as ``_Group``."""
+
     invoke: Event
     group: GroupKey | None
     user: str | None  # the payer or reader whose bounds are checked
@@ -140,7 +153,7 @@ def transfer_effects(f: F, value: Value,
                      ) -> tuple[str | None, tuple[tuple[str, int], ...]]:
     """(payer, effects) of a tip or call charge: the payer loses, the payee gains."""
     amount = value_int(value, "amount_tokens", -1)
-    if f == F.TIP:
+    if f == _TIP:
         sender, recipient = value.get("sender"), value.get("recipient")
         if isinstance(sender, str) and isinstance(recipient, str):  # the usual tip, at once
             amount = max(amount, 0)
@@ -239,7 +252,7 @@ class _Fold:
         user: str | None
         key: GroupKey | None = None
         group: _Group | None = None
-        if f == F.TIP or f == F.CALL_CHARGE:
+        if f in _TRANSFER_FS:
             user, key, group = self._invoke_transfer(event)
         else:
             value = event.value
@@ -259,9 +272,9 @@ class _Fold:
             sure_up, sure_down = bounds.sure_up, bounds.sure_down
         else:
             sure_up = sure_down = 0
-        self.pending[event.op_id] = _Pending(
-            invoke=event, group=key, user=user, sure_up=sure_up, sure_down=sure_down,
-            first=group is None or group.invoked_count == 1)
+        # invoke, group, user, sure_up, sure_down, first
+        self.pending[event.op_id] = _Pending(event, key, user, sure_up, sure_down,
+                                             group is None or group.invoked_count == 1)
 
     def _invoke_transfer(self, event: Event
                          ) -> tuple[str | None, GroupKey | None, _Group | None]:
@@ -273,7 +286,7 @@ class _Fold:
             users.add(user)
             transfer_users.add(user)
         once = False
-        if event.f == F.CALL_CHARGE:
+        if event.f == _CHARGE:
             key: GroupKey = ("charge", value_str(value, "call"), value_int(value, "minute"))
             keyed, settled = True, key in self.done
         elif event.idempotency_key is not None:
@@ -325,8 +338,9 @@ class _Fold:
               keyed: bool) -> _Group:
         group = self.groups.get(key)
         if group is None:
-            group = self.groups[key] = _Group(effects=effects, f=event.f, index=event.index,
-                                              value=event.value, keyed=keyed)
+            # effects, f, index, value, keyed
+            group = self.groups[key] = _Group(effects, event.f, event.index, event.value,
+                                              keyed)
             self.logical_ops_count += 1
         group.invoked_count += 1
         group.outstanding_count += 1
@@ -392,7 +406,7 @@ class _Fold:
         assert pending is not None, f"completion #{event.index} has no invoke"
         if pending.group is not None:
             self._complete_group(pending, event)
-        elif event.f == F.READ_BALANCE and event.kind == Kind.OK:
+        elif event.f == _READ and event.kind == _OK:
             self._check_read(pending, event)
 
     def _complete_group(self, pending: _Pending, event: Event) -> None:
@@ -402,7 +416,7 @@ class _Fold:
         if len(group.event_indexes) < _GROUP_INDEXES_MAX:
             group.event_indexes.append(event.index)
         kind = event.kind
-        if kind == Kind.OK:
+        if kind == _OK:
             if group.is_purchase:
                 self._refine_purchase(group, event)
             elif not group.ok:
@@ -410,7 +424,7 @@ class _Fold:
                     self._check_spend(pending, event, group)
                 self._apply_sure(group, pending.invoke.index)
             group.ok = True
-        elif kind == Kind.INFO:
+        elif kind == _INFO:
             group.info_count += 1
         elif not group.ok and group.info_count == 0 and group.outstanding_count == 0:
             self._uncount(group)

@@ -68,11 +68,10 @@ def check_reconciliation(inp: CheckInput) -> Verdict:
     counts = {"logical_ops": ledger.logical_ops_count,
               "reads_checked": ledger.reads_checked_count,
               "indeterminate_ops": len(ledger.unknowns)}
-    has_purchases = any(event.f == F.PURCHASE for event in inp.history)
     if inp.observation is None:
         return conclude(sampler, counts, checked=ledger.reads_checked_count > 0,
                         unknown_note="no end state was observed; only reads were checked")
-    if intents is None and has_purchases:
+    if intents is None and any(event.f == F.PURCHASE for event in inp.history):
         return conclude(sampler, counts, checked=ledger.reads_checked_count > 0,
                         unknown_note="purchases were made but no provider truth says "
                                      "which were credited")
