@@ -15,10 +15,9 @@ __all__ = ["check_ledger_drift", "check_non_negative"]
 
 _ANSWERS_WITH_BALANCE = frozenset({F.READ_BALANCE, F.TIP, F.CALL_CHARGE})
 
-# Enum members read once per op, as module constants: ``Kind.OK`` is a class attribute
-# lookup on an Enum, several times slower than a global.
+# Enum members read once per op, as module constants: ``Kind.OK`` is an attribute
+# lookup on an Enum class, several times slower than reading a global.
 _OK = Kind.OK
-
 
 
 def check_non_negative(inp: CheckInput) -> Verdict:

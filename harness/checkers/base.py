@@ -8,8 +8,14 @@ Rule 2: a checker folds over the history a fixed number of times, keeping memory
 by the accounts, intents, idempotency keys and indeterminate ops, never by the number of
 successful ops.
 
+What several checkers derive from the input alone (the pairs, the uses of each key, the
+account model) is built once per input, kept with it and shared (``memoised``). The pairs
+are one small record per op, an index of the history kept beside it and freed with it; a
+checker's own state stays within Rule 2.
+
 This module holds what every checker needs: the input record, pairing of invocations with
-their completions (``pairs``), Jepsen's first/worst/last anomaly sampling (``Sampler``),
+their completions (``pairs``, shared as ``op_pairs``), the uses of each idempotency key
+(``key_uses``), Jepsen's first/worst/last anomaly sampling (``Sampler``),
 the tri-state conclusion (``conclude``), small readers of op values, and the phrases that
 name ops in anomaly prose ("tip #812 (fan_0 → creator_0, 300 tokens)").
 """

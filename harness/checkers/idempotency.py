@@ -47,10 +47,9 @@ ANSWER_ID_FIELDS: dict[F, str] = {
 }
 _CONFLICT = "idempotency_conflict"
 
-# Enum members read once per op, as module constants: ``Kind.OK`` is a class attribute
-# lookup on an Enum, several times slower than a global.
+# Enum members read once per op, as module constants: ``Kind.OK`` is an attribute
+# lookup on an Enum class, several times slower than reading a global.
 _FAIL, _CHARGE = Kind.FAIL, F.CALL_CHARGE
-
 
 
 @dataclass(slots=True)

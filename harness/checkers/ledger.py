@@ -52,12 +52,11 @@ RECENT_OPS_PER_USER_MAX = 8  # acknowledged ops kept per account, to name in pro
 _GROUP_INDEXES_MAX = 16  # history indexes one logical op keeps, to name in prose
 GroupKey = tuple[object, ...]
 
-# Enum members read once per op, as module constants: ``Kind.OK`` is a class attribute
-# lookup on an Enum, several times slower than a global.
+# Enum members read once per op, as module constants: ``Kind.OK`` is an attribute
+# lookup on an Enum class, several times slower than reading a global.
 _OK, _INFO = Kind.OK, Kind.INFO
 _TIP, _CHARGE, _READ = F.TIP, F.CALL_CHARGE, F.READ_BALANCE
 _TRANSFER_FS = frozenset({F.TIP, F.CALL_CHARGE})
-
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

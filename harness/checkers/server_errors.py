@@ -53,10 +53,9 @@ SERVER_ERROR = "server_error_5xx"  # how the protocol reads a 5xx; ": <service c
 _NS_PER_MS = 1_000_000
 BODY_EXCERPT_CHARS_QUOTED_MAX = 200  # of a 5xx's body, quoted in one sentence
 
-# Enum members read once per op, as module constants: ``Kind.OK`` is a class attribute
-# lookup on an Enum, several times slower than a global.
+# Enum members read once per op, as module constants: ``Kind.OK`` is an attribute
+# lookup on an Enum class, several times slower than reading a global.
 _INFO, _FAIL = Kind.INFO, Kind.FAIL
-
 
 
 def check_errors(inp: CheckInput) -> Verdict:
