@@ -8,8 +8,14 @@ Rule 2: a checker folds over the history a fixed number of times, keeping memory
 by the accounts, intents, idempotency keys and indeterminate ops, never by the number of
 successful ops.
 
+What several checkers derive from the input alone (the pairs, the uses of each key, the
+account model) is built once per input, kept with it and shared (``memoised``). The pairs
+are one small record per op, an index of the history kept beside it and freed with it; a
+checker's own state stays within Rule 2.
+
 This module holds what every checker needs: the input record, pairing of invocations with
-their completions (``pairs``), Jepsen's first/worst/last anomaly sampling (``Sampler``),
+their completions (``pairs``, shared as ``op_pairs``), the uses of each idempotency key
+(``key_uses``), Jepsen's first/worst/last anomaly sampling (``Sampler``),
 the tri-state conclusion (``conclude``), small readers of op values, and the phrases that
 name ops in anomaly prose ("tip #812 (fan_0 → creator_0, 300 tokens)").
 """
@@ -19,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from math import gcd
+from typing import TypeVar, cast
 
 from harness.model import (
     Anomaly,
@@ -45,6 +52,9 @@ __all__ = [
     "initial_account",
     "initial_net_tokens",
     "is_replay",
+    "key_uses",
+    "memoised",
+    "op_pairs",
     "pairs",
     "plural",
     "reaches",
@@ -73,10 +83,32 @@ class CheckInput:
     latency_ms_max: int | None = None  # the user's latency bound; None: not judged
     provokes: tuple[str, ...] = ()  # coverage tags the scenario must provoke
     faults: tuple[FaultWindow, ...] = ()  # faults injected during the scenario, in order
+    # What several checkers derive from the input alone (the op pairing, the account
+    # model), built by the first that needs it and shared (``memoised``): not part of the
+    # input's value, and a copy (``dataclasses.replace``) starts without it.
+    _memo: dict[str, tuple[int, object]] = field(default_factory=dict, init=False,
+                                                 repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.latency_ms_max is not None:
             assert self.latency_ms_max >= 1, self.latency_ms_max
+
+
+_Derived = TypeVar("_Derived")
+
+
+def memoised(inp: CheckInput, name: str, build: Callable[[CheckInput], _Derived]) -> _Derived:
+    """``build(inp)``, computed once per input and shared by every checker that asks.
+
+    What is kept is a function of the input alone, so sharing it changes no verdict. It is
+    keyed by the history's length too: a history that grew since is derived again.
+    """
+    held = inp._memo.get(name)
+    if held is not None and held[0] == len(inp.history):
+        return cast(_Derived, held[1])
+    derived = build(inp)
+    inp._memo[name] = (len(inp.history), derived)
+    return derived
 
 
 Checker = Callable[[CheckInput], Verdict]
@@ -86,9 +118,13 @@ Checker = Callable[[CheckInput], Verdict]
 # Pairing invocations with completions.
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True)
 class OpPair:
-    """One op: its invocation and its completion (``None`` if the history ends first)."""
+    """One op: its invocation and its completion (``None`` if the history ends first).
+
+    Not keyword-only, unlike the model's records: the pairing makes one per op, and
+    ``OpPair(invoke, completion)`` costs half what the keyword call does.
+    """
 
     invoke: Event
     completion: Event | None
@@ -144,6 +180,56 @@ def pairs(history: Sequence[Event]) -> Iterator[OpPair]:
         yield OpPair(invoke=invoke, completion=event)
     for invoke in outstanding.values():
         yield OpPair(invoke=invoke, completion=None)
+
+
+def op_pairs(inp: CheckInput) -> Sequence[OpPair]:
+    """``pairs(inp.history)``, paired once per input and shared by the checkers.
+
+    Each checker used to pair the history again; now the first pass builds the pairs and
+    the others read them. They are an index of the input (one per op, each two references
+    into the history), not a checker's state: a checker still keeps no more than its
+    accounts, keys and indeterminate ops.
+    """
+    return memoised(inp, "pairs", _pair_history)
+
+
+def _pair_history(inp: CheckInput) -> list[OpPair]:
+    """``list(pairs(inp.history))``, as one loop (a test checks that they agree)."""
+    outstanding: dict[int, Event] = {}
+    result: list[OpPair] = []
+    append, pop, invoke_kind = result.append, outstanding.pop, Kind.INVOKE
+    for event in inp.history:
+        if event.kind == invoke_kind:
+            assert event.op_id not in outstanding, f"op {event.op_id} invoked twice"
+            outstanding[event.op_id] = event
+            continue
+        invoke = pop(event.op_id, None)
+        assert invoke is not None, f"completion #{event.index} of op {event.op_id} has no invoke"
+        assert invoke.f == event.f, (invoke.f, event.f)
+        append(OpPair(invoke, event))
+    for invoke in outstanding.values():
+        append(OpPair(invoke, None))
+    return result
+
+
+def key_uses(inp: CheckInput) -> Mapping[str, int]:
+    """How many invocations carry each idempotency key (its text, whatever the op or the
+    sender), counted once per input and shared.
+
+    A key sent once can be no retry, no reuse and no key of two accounts: the checkers
+    that group ops by key skip it.
+    """
+    return memoised(inp, "key_uses", _count_keys)
+
+
+def _count_keys(inp: CheckInput) -> dict[str, int]:
+    uses: dict[str, int] = {}
+    get = uses.get
+    for pair in op_pairs(inp):
+        key = pair.invoke.idempotency_key
+        if key is not None:
+            uses[key] = get(key, 0) + 1
+    return uses
 
 
 def fault_during(faults: Sequence[FaultWindow], pair: OpPair) -> FaultWindow | None:

@@ -36,6 +36,7 @@ from harness.model import Anomaly, Event, F, Kind, Verdict
 
 __all__ = ["check_calls"]
 
+_CALL_FS = frozenset({F.CALL_CHARGE, F.CALL_END, F.CALL_OPEN})
 _REFUSED_FOR_FUNDS = "insufficient_funds"
 _INDEXES_MAX = 16  # ops named in one anomaly
 
@@ -67,7 +68,7 @@ def check_calls(inp: CheckInput) -> Verdict:
               "charges_refused_for_funds": 0, "charges_refused_as_ended": 0,
               "charges_replayed": 0}
     for event in inp.history:
-        if event.f not in (F.CALL_CHARGE, F.CALL_END, F.CALL_OPEN):
+        if event.f not in _CALL_FS:
             continue
         name = value_str(event.value, "call") or ""
         call = calls.get(name)

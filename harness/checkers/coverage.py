@@ -19,7 +19,7 @@ from harness.checkers.base import (
     Sampler,
     conclude,
     fault_during,
-    pairs,
+    op_pairs,
     value_int,
     value_str,
 )
@@ -69,7 +69,7 @@ def validate_tags(tags: Sequence[str]) -> None:
 
 
 def _ops(inp: CheckInput, f: F, kind: Kind | None = None) -> Iterator[OpPair]:
-    return (p for p in pairs(inp.history) if p.f == f and (kind is None or p.kind == kind))
+    return (p for p in op_pairs(inp) if p.f == f and (kind is None or p.kind == kind))
 
 
 def _failed(inp: CheckInput, f: F, error: str) -> bool:
@@ -210,7 +210,7 @@ def _dispute_closed(inp: CheckInput, outcome: str) -> bool:
 def _idempotent_replay(inp: CheckInput) -> bool:
     """Two acknowledged ops with one key and body, and one answer."""
     seen: dict[tuple[object, ...], object] = {}
-    for pair in pairs(inp.history):
+    for pair in op_pairs(inp):
         key = pair.invoke.idempotency_key
         if key is None or pair.kind != Kind.OK:
             continue
@@ -260,7 +260,7 @@ def _refund_mid_call(inp: CheckInput) -> bool:
     owner: dict[str, str] = {}
     open_calls: dict[str, set[str]] = {}  # user -> open calls
     call_user: dict[str, str] = {}
-    for pair in pairs(inp.history):
+    for pair in op_pairs(inp):
         value = pair.invoke.value
         user = value_str(value, "user")
         call = value_str(value, "call")
@@ -284,7 +284,7 @@ def _requires_action(inp: CheckInput) -> bool:
 
 
 def _indeterminate_op(inp: CheckInput) -> bool:
-    return any(p.kind == Kind.INFO for p in pairs(inp.history))
+    return any(p.kind == Kind.INFO for p in op_pairs(inp))
 
 
 def _fault_healed(inp: CheckInput) -> bool:
@@ -295,7 +295,7 @@ def _fault_healed(inp: CheckInput) -> bool:
 def _op_during_fault(inp: CheckInput) -> bool:
     """An op to the target was in flight while a fault was in force."""
     return bool(inp.faults) and any(
-        p.f in TARGET_FS and fault_during(inp.faults, p) is not None for p in pairs(inp.history))
+        p.f in TARGET_FS and fault_during(inp.faults, p) is not None for p in op_pairs(inp))
 
 
 PROVOCATIONS: dict[str, Callable[[CheckInput], bool]] = {
@@ -322,7 +322,7 @@ PROVOCATIONS: dict[str, Callable[[CheckInput], bool]] = {
     "stale_rejected": lambda inp: _rejected(inp, stale=True),
     "idempotent_replay": _idempotent_replay,
     "key_reuse_rejected": lambda inp: any(p.error == "idempotency_conflict"
-                                          for p in pairs(inp.history) if p.kind == Kind.FAIL),
+                                          for p in op_pairs(inp) if p.kind == Kind.FAIL),
     "call_charged": lambda inp: any(True for _ in _ops(inp, F.CALL_CHARGE, Kind.OK)),
     "call_ended_for_funds": lambda inp: _failed(inp, F.CALL_CHARGE, "insufficient_funds"),
     "charge_after_end_rejected": lambda inp: _failed(inp, F.CALL_CHARGE, "call_ended"),

@@ -62,7 +62,7 @@ from harness.checkers.base import (
     describe_op,
     fault_during,
     is_replay,
-    pairs,
+    op_pairs,
     plural,
     value_int,
     value_str,
@@ -147,7 +147,7 @@ def check_durability(inp: CheckInput, *,
         return conclude(sampler, counts, checked=False, unknown_note="; ".join(notes))
     phase_start_ns = min(window.started_ns for window in inp.faults)
     keys, calls, marked = _first_pass(inp.history, _fault_ends(inp.faults))
-    _second_pass(inp.history, keys, phase_start_ns)
+    _second_pass(op_pairs(inp), keys, phase_start_ns)
     lost, fresh = _judge_keys(inp, keys, marked, counts, sampler, notes)
     models = net_models(inp)
     duplicated = _resolve(lost, fresh, models, calls, inp.truth)
@@ -263,9 +263,9 @@ def _definite(pair: OpPair) -> bool:
                                     and 400 <= status < 500)
 
 
-def _second_pass(history: Sequence[Event], keys: Mapping[_KeyName, _Key],
+def _second_pass(ops: Sequence[OpPair], keys: Mapping[_KeyName, _Key],
                  phase_start_ns: int) -> None:
-    for pair in pairs(history):
+    for pair in ops:
         name = _name(pair.invoke)
         entry = keys.get(name) if name is not None else None
         if entry is None or pair.invoke.value != entry.body:

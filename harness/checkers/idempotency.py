@@ -15,8 +15,9 @@ recognised replay. A replay mark on a key this sender had not used before is an 
 the service answered as if it had seen the request, so it replayed another request's
 answer (a key deduplicated across accounts, or a stale cache) and applied nothing.
 
-Two passes: the first counts each key's uses, so the second remembers only reused keys
-(a few indexes per body); memory is bounded by the keys.
+Two passes: the first counts each key's uses (by sender only for a key whose text was
+sent twice, ``key_uses``), so the second remembers only reused keys (a few indexes per
+body); memory is bounded by the keys.
 """
 
 from __future__ import annotations
@@ -24,13 +25,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from harness.checkers.base import (
+    REPLAYED,
     CheckInput,
     OpPair,
     Sampler,
     conclude,
     describe_op,
     is_replay,
-    pairs,
+    key_uses,
+    op_pairs,
 )
 from harness.model import Anomaly, Event, F, Kind, Value, Verdict
 
@@ -43,6 +46,10 @@ ANSWER_ID_FIELDS: dict[F, str] = {
     F.CALL_OPEN: "call_id",
 }
 _CONFLICT = "idempotency_conflict"
+
+# Enum members read once per op, as module constants: ``Kind.OK`` is an attribute
+# lookup on an Enum class, several times slower than reading a global.
+_FAIL, _CHARGE = Kind.FAIL, F.CALL_CHARGE
 
 
 @dataclass(slots=True)
@@ -86,35 +93,27 @@ def check_idempotency(inp: CheckInput) -> Verdict:
     sampler = Sampler()
     counts = {"keys": 0, "keys_reused": 0, "replays_acknowledged": 0,
               "replays_recognised": 0, "conflicts_rejected": 0, "answers_without_id": 0}
-    # First pass: how often each key was used, so only reused keys are remembered.
-    uses: dict[tuple[F, str | None, str], int] = {}
-    # A call minute may be deduplicated by the minute, whatever key it came with.
-    minute_uses: dict[tuple[str, str], int] = {}
-    for event in inp.history:
-        key = event.idempotency_key
-        if event.kind == Kind.INVOKE and key is not None and event.f in ANSWER_ID_FIELDS:
-            name = (event.f, sender_of(event.value), key)
-            uses[name] = uses.get(name, 0) + 1
-            minute = _minute(event.f, event.value)
-            if minute is not None:
-                minute_uses[minute] = minute_uses.get(minute, 0) + 1
-    counts["keys"] = len(uses)
+    ops = op_pairs(inp)
+    uses, minute_uses, counts["keys"] = _count_uses(inp)
     keys: dict[tuple[F, str | None, str], _Key] = {}
-    for pair in pairs(inp.history):
-        key = pair.invoke.idempotency_key
-        if key is None or pair.f not in ANSWER_ID_FIELDS:
+    for pair in ops:
+        invoke, completion = pair.invoke, pair.completion
+        key = invoke.idempotency_key
+        if key is None or invoke.f not in ANSWER_ID_FIELDS:
             continue
-        name = (pair.f, sender_of(pair.invoke.value), key)
-        if pair.kind == Kind.FAIL and pair.error == _CONFLICT:
+        name = (invoke.f, sender_of(invoke.value), key)
+        if (completion is not None and completion.kind == _FAIL
+                and completion.error == _CONFLICT):
             counts["conflicts_rejected"] += 1
-        if is_replay(pair.completion):
+        # (the membership test first: most answers carry no replay mark at all)
+        if completion is not None and REPLAYED in completion.value and is_replay(completion):
             counts["replays_recognised"] += 1
             # Only a request sent once can replay nothing: with two in flight, either
             # may get the first answer and the other its replay.
             minute = _minute(pair.f, pair.invoke.value)
-            if uses[name] == 1 and (minute is None or minute_uses[minute] == 1):
+            if uses.get(name, 1) == 1 and (minute is None or minute_uses[minute] == 1):
                 _replay_of_nothing(pair, name, sampler)
-        if uses[name] < 2:
+        if uses.get(name, 1) < 2:
             continue
         entry = keys.setdefault(name, _Key())
         entry.ops_count += 1
@@ -133,6 +132,36 @@ def check_idempotency(inp: CheckInput) -> Verdict:
     checked = counts["keys_reused"] > 0 or bool(sampler)
     return conclude(sampler, counts, checked=checked,
                     unknown_note=None if checked else "no idempotency key was used twice")
+
+
+def _count_uses(inp: CheckInput
+                ) -> tuple[dict[tuple[F, str | None, str], int], dict[tuple[str, str], int], int]:
+    """(uses of each reused (kind, sender, key), uses of each call minute, keys in all).
+
+    A key whose text was sent once (``key_uses``) is one (kind, sender, key) sent once,
+    so only the others are counted by name; a name missing from the first dictionary was
+    used once.
+    """
+    texts = key_uses(inp)
+    uses: dict[tuple[F, str | None, str], int] = {}
+    # A call minute may be deduplicated by the minute, whatever key it came with.
+    minute_uses: dict[tuple[str, str], int] = {}
+    once = 0
+    for pair in op_pairs(inp):
+        invoke = pair.invoke
+        key = invoke.idempotency_key
+        if key is None or invoke.f not in ANSWER_ID_FIELDS:
+            continue
+        if texts[key] == 1:
+            once += 1
+        else:
+            name = (invoke.f, sender_of(invoke.value), key)
+            uses[name] = uses.get(name, 0) + 1
+        if invoke.f == _CHARGE:
+            minute = _minute(invoke.f, invoke.value)
+            assert minute is not None
+            minute_uses[minute] = minute_uses.get(minute, 0) + 1
+    return uses, minute_uses, once + len(uses)
 
 
 def answer_id(f: F, value: Value) -> str | None:

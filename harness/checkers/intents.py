@@ -26,7 +26,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from harness.checkers.base import CheckInput, pairs, plural, value_int, value_str
+from harness.checkers.base import CheckInput, op_pairs, plural, value_int, value_str
 from harness.model import DeliveryVariant, F, IntentTruth, Kind, ProviderTruth
 
 __all__ = [
@@ -215,9 +215,12 @@ def model_intents(inp: CheckInput) -> Intents | None:
     purchase_indexes: dict[str, int] = {}
     purchase_tokens: dict[str, int] = {}
     raw_webhooks: list[tuple[int, str | None, str | None, str | None, str, Kind]] = []
-    for pair in pairs(inp.history):
+    webhook = F.WEBHOOK  # (an Enum member is slow to look up, once per op)
+    for pair in op_pairs(inp):
         value = pair.value
         purchase = value_str(value, "purchase")
+        if purchase is None and pair.f != webhook:
+            continue  # a tip, a read, a call: nothing about intents
         if pair.f == F.PURCHASE and purchase is not None:
             user = value_str(value, "user")
             if user is not None:

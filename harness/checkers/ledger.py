@@ -30,7 +30,7 @@ Credits come from the provider's truth (``intents.py``), not from here.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from harness.checkers.base import (
@@ -38,6 +38,8 @@ from harness.checkers.base import (
     Sampler,
     describe_op,
     initial_account,
+    key_uses,
+    memoised,
     value_int,
     value_str,
 )
@@ -49,6 +51,12 @@ __all__ = ["Ledger", "Recent", "Unknown", "account_model", "fold_ledger", "trans
 RECENT_OPS_PER_USER_MAX = 8  # acknowledged ops kept per account, to name in prose
 _GROUP_INDEXES_MAX = 16  # history indexes one logical op keeps, to name in prose
 GroupKey = tuple[object, ...]
+
+# Enum members read once per op, as module constants: ``Kind.OK`` is an attribute
+# lookup on an Enum class, several times slower than reading a global.
+_OK, _INFO = Kind.OK, Kind.INFO
+_TIP, _CHARGE, _READ = F.TIP, F.CALL_CHARGE, F.READ_BALANCE
+_TRANSFER_FS = frozenset({F.TIP, F.CALL_CHARGE})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -102,7 +110,11 @@ class _Bounds:
 
 @dataclass(slots=True)
 class _Group:
-    """One logical op being assembled from its ops."""
+    """One logical op being assembled from its ops.
+
+    Made once per op, positionally (``_Group(effects, f, index, value, keyed)``): keyword
+    arguments cost several times as much in a generated ``__init__``.
+    """
 
     effects: tuple[tuple[str, int], ...]
     f: F
@@ -115,6 +127,7 @@ class _Group:
     ok: bool = False
     info_count: int = 0
     counted: bool = False  # its effects are in the possible bounds
+    once: bool = False  # no other op carries its key: nothing to remember once settled
     event_indexes: list[int] = field(default_factory=list)
 
     @property
@@ -124,6 +137,8 @@ class _Group:
 
 @dataclass(slots=True)
 class _Pending:
+    """An op between its invocation and its completion; made positionally, as ``_Group``."""
+
     invoke: Event
     group: GroupKey | None
     user: str | None  # the payer or reader whose bounds are checked
@@ -137,8 +152,15 @@ def transfer_effects(f: F, value: Value,
                      ) -> tuple[str | None, tuple[tuple[str, int], ...]]:
     """(payer, effects) of a tip or call charge: the payer loses, the payee gains."""
     amount = value_int(value, "amount_tokens", -1)
-    if f == F.TIP:
-        payer, payee = value_str(value, "sender"), value_str(value, "recipient")
+    if f == _TIP:
+        sender, recipient = value.get("sender"), value.get("recipient")
+        if isinstance(sender, str) and isinstance(recipient, str):  # the usual tip, at once
+            amount = max(amount, 0)
+            if sender == recipient or amount == 0:
+                return sender, ()
+            return sender, ((sender, -amount), (recipient, amount))
+        payer = sender if isinstance(sender, str) else None
+        payee = recipient if isinstance(recipient, str) else None
     else:
         call = calls.get(value_str(value, "call") or "", (None, None, 0))
         payer = value_str(value, "user") or call[0]
@@ -162,31 +184,27 @@ def fold_ledger(inp: CheckInput, intents: Intents | None) -> Ledger:
             refunds may take back; ``None`` when there is no truth (bounds get looser).
     """
     fold = _Fold(inp, intents)
+    invoke, complete, invoke_kind = fold.invoke, fold.complete, Kind.INVOKE
     for event in inp.history:
-        if event.kind == Kind.INVOKE:
-            fold.invoke(event)
+        if event.kind == invoke_kind:
+            invoke(event)
         else:
-            fold.complete(event)
+            complete(event)
     return fold.result()
-
-
-_last_model: list[tuple[CheckInput, int, Intents | None, Ledger]] = []
 
 
 def account_model(inp: CheckInput) -> tuple[Intents | None, Ledger]:
     """``model_intents`` and ``fold_ledger`` of ``inp``, computed once per input.
 
-    Several checkers need the same fold; the last input's result is kept (a cache of one,
-    keyed by identity and history length), so ``check_all`` folds the history once.
+    Several checkers need the same fold; it is kept with the input (``memoised``), so
+    ``check_all`` folds the history once.
     """
-    if _last_model:
-        cached, length, intents, ledger = _last_model[0]
-        if cached is inp and length == len(inp.history):
-            return intents, ledger
+    return memoised(inp, "account_model", _account_model)
+
+
+def _account_model(inp: CheckInput) -> tuple[Intents | None, Ledger]:
     intents = model_intents(inp)
-    ledger = fold_ledger(inp, intents)
-    _last_model[:] = [(inp, len(inp.history), intents, ledger)]
-    return intents, ledger
+    return intents, fold_ledger(inp, intents)
 
 
 class _Fold:
@@ -207,7 +225,10 @@ class _Fold:
         self.unknowns: list[Unknown] = []
         self.users: set[str] = set()
         self.transfer_users: set[str] = set()
-        self.recent: dict[str, deque[Recent]] = {}
+        # (index, f, value, delta) per acknowledged op, made ``Recent``s at the end
+        self.recent: dict[str, deque[tuple[int, F, Value, int]]] = {}
+        self.starts: dict[str, tuple[int, int]] = {}  # initial (balance, debt) per user
+        self.key_texts = key_uses(inp)
         self.logical_ops_count = 0
         self.reads_checked_count = 0
         self.cap_by_user: dict[str, int] = {}
@@ -226,69 +247,99 @@ class _Fold:
     # -- invocations ---------------------------------------------------------------
 
     def invoke(self, event: Event) -> None:
-        value = event.value
-        user: str | None = value_str(value, "user")
+        f = event.f
+        user: str | None
         key: GroupKey | None = None
-        if event.f in (F.TIP, F.CALL_CHARGE):
-            user, key = self._invoke_transfer(event)
-        elif event.f == F.PURCHASE:
-            key = self._invoke_purchase(event)
-        elif event.f == F.CALL_OPEN:
-            call = value_str(value, "call")
-            if call is not None:
-                self.calls[call] = (user, value_str(value, "creator"),
-                                    value_int(value, "rate_tokens_per_minute"))
-        elif event.f in (F.REFUND, F.DISPUTE_OPEN, F.DISPUTE_CLOSE):
-            self._invoke_clawback(value)
-        bounds = self._b(user) if user is not None else _Bounds()
-        group = self.groups.get(key) if key is not None else None
-        self.pending[event.op_id] = _Pending(
-            invoke=event, group=key, user=user, sure_up=bounds.sure_up,
-            sure_down=bounds.sure_down, first=group is None or group.invoked_count == 1)
+        group: _Group | None = None
+        if f in _TRANSFER_FS:
+            user, key, group = self._invoke_transfer(event)
+        else:
+            value = event.value
+            user = value_str(value, "user")
+            if f == F.PURCHASE:
+                key = self._invoke_purchase(event)
+                group = self.groups.get(key)
+            elif f == F.CALL_OPEN:
+                call = value_str(value, "call")
+                if call is not None:
+                    self.calls[call] = (user, value_str(value, "creator"),
+                                        value_int(value, "rate_tokens_per_minute"))
+            elif f in (F.REFUND, F.DISPUTE_OPEN, F.DISPUTE_CLOSE):
+                self._invoke_clawback(value)
+        if user is not None:
+            bounds = self.bounds.get(user) or self._b(user)
+            sure_up, sure_down = bounds.sure_up, bounds.sure_down
+        else:
+            sure_up = sure_down = 0
+        # invoke, group, user, sure_up, sure_down, first
+        self.pending[event.op_id] = _Pending(event, key, user, sure_up, sure_down,
+                                             group is None or group.invoked_count == 1)
 
-    def _invoke_transfer(self, event: Event) -> tuple[str | None, GroupKey | None]:
+    def _invoke_transfer(self, event: Event
+                         ) -> tuple[str | None, GroupKey | None, _Group | None]:
+        """(payer, group key, group) of a tip or charge; no group for a settled replay."""
         value = event.value
         payer, effects = transfer_effects(event.f, value, self.calls)
+        users, transfer_users = self.users, self.transfer_users
         for user, _ in effects:
-            self.users.add(user)
-            self.transfer_users.add(user)
-        if event.f == F.CALL_CHARGE:
+            users.add(user)
+            transfer_users.add(user)
+        once = False
+        if event.f == _CHARGE:
             key: GroupKey = ("charge", value_str(value, "call"), value_int(value, "minute"))
-            keyed = True
+            keyed, settled = True, key in self.done
         elif event.idempotency_key is not None:
-            key = self._keyed(("tip", payer, event.idempotency_key), value)
+            once = self.key_texts[event.idempotency_key] == 1
+            key = ("tip", payer, event.idempotency_key)
+            # A key sent once has no group nor settled op yet: no need to look.
+            key, settled = (key, False) if once else self._keyed(key, value)
             keyed = True
         else:
             key = ("op", event.op_id)
-            keyed = False
-        if key in self.done:
-            return payer, None  # a replay of an acknowledged logical op: nothing moves
+            keyed, settled = False, key in self.done
+        if settled:
+            return payer, None, None  # a replay of an acknowledged logical op: nothing moves
         group = self._join(key, effects, event, keyed)
+        group.once = once
         if len(group.event_indexes) < _GROUP_INDEXES_MAX:
             group.event_indexes.append(event.index)
         if not group.ok and not group.counted:
             group.counted = True
+            bounds_by_user = self.bounds
             for user, delta in effects:
+                bounds = bounds_by_user.get(user) or self._b(user)
                 if delta > 0:
-                    self._b(user).possible_up += delta
+                    bounds.possible_up += delta
                 else:
-                    self._b(user).possible_down -= delta
-        return payer, key
+                    bounds.possible_down -= delta
+        return payer, key, group
 
-    def _keyed(self, key: GroupKey, value: Value) -> GroupKey:
-        """The group of an op with an idempotency key: the key, or key and body if reused."""
+    def _keyed(self, key: GroupKey, value: Value) -> tuple[GroupKey, bool]:
+        """(group, settled) of an op with an idempotency key: the key, or key and body if
+        reused; settled when that logical op was acknowledged already (it is ``done``).
+
+        A key is in ``groups`` or in ``done``, never both: it moves on its OK.
+        """
         group = self.groups.get(key)
-        first = self.done.get(key) if group is None else group.value
-        if first is None or first == value:
-            return key
-        return (*key, tuple(sorted(value.items())))
+        if group is not None:
+            if group.value == value:
+                return key, False
+        else:
+            first = self.done.get(key)
+            if first is None:
+                return key, False
+            if first == value:
+                return key, True
+        reused = (*key, tuple(sorted(value.items())))
+        return reused, reused in self.done
 
     def _join(self, key: GroupKey, effects: tuple[tuple[str, int], ...], event: Event,
               keyed: bool) -> _Group:
         group = self.groups.get(key)
         if group is None:
-            group = self.groups[key] = _Group(effects=effects, f=event.f, index=event.index,
-                                              value=event.value, keyed=keyed)
+            # effects, f, index, value, keyed
+            group = self.groups[key] = _Group(effects, event.f, event.index, event.value,
+                                              keyed)
             self.logical_ops_count += 1
         group.invoked_count += 1
         group.outstanding_count += 1
@@ -303,7 +354,7 @@ class _Fold:
             if purchase is not None:
                 self.purchase_users[purchase] = user
         if event.idempotency_key is not None:
-            key: GroupKey = self._keyed(("purchase", user, event.idempotency_key), value)
+            key: GroupKey = self._keyed(("purchase", user, event.idempotency_key), value)[0]
         else:
             key = ("op", event.op_id)
         if self.intents is None:
@@ -354,7 +405,7 @@ class _Fold:
         assert pending is not None, f"completion #{event.index} has no invoke"
         if pending.group is not None:
             self._complete_group(pending, event)
-        elif event.f == F.READ_BALANCE and event.kind == Kind.OK:
+        elif event.f == _READ and event.kind == _OK:
             self._check_read(pending, event)
 
     def _complete_group(self, pending: _Pending, event: Event) -> None:
@@ -363,7 +414,8 @@ class _Fold:
         group.outstanding_count -= 1
         if len(group.event_indexes) < _GROUP_INDEXES_MAX:
             group.event_indexes.append(event.index)
-        if event.kind == Kind.OK:
+        kind = event.kind
+        if kind == _OK:
             if group.is_purchase:
                 self._refine_purchase(group, event)
             elif not group.ok:
@@ -371,7 +423,7 @@ class _Fold:
                     self._check_spend(pending, event, group)
                 self._apply_sure(group, pending.invoke.index)
             group.ok = True
-        elif event.kind == Kind.INFO:
+        elif kind == _INFO:
             group.info_count += 1
         elif not group.ok and group.info_count == 0 and group.outstanding_count == 0:
             self._uncount(group)
@@ -383,18 +435,21 @@ class _Fold:
         elif group.ok and not group.is_purchase:
             # Keep only what a later retry needs: the body, to tell a replay from a reuse.
             del self.groups[pending.group]
-            self.done[pending.group] = group.value
+            if not group.once:
+                self.done[pending.group] = group.value
 
     def _apply_sure(self, group: _Group, index: int) -> None:
+        bounds_by_user = self.bounds
         for user, delta in group.effects:
-            bounds = self._b(user)
+            bounds = bounds_by_user.get(user) or self._b(user)
             if delta > 0:
                 bounds.sure_up += delta
             else:
                 bounds.sure_down -= delta
-            recent = self.recent.setdefault(user, deque(maxlen=RECENT_OPS_PER_USER_MAX))
-            recent.append(Recent(index=index, f=group.f, value=group.value,
-                                 delta_tokens=delta))
+            recent = self.recent.get(user)
+            if recent is None:
+                recent = self.recent[user] = deque(maxlen=RECENT_OPS_PER_USER_MAX)
+            recent.append((index, group.f, group.value, delta))
 
     def _uncount(self, group: _Group) -> None:
         if not group.counted:
@@ -438,15 +493,21 @@ class _Fold:
         debt = value_int(value, "debt_tokens")
         self.reads_checked_count += 1
         # A read that shows no debt bounds the net from above only when no debt can exist.
-        upper_applies = "debt_tokens" in value or self._debt_impossible(pending.user)
         self._check_bounds(pending, event, observed=balance - debt, own_down=0,
-                           shown=f"net {balance - debt} tokens (balance {balance}, debt {debt})",
-                           upper_applies=upper_applies)
+                           shown=lambda: (f"net {balance - debt} tokens (balance {balance}, "
+                                          f"debt {debt})"),
+                           upper_applies=True if "debt_tokens" in value else None)
+
+    def _start(self, user: str) -> tuple[int, int]:
+        """``initial_account`` of ``user``, looked up once."""
+        start = self.starts.get(user)
+        if start is None:
+            start = self.starts[user] = initial_account(self.inp.initial, user)
+        return start
 
     def _debt_impossible(self, user: str) -> bool:
         """No debt at the start and no clawback possible yet: balance equals net."""
-        return (not self._b(user).clawback_possible
-                and initial_account(self.inp.initial, user)[1] == 0)
+        return not self._b(user).clawback_possible and self._start(user)[1] == 0
 
     def _check_spend(self, pending: _Pending, event: Event, group: _Group) -> None:
         if pending.user is None:
@@ -455,31 +516,41 @@ class _Fold:
         if "balance_tokens" not in value:
             return
         balance = value_int(value, "balance_tokens")
-        own_down = -sum(delta for who, delta in group.effects if who == pending.user)
+        own_down = 0
+        for who, delta in group.effects:
+            if who == pending.user:
+                own_down -= delta
         # A balance hides debt, so it bounds the net from above only when no debt can exist.
         self.reads_checked_count += 1
         self._check_bounds(pending, event, observed=balance, own_down=max(own_down, 0),
-                           shown=f"a balance of {balance} tokens after it",
-                           upper_applies=self._debt_impossible(pending.user))
+                           shown=lambda: f"a balance of {balance} tokens after it",
+                           upper_applies=None)
 
     def _check_bounds(self, pending: _Pending, event: Event, *, observed: int, own_down: int,
-                      shown: str, upper_applies: bool) -> None:
+                      shown: Callable[[], str], upper_applies: bool | None) -> None:
+        """Check one answer against the bounds; the prose is written only for an anomaly.
+
+        ``upper_applies``: whether the upper bound holds; ``None``, only when no debt can
+        exist (``_debt_impossible``, asked only of an answer above that bound).
+        """
         assert pending.user is not None
         user = pending.user
         bounds = self._b(user)
-        initial_net = initial_account(self.inp.initial, user)
+        initial_net = self._start(user)
         start = initial_net[0] - initial_net[1]
         lower = start + pending.sure_up - bounds.possible_down
         upper = start + bounds.possible_up - pending.sure_down - own_down
-        what = describe_op(event.f, pending.invoke.index, pending.invoke.value)
         if observed < lower:
-            text = (f"Let R be {what}: it saw {shown}, but at least {lower} had to be there "
+            what = describe_op(event.f, pending.invoke.index, pending.invoke.value)
+            text = (f"Let R be {what}: it saw {shown()}, but at least {lower} had to be there "
                     f"({start} at the start, +{pending.sure_up} surely received before it "
                     f"began, −{bounds.possible_down} at most spent or clawed back by its end).")
             self._add(pending, event, expected=f">= {lower}", observed=observed, text=text,
                       badness=lower - observed)
-        elif upper_applies and observed > upper:
-            text = (f"Let R be {what}: it saw {shown}, but at most {upper} could be there "
+        elif observed > upper and (upper_applies if upper_applies is not None
+                                   else self._debt_impossible(user)):
+            what = describe_op(event.f, pending.invoke.index, pending.invoke.value)
+            text = (f"Let R be {what}: it saw {shown()}, but at most {upper} could be there "
                     f"({start} at the start, +{bounds.possible_up} at most credited or "
                     f"received by its end, −{pending.sure_down + own_down} surely spent).")
             self._add(pending, event, expected=f"<= {upper}", observed=observed, text=text,
@@ -503,7 +574,10 @@ class _Fold:
         sure = {user: b.sure_up - b.sure_down for user, b in self.bounds.items()}
         return Ledger(sure_tokens=sure, unknowns=tuple(self.unknowns),
                       users=frozenset(self.users), transfer_users=frozenset(self.transfer_users),
-                      recent={user: tuple(items) for user, items in self.recent.items()},
+                      recent={user: tuple(Recent(index=index, f=f, value=value,
+                                                 delta_tokens=delta)
+                                          for index, f, value, delta in items)
+                              for user, items in self.recent.items()},
                       logical_ops_count=self.logical_ops_count,
                       reads_checked_count=self.reads_checked_count,
                       reads=self.sampler)

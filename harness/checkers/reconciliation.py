@@ -21,7 +21,7 @@ Reads during the run are checked in the same fold, against counter-style bounds.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from harness.checkers.base import (
@@ -68,11 +68,10 @@ def check_reconciliation(inp: CheckInput) -> Verdict:
     counts = {"logical_ops": ledger.logical_ops_count,
               "reads_checked": ledger.reads_checked_count,
               "indeterminate_ops": len(ledger.unknowns)}
-    has_purchases = any(event.f == F.PURCHASE for event in inp.history)
     if inp.observation is None:
         return conclude(sampler, counts, checked=ledger.reads_checked_count > 0,
                         unknown_note="no end state was observed; only reads were checked")
-    if intents is None and has_purchases:
+    if intents is None and any(event.f == F.PURCHASE for event in inp.history):
         return conclude(sampler, counts, checked=ledger.reads_checked_count > 0,
                         unknown_note="purchases were made but no provider truth says "
                                      "which were credited")
@@ -343,6 +342,10 @@ def _search(problem: _Problem, users: Sequence[str],
         return all(suffix_low[j][a] <= need[a] and suffix_high[j][a] >= need[a] - slack[a]
                    for a in range(count))
 
+    # visit reaches itself through this list, emptied at the end: a function that named
+    # itself would be a cycle, left for the collector (which check_all pauses).
+    recurse: list[Callable[[int], bool | None]] = []
+
     def visit(j: int) -> bool | None:
         nonlocal nodes
         nodes += 1
@@ -354,11 +357,15 @@ def _search(problem: _Problem, users: Sequence[str],
             return True
         for a, d in steps[j]:  # apply unknown j
             need[a] -= d
-        applied = visit(j + 1)
+        applied = recurse[0](j + 1)
         for a, d in steps[j]:
             need[a] += d
         if applied is not False:
             return applied
-        return visit(j + 1)  # skip unknown j
+        return recurse[0](j + 1)  # skip unknown j
 
-    return visit(0)
+    recurse.append(visit)
+    try:
+        return visit(0)
+    finally:
+        recurse.clear()

@@ -17,7 +17,8 @@ A bad input answered 5xx while a fault was injected (its [invoke, completion] ov
 the fault's window) is the fault's doing: it is counted ``during_fault`` and judges
 nothing, like an op that got no answer.
 
-Both are one pass over the history; memory is bounded by the marked ops and the keys.
+``refusals`` is one pass over the history, ``key_scope`` two (the first finds the keys
+two accounts sent); memory is bounded by the marked ops and the keys.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ from harness.checkers.base import (
     conclude,
     describe_op,
     fault_during,
-    pairs,
+    key_uses,
+    op_pairs,
 )
 from harness.checkers.idempotency import ANSWER_ID_FIELDS
 from harness.model import Anomaly, F, Kind, Verdict
@@ -54,7 +56,7 @@ def check_refusals(inp: CheckInput) -> Verdict:
     """
     sampler = Sampler()
     counts = {"bad_inputs": 0, "refused_4xx": 0, "indeterminate": 0, "during_fault": 0}
-    for pair in pairs(inp.history):
+    for pair in op_pairs(inp):
         why = pair.invoke.value.get(BAD_INPUT_KEY)
         if not isinstance(why, str):
             continue
@@ -116,11 +118,30 @@ def check_key_scope(inp: CheckInput) -> Verdict:
     Count keys: ``keys_shared`` (keys sent by two accounts or more), ``answers_compared``.
     """
     sampler = Sampler()
-    shared: dict[tuple[F, str], _Shared] = {}
-    for pair in pairs(inp.history):
-        key = pair.invoke.idempotency_key
+    ops = op_pairs(inp)
+    # First pass: the keys that two accounts sent, so the second remembers only those.
+    texts = key_uses(inp)
+    first_actors: dict[tuple[F, str], str] = {}
+    two_actors: set[tuple[F, str]] = set()
+    for pair in ops:
+        invoke = pair.invoke
+        key = invoke.idempotency_key
+        if key is None or texts[key] == 1 or invoke.f not in ANSWER_ID_FIELDS:
+            continue  # (a key sent once is no one else's)
         actor = _actor(pair)
-        if key is None or actor is None or pair.f not in ANSWER_ID_FIELDS:
+        if actor is None:
+            continue
+        name = (invoke.f, key)
+        first = first_actors.setdefault(name, actor)
+        if first != actor:
+            two_actors.add(name)
+    shared: dict[tuple[F, str], _Shared] = {}
+    for pair in ops if two_actors else ():
+        key = pair.invoke.idempotency_key
+        if key is None or (pair.f, key) not in two_actors:
+            continue
+        actor = _actor(pair)
+        if actor is None:
             continue
         group = shared.setdefault((pair.f, key), _Shared())
         group.bodies_by_actor.setdefault(actor, set()).add(repr(sorted(

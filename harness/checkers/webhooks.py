@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from harness.checkers.base import CheckInput, Sampler, conclude, describe_op, pairs, value_str
+from harness.checkers.base import CheckInput, Sampler, conclude, describe_op, op_pairs, value_str
 from harness.checkers.intents import (
     SUCCEEDED_EVENT_TYPE,
     Credit,
@@ -66,9 +66,11 @@ def check_webhook_auth(inp: CheckInput) -> Verdict:
                 successes.append(_ForgedSuccess(intent_id=delivery.intent_id, label=label,
                                                 delivery_indexes=(delivery.index,)))
     intents, _ = account_model(inp)
-    for pair in pairs(inp.history):
+    for pair in op_pairs(inp):
+        if pair.f != "webhook":
+            continue
         variant = parse_variant(value_str(pair.invoke.value, "variant"))
-        if pair.f != "webhook" or variant is None or not variant.forged:
+        if variant is None or not variant.forged:
             continue
         counts["forged_ops"] += 1
         label = describe_op(pair.f, pair.index, pair.invoke.value)

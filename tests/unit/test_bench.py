@@ -19,6 +19,17 @@ def test_bench_reports_one_figure_per_size_with_memory() -> None:
     assert all(f.peak_mib > 0 for f in figures)
 
 
+def test_bench_times_every_checker_cold_and_warm() -> None:
+    from harness.checkers import CHECKERS
+
+    (figures,) = bench_checkers([400], seed=2, reps=2, trace_memory=False)
+    assert figures.reps == 2
+    assert list(figures.cold_seconds_by_checker) == list(CHECKERS)
+    assert list(figures.warm_seconds_by_checker) == list(CHECKERS)
+    assert figures.cold_seconds > 0 and figures.warm_seconds > 0
+    assert figures.cold_ops_per_s > 0 and figures.peak_mib == 0
+
+
 def test_bench_command_prints_a_row_per_size_and_saves_json(tmp_path: Path) -> None:
     import json
 
@@ -30,9 +41,15 @@ def test_bench_command_prints_a_row_per_size_and_saves_json(tmp_path: Path) -> N
     result = CliRunner().invoke(app, ["bench", "--part", "checkers", "--ops", "300",
                                       "--ops", "600", "--out", str(out)])
     assert result.exit_code == 0, result.output
-    assert len(result.output.strip().splitlines()) == 4  # part, header and two rows
+    lines = result.output.strip().splitlines()
+    assert lines[0] == "checkers:" and "cold us/op" in lines[1] and "warm us/op" in lines[1]
+    assert [line.split()[0] for line in lines[2:4]] == ["300", "600"]  # a row per size
+    breakdown = {line.split()[0] for line in lines[6:]}  # then a line per checker
+    assert {"conservation", "key_scope", "coverage"} <= breakdown
     rows = json.loads(out.read_text())["checkers"]["rows"]
     assert [row["ops"] for row in rows] == [300, 600]
+    assert {"cold_us_per_op", "warm_us_per_op", "cold_ops_per_s", "peak_mib"} <= set(rows[0])
+    assert set(rows[0]["checkers"]["conservation"]) == {"cold_us_per_op", "warm_us_per_op"}
 
 
 def test_bench_refuses_an_unknown_part_and_ops_without_the_checkers() -> None:
