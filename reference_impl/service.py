@@ -132,6 +132,31 @@ async def tip(pool: AsyncConnectionPool, *, sender_id: int, recipient_id: int,
         return answer
 
 
+# What ``tip`` sends for one tip that is paid, in order, for pgbench to run the same
+# (``harness.bench.service``): the claim, the lock, ``ledger.post``, the record.
+TIP_STATEMENTS = (
+    "BEGIN",
+    "INSERT INTO idempotency_keys (account_id, key, operation, fingerprint)"
+    " VALUES (%(sender_id)s, %(idempotency_key)s, 'tip', %(request_fingerprint)s)"
+    " ON CONFLICT (account_id, key) DO NOTHING RETURNING 1",
+    "SELECT id, kind, balance, debt FROM accounts"
+    " WHERE id = ANY(ARRAY[%(sender_id)s, %(recipient_id)s]) AND kind <> 'system'"
+    " ORDER BY id FOR NO KEY UPDATE",
+    ledger._POST_SQL.replace("%(kind)s", "'tip'")
+    .replace("%(reference)s", "'tip:' || %(sender_id)s || ':' || %(idempotency_key)s")
+    .replace("%(entry_accounts)s", "ARRAY[%(sender_id)s, %(recipient_id)s]")
+    .replace("%(entry_amounts)s", "ARRAY[-%(amount_tokens)s, %(amount_tokens)s]")
+    .replace("%(debt_accounts)s", "'{}'").replace("%(debt_amounts)s", "'{}'")
+    .replace("%(move_accounts)s", "ARRAY[%(sender_id)s, %(recipient_id)s]")
+    .replace("%(move_balances)s", "ARRAY[-%(amount_tokens)s, %(amount_tokens)s]")
+    .replace("%(move_debts)s", "ARRAY[0, 0]"),
+    "UPDATE idempotency_keys SET result = 'created', status_code = 201,"
+    " body = '{\"tip_id\": 0, \"balance\": 0}'"
+    " WHERE account_id = %(sender_id)s AND key = %(idempotency_key)s AND result IS NULL",
+    "COMMIT",
+)
+
+
 def _insufficient(sender: ledger.Account, amount_tokens: int) -> Answer:
     return Answer(result=Result.INSUFFICIENT_FUNDS, body={
         "message": f"the balance of {sender.balance_tokens} tokens does not cover "
