@@ -209,7 +209,7 @@ async def _drive_service(service_url: str, accounts: _Accounts, *, workload: str
     counts = [0, 0]  # acknowledged in the window, answered otherwise
 
     async def client(client_index: int) -> None:
-        fan_id, token = accounts.fans[client_index % len(accounts.fans)]
+        _, token = accounts.fans[client_index % len(accounts.fans)]
         reader, writer = await asyncio.open_connection(host, int(port))
         try:
             tip_index = 0
