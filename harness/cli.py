@@ -727,6 +727,13 @@ def bench(
         "--ops", help="Checker history sizes in ops (repeatable); default 10000 and 100000.")
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the synthetic histories.")] = 1,
+    reps: Annotated[int, typer.Option(
+        help="Interleaved repetitions of each side-by-side measurement.")] = 3,
+    duration: Annotated[float, typer.Option(
+        help="Seconds per load measurement (the service part).")] = 10.0,
+    clients: Annotated[list[int] | None, typer.Option(
+        "--clients", help="Client counts of the load parts (repeatable); default 1, 16, 64.")
+    ] = None,
     out: Annotated[Path | None, typer.Option(
         help="Also save the figures as JSON here.")] = None,
 ) -> None:
@@ -743,7 +750,11 @@ def bench(
         raise UsageError("--ops takes sizes from 100 to 5000000")
     if ops and "checkers" not in names:
         raise UsageError("--ops sizes the checkers part; add --part checkers or drop --ops")
-    options = BenchOptions(ops=sizes, seed=seed)
+    if reps < 1 or duration <= 0 or any(count < 1 for count in clients or ()):
+        raise UsageError("--reps and --clients take counts of at least 1, --duration seconds "
+                         "above 0")
+    options = BenchOptions(ops=sizes, seed=seed, reps=reps, duration_s=duration,
+                           clients=tuple(clients or (1, 16, 64)))
     results = []
     for name in names:
         result = parts[name](options)

@@ -187,6 +187,10 @@ class ConnectionLost(Exception):
     when that is certain, so ``retry_transient`` may run the work again on a fresh
     connection. A connection lost *during* COMMIT leaves the outcome unknown; that error
     propagates unchanged (the caller answers 503 and the client retries with its key).
+    From ``connection`` (no explicit transaction), a write statement is its own
+    transaction and may have committed when its connection broke: only a statement that
+    is safe to run again may be run there (``service.tip``: its key makes a second run a
+    replay).
     """
 
 
@@ -301,7 +305,8 @@ async def transaction(pool: AsyncConnectionPool) -> AsyncIterator[AsyncConnectio
 
 @asynccontextmanager
 async def connection(pool: AsyncConnectionPool) -> AsyncIterator[AsyncConnection]:
-    """A connection for reads outside a transaction; a lost one is ``ConnectionLost``."""
+    """A connection outside an explicit transaction (reads, and statements that are their
+    own transaction); a lost one is ``ConnectionLost``."""
     async with _pooled(pool) as conn:
         try:
             yield conn

@@ -18,7 +18,7 @@ import json
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-__all__ = ["HTTP_PROTOCOL", "MALFORMED_HTTP_BODY", "JsonErrorH11Protocol"]
+__all__ = ["HTTP_PROTOCOL", "MALFORMED_HTTP_BODY", "CoalescingTransport", "JsonErrorH11Protocol"]
 
 MALFORMED_HTTP_BODY = json.dumps({"error": {
     "code": "malformed_http",
@@ -48,6 +48,40 @@ class JsonErrorH11Protocol(H11Protocol):
         self.transport.close()
 
 
+class CoalescingTransport:
+    """A transport whose writes in one turn of the event loop leave in one send.
+
+    The first write of a turn schedules the flush at the end of it (``call_soon``); the
+    writes after it only append. ``close`` flushes first, so nothing written is dropped.
+    Everything else is the wrapped transport's own.
+    """
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self._transport = transport
+        self._loop = asyncio.get_running_loop()
+        self._pending: list[bytes] = []
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if not self._pending:
+            self._loop.call_soon(self._flush)
+        self._pending.append(bytes(data))
+
+    def close(self) -> None:
+        self._flush()
+        self._transport.close()
+
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        data = b"".join(self._pending)
+        self._pending.clear()
+        if not self._transport.is_closing():
+            self._transport.write(data)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._transport, name)
+
+
 HTTP_PROTOCOL: type[asyncio.Protocol] = JsonErrorH11Protocol
 
 try:
@@ -56,7 +90,14 @@ except ImportError:  # pragma: no cover - httptools is optional; h11 then serves
     pass
 else:
     class JsonErrorHttpToolsProtocol(HttpToolsProtocol):
-        """uvicorn's httptools protocol; its 400 for an unparsable request is our JSON."""
+        """uvicorn's httptools protocol; its 400 for an unparsable request is our JSON.
+
+        Its writes go out through ``CoalescingTransport``: uvicorn writes a response's
+        head and its body apart, which would cost two sends and wake the client twice.
+        """
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(CoalescingTransport(transport))  # type: ignore[arg-type]
 
         def send_400_response(self, msg: str) -> None:
             cycle = getattr(self, "cycle", None)

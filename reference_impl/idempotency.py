@@ -24,7 +24,7 @@ from psycopg.types.json import Jsonb
 
 from reference_impl.errors import Answer, Result
 
-__all__ = ["IDEMPOTENCY_KEY_CHARS_MAX", "claim", "fingerprint", "lookup", "record"]
+__all__ = ["IDEMPOTENCY_KEY_CHARS_MAX", "claim", "conflict", "fingerprint", "lookup", "record"]
 
 # Stripe allows 255 characters; a UUID needs 36.
 IDEMPOTENCY_KEY_CHARS_MAX = 255
@@ -71,13 +71,18 @@ async def lookup(conn: AsyncConnection, *, account_id: int, key: str, operation:
         return None
     stored_operation, stored_fingerprint, result, body = row
     if stored_fingerprint != request_fingerprint:
-        return Answer(result=Result.IDEMPOTENCY_CONFLICT, body={
-            "message": f"Idempotency-Key {key!r} was used for another request "
-                       f"({stored_operation} with other parameters); use a new key for a "
-                       "new request"})
+        return conflict(key=key, stored_operation=stored_operation)
     assert stored_operation == operation, (stored_operation, operation)
     assert result is not None, "a committed key always holds its answer"
     return Answer(result=Result(result), body=dict(body), replayed=True)
+
+
+def conflict(*, key: str, stored_operation: str) -> Answer:
+    """The answer to a request whose key was used for another one (nothing is stored)."""
+    return Answer(result=Result.IDEMPOTENCY_CONFLICT, body={
+        "message": f"Idempotency-Key {key!r} was used for another request "
+                   f"({stored_operation} with other parameters); use a new key for a "
+                   "new request"})
 
 
 async def record(conn: AsyncConnection, *, account_id: int, key: str | None,

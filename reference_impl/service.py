@@ -9,6 +9,8 @@ through it: how the service keeps its database connections is replaceable too.
 Rules every spend follows: the idempotency key is claimed first, then the accounts are
 locked in id order (``ledger.lock_accounts``), the decision is made on the locked rows,
 the movement is posted, and the answer is stored under the key, all in one transaction.
+A tip, the spend that carries the load, does all of it in one statement inside the
+server (``spend_tip``, migration 0003), so it costs one round trip.
 Deadlocks and serialization failures are retried (``db.retry_transient``). Expected
 outcomes are ``Result`` values, never exceptions. Ids are keyword-only.
 
@@ -33,6 +35,8 @@ from reference_impl.errors import Answer, Result
 
 __all__ = [
     "OPERATIONS",
+    "TIP_SQL",
+    "TIP_STATEMENTS",
     "audit_accounts",
     "audit_totals",
     "audit_webhook_anomalies",
@@ -95,10 +99,24 @@ async def read_account(pool: AsyncConnectionPool, *, account_id: int) -> Answer:
                                           "debt": int(row[2]), "status": str(row[3])})
 
 
+# The whole tip, in the server (migration 0003): one statement, one round trip, its own
+# transaction (the connections are in autocommit mode). pgbench runs these statements to
+# measure the service against its own SQL (``harness.bench.service``).
+TIP_SQL = ("SELECT o_result, o_body, o_replayed FROM spend_tip("
+           "%(sender_id)s, %(recipient_id)s, %(amount_tokens)s, %(idempotency_key)s,"
+           " %(request_fingerprint)s)")
+TIP_STATEMENTS = (TIP_SQL,)
+
+
 @retry_transient
 async def tip(pool: AsyncConnectionPool, *, sender_id: int, recipient_id: int,
               amount_tokens: int, idempotency_key: str) -> Answer:
     """Move ``amount_tokens`` from the sender to the recipient, once per key.
+
+    The claim of the key, the locks, the decision, the movement and the stored answer are
+    one statement (``spend_tip``), which commits as it returns. A connection lost during
+    it may or may not have committed; running it again (``retry_transient``) is safe
+    either way, because the key turns a tip that did commit into a replay of its answer.
 
     Returns:
         ``created`` ``{tip_id, balance}`` (the sender's balance after); ``not_found``;
@@ -108,28 +126,17 @@ async def tip(pool: AsyncConnectionPool, *, sender_id: int, recipient_id: int,
     assert amount_tokens > 0, amount_tokens
     request_fingerprint = idempotency.fingerprint(
         "tip", {"to": recipient_id, "amount": amount_tokens})
-    async with transaction(pool) as conn:
-        stored = await idempotency.claim(conn, account_id=sender_id, key=idempotency_key,
-                                         operation="tip", request_fingerprint=request_fingerprint)
-        if stored is not None:
-            return stored
-        accounts = await ledger.lock_accounts(conn, (sender_id, recipient_id))
-        sender, recipient = accounts.get(sender_id), accounts.get(recipient_id)
-        assert sender is not None, f"the authenticated sender {sender_id} has no account"
-        if recipient is None:
-            answer = Answer(result=Result.NOT_FOUND,
-                            body={"message": f"no user {recipient_id} to tip"})
-        elif sender.balance_tokens < amount_tokens:
-            answer = _insufficient(sender, amount_tokens)
-        else:
-            movement = await ledger.transfer(
-                conn, sender=sender, recipient=recipient, amount_tokens=amount_tokens,
-                kind=ledger.TransactionKind.TIP, reference=f"tip:{sender_id}:{idempotency_key}")
-            answer = Answer(result=Result.CREATED, body={
-                "tip_id": movement.transaction_id,
-                "balance": movement.accounts[sender_id].balance_tokens})
-        await idempotency.record(conn, account_id=sender_id, key=idempotency_key, answer=answer)
-        return answer
+    async with connection(pool) as conn:
+        cursor = await conn.execute(TIP_SQL, {
+            "sender_id": sender_id, "recipient_id": recipient_id,
+            "amount_tokens": amount_tokens, "idempotency_key": idempotency_key,
+            "request_fingerprint": request_fingerprint})
+        row = await cursor.fetchone()
+    assert row is not None, "spend_tip returns one row"
+    result, body, replayed = str(row[0]), dict(row[1]), bool(row[2])
+    if result == Result.IDEMPOTENCY_CONFLICT:
+        return idempotency.conflict(key=idempotency_key, stored_operation=str(body["operation"]))
+    return Answer(result=Result(result), body=body, replayed=replayed)
 
 
 def _insufficient(sender: ledger.Account, amount_tokens: int) -> Answer:

@@ -259,3 +259,25 @@ async def test_spends_right_after_the_database_sessions_are_killed_all_succeed(
     answers = await asyncio.gather(*(service.tip(fan, creator, 10) for _ in range(10)))
     assert [r.status_code for r in answers] == [201] * 10, [r.text for r in answers]
     assert (await service.me(fan))["balance"] == 400
+
+
+async def test_a_tip_stores_the_status_code_of_its_answer_under_its_key(
+        service: ServiceClient, database_url: str) -> None:
+    from reference_impl.errors import STATUS_BY_RESULT, Result
+
+    fan, creator = await service.create_user(), await service.create_user("creator")
+    await service.fund(fan, 100)
+    keys = {Result.CREATED: "paid", Result.INSUFFICIENT_FUNDS: "short",
+            Result.NOT_FOUND: "nobody"}
+    assert (await service.tip(fan, creator, 60, key=keys[Result.CREATED])).status_code == 201
+    assert (await service.tip(fan, creator, 60,
+                              key=keys[Result.INSUFFICIENT_FUNDS])).status_code == 402
+    assert (await service.tip(fan, 10**12, 1, key=keys[Result.NOT_FOUND])).status_code == 404
+    async with await psycopg.AsyncConnection.connect(database_url) as conn:
+        cursor = await conn.execute(
+            "SELECT key, result, status_code FROM idempotency_keys"
+            " WHERE account_id = %s AND operation = 'tip'",
+            (fan.id,))
+        stored = {str(row[0]): (str(row[1]), int(row[2])) for row in await cursor.fetchall()}
+    assert stored == {key: (str(result), STATUS_BY_RESULT[result])
+                      for result, key in keys.items()}
