@@ -31,7 +31,8 @@ if TYPE_CHECKING:
     from harness.scenario import Scenario, ScenarioParams
     from harness.zoo import Zoo, ZooRow
 
-__all__ = ["FLAG_RULES", "FlagRule", "app", "check_flags_apply", "crash_line", "main"]
+__all__ = ["FLAG_RULES", "FlagRule", "app", "check_concurrency", "check_flags_apply",
+           "crash_line", "main"]
 
 app = typer.Typer(add_completion=False, no_args_is_help=False, help=(
     "Concurrency test and chaos harness for token services.\n\n"
@@ -445,6 +446,7 @@ def run(
                    report_dir=report_dir or Path(str(defaults.get("report_dir", "reports"))),
                    limits=_limits(duration, _latency_bound(latency_bound_ms, defaults)),
                    command=_command_line())
+    check_concurrency(concurrency, plan.limits)
     printer = _ScenarioPrinter()
     outcome = asyncio.run(run_plan(plan, progress=make_progress(),
                                    announce=lambda line: typer.echo(line, err=True),
@@ -704,6 +706,21 @@ def _plan_runs(suite_name: str, names: list[str] | None, seeds: list[int] | None
     return tuple(runs)
 
 
+def check_concurrency(concurrency: int | None, limits: Limits) -> None:
+    """Refuse a ``--concurrency`` the runner cannot keep in flight (it is never lowered).
+
+    Raises:
+        UsageError: over ``limits.ops_in_flight_max`` (or the connections in the pool).
+    """
+    bound = min(limits.ops_in_flight_max, limits.connections_max)
+    if concurrency is not None and concurrency > bound:
+        raise UsageError(
+            f"--concurrency {concurrency} is more than the runner keeps in flight: "
+            f"Limits.ops_in_flight_max = {limits.ops_in_flight_max}, over "
+            f"{limits.connections_max} pooled connections; give --concurrency {bound} or "
+            "less (run.json's workers_count says what each scenario ran with)")
+
+
 def _limits(duration: float | None, latency_bound_ms: int | None = None) -> Limits:
     import dataclasses
 
@@ -886,6 +903,17 @@ def _print_durability(console: Console, record: RunRecord) -> None:
         markup=False)
 
 
+def _print_loop_lag(console: Console, record: RunRecord) -> None:
+    """Per scenario that measured it: workers and the harness's loop lag (not a verdict)."""
+    from harness.loop_lag import LagSummary, lag_line
+
+    for scenario in record.scenarios:
+        summary = LagSummary.from_stats(scenario.stats)
+        if summary is not None:
+            console.print(f"\n{scenario.name}: {scenario.stats.get('workers_count', '?')} "
+                          f"workers; {lag_line(summary)}", markup=False, soft_wrap=True)
+
+
 def _print_schema(console: Console, record: RunRecord) -> None:
     """The schema check's verdict, with what broke it or why it could not be checked."""
     verdict = record.schema
@@ -920,10 +948,12 @@ def _print_not_run(console: Console, record: RunRecord) -> None:
 
 
 def _print_performance(console: Console, record: RunRecord) -> None:
-    """Slow ops as findings, apart from the verdicts, with one summary line for the run."""
+    """Slow ops as findings, apart from the verdicts, with one summary line for the run,
+    then the harness's own event-loop lag and workers per scenario."""
     from harness.checkers.latency import describe_performance
 
     measured = [s.performance for s in record.scenarios if s.performance is not None]
+    _print_loop_lag(console, record)
     if not measured:
         return
     slow = sum(p.slow_ops_count for p in measured)

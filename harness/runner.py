@@ -1,10 +1,11 @@
 """The runner: executes one scenario's steps against a target and records the history.
 
 ``run_scenario`` provisions the scenario's users, then runs its seeded steps in order:
-a ``Batch`` invokes its ops concurrently (at most ``min(params.concurrency,
-limits.ops_in_flight_max)`` at once), ``Settle`` waits for the provider's webhook queue to
-drain, ``Pause`` lets time pass, ``SetPolicy`` changes how the provider delivers. At the
-end it waits for quiescence, observes the end state and fetches the provider's truth.
+a ``Batch`` invokes its ops concurrently (at most ``params.concurrency`` at once: a
+concurrency over ``limits.ops_in_flight_max`` is refused, never lowered), ``Settle`` waits
+for the provider's webhook queue to drain, ``Pause`` lets time pass, ``SetPolicy``
+changes how the provider delivers. At the end it waits for quiescence, observes the end
+state and fetches the provider's truth.
 
 As Jepsen's interpreter does, every op is an invoke and a completion on one *process*;
 a worker whose op ended INFO (indeterminate) continues under a fresh process id, so the
@@ -17,6 +18,10 @@ quiescence wait by ``Limits.quiescence_timeout_s``, the whole scenario by a dead
 (``Limits.run_duration_s_max`` from the start unless the caller passes the run's own),
 past which ``RunDeadlineExceeded`` is raised. Times in the history are
 ``time.monotonic_ns()`` from the scenario's start. The runner judges nothing.
+
+While the steps run, a ``LoopLagMonitor`` measures the runner's own event-loop lag; its
+p50, p99 and max join the scenario's stats (``loop_lag_us_*``) beside ``workers_count``,
+the ops the run really kept in flight: figures about the harness, never verdicts.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from harness.faults.driver import FaultDriver
 from harness.faults.nemesis import Nemesis
 from harness.history import History, HistoryWriter, ScenarioRun
 from harness.limits import Limits
+from harness.loop_lag import LoopLagMonitor
 from harness.model import Event, FaultWindow, Kind, Observation, Op, Outcome, ProviderTruth
 from harness.protocol import (
     Flow,
@@ -148,7 +154,14 @@ class _Execution:
         self.resolver = Resolver()
         self.stats: Counter[str] = Counter()
         self.notes: dict[str, str] = {}
-        self.workers_count = min(params.concurrency, limits.ops_in_flight_max)
+        if params.concurrency > limits.ops_in_flight_max:
+            raise UsageError(
+                f"concurrency {params.concurrency} is over Limits.ops_in_flight_max = "
+                f"{limits.ops_in_flight_max} (and the pool holds {limits.connections_max} "
+                f"connections); give --concurrency {limits.ops_in_flight_max} or less")
+        self.workers_count = params.concurrency
+        self.ops_client = session.ops_client or session.client
+        self.lag = LoopLagMonitor()
         self.free_processes = list(reversed(range(self.workers_count)))
         self.next_process = self.workers_count
         # Provider ops and envelopes go to the provider this run drives, or to none.
@@ -195,14 +208,17 @@ class _Execution:
         initial = await self._bounded(self._observe("initial"), "observing the start")
         if initial is not None:
             self.writer.initial(initial)
+        self.lag.start()
         try:
             await self._run_steps()
             if self.driver is not None:  # the end state is read after every fault healed
                 await self._bounded(self.driver.heal(), "healing the faults")
         except BaseException:
+            await self.lag.stop()
             if self.driver is not None:
                 await self.driver.abort()
             raise
+        self.stats.update((await self.lag.stop()).to_stats())
         await self._bounded(self._quiesce("end"), "waiting for quiescence")
         observation = await self._bounded(self._observe("observation"), "observing the end")
         truth = await self._bounded(self._truth(target_ids), "fetching the provider's truth")
@@ -344,7 +360,7 @@ class _Execution:
     async def _drive(self, flow: Flow) -> Outcome:
         try:
             async with asyncio.timeout(self.limits.op_timeout_s):
-                return await drive_async(flow, self.session.client, self.limits,
+                return await drive_async(flow, self.ops_client, self.limits,
                                          on_response=self._on_response)
         except TimeoutError:
             flow.close()
