@@ -651,6 +651,13 @@ def bench(
     seed: Annotated[int, typer.Option(help="Seed of the synthetic histories.")] = 1,
     out: Annotated[Path | None, typer.Option(
         help="Also save the figures as JSON here.")] = None,
+    reps: Annotated[int, typer.Option(
+        help="Interleaved repetitions of each side-by-side measurement.")] = 3,
+    duration: Annotated[float, typer.Option(
+        help="Seconds per measurement, for the parts that load a service.")] = 10.0,
+    clients: Annotated[list[int] | None, typer.Option(
+        "--clients", help="Concurrent clients (repeatable); default 1, 16 and 64; the "
+                          "harness part runs at the largest.")] = None,
 ) -> None:
     """Print figures side by side with a peer: checkers, harness, service."""
     from harness.bench import BenchOptions, load_parts, write_json
@@ -665,7 +672,12 @@ def bench(
         raise UsageError("--ops takes sizes from 100 to 5000000")
     if ops and "checkers" not in names:
         raise UsageError("--ops sizes the checkers part; add --part checkers or drop --ops")
-    options = BenchOptions(ops=sizes, seed=seed)
+    if not 1 <= reps <= 100 or not 0 < duration <= 3600:
+        raise UsageError("--reps takes 1 to 100, --duration seconds up to 3600")
+    if clients and any(not 1 <= count <= 1024 for count in clients):
+        raise UsageError("--clients takes counts from 1 to 1024")
+    options = BenchOptions(ops=sizes, seed=seed, reps=reps, duration_s=duration,
+                           clients=tuple(clients or (1, 16, 64)))
     results = []
     for name in names:
         result = parts[name](options)
