@@ -427,7 +427,7 @@ def run(
     The first line printed names the address the run is about to load.
     """
     from harness.campaign import RunPlan, run_plan
-    from harness.runner import make_progress
+    from harness.runner import make_progress, run_loop
 
     check_flags_apply("run", _given_flags(ctx), _run_traits(target), target=target)
     defaults = _project_defaults()
@@ -448,9 +448,9 @@ def run(
                    command=_command_line())
     check_concurrency(concurrency, plan.limits)
     printer = _ScenarioPrinter()
-    outcome = asyncio.run(run_plan(plan, progress=make_progress(),
-                                   announce=lambda line: typer.echo(line, err=True),
-                                   on_scenario=printer))
+    outcome = run_loop(run_plan(plan, progress=make_progress(),
+                                announce=lambda line: typer.echo(line, err=True),
+                                on_scenario=printer))
     _print_outcome(outcome.record, outcome.report_dir, details=False)
     raise typer.Exit(outcome.exit_code)
 

@@ -44,7 +44,7 @@ from harness.history import HistoryWriter
 from harness.limits import DEFAULT_LIMITS, Limits
 from harness.model import Event, Kind, Outcome
 from harness.protocol import Credentials, Flow, HttpRequest
-from harness.runner import run_scenario
+from harness.runner import run_loop, run_scenario
 from harness.scenario import Scenario, ScenarioParams
 from harness.schedule import Batch, Pause, Step
 from harness.targets.http_async import drive_async
@@ -89,7 +89,7 @@ def run(options: BenchOptions) -> Part:
     if concurrency > limits.ops_in_flight_max:
         raise UsageError(f"--clients {concurrency}: the harness part runs at most "
                          f"Limits.ops_in_flight_max = {limits.ops_in_flight_max} workers")
-    measurements = asyncio.run(_bench(options, concurrency=concurrency, limits=limits))
+    measurements = run_loop(_bench(options, concurrency=concurrency, limits=limits))
     return _part(measurements, concurrency=concurrency, duration_s=options.duration_s)
 
 

@@ -49,3 +49,16 @@ def test_bench_refuses_an_unknown_part_and_ops_without_the_checkers() -> None:
     if others:
         result = CliRunner().invoke(app, ["bench", "--part", others[0], "--ops", "300"])
         assert isinstance(result.exception, UsageError), result.output
+
+
+def test_the_harness_part_is_registered_and_refuses_more_clients_than_workers() -> None:
+    import pytest
+
+    from harness.bench import BenchOptions, load_parts
+    from harness.errors import UsageError
+    from harness.limits import DEFAULT_LIMITS
+
+    parts = load_parts()
+    assert "harness" in parts
+    with pytest.raises(UsageError, match="ops_in_flight_max"):
+        parts["harness"](BenchOptions(clients=(DEFAULT_LIMITS.ops_in_flight_max + 1,)))
