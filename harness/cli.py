@@ -916,14 +916,14 @@ def _print_durability(console: Console, record: RunRecord) -> None:
 
 
 def _print_loop_lag(console: Console, record: RunRecord) -> None:
-    """Per scenario that measured it: workers and the harness's loop lag (not a verdict)."""
-    from harness.loop_lag import LagSummary, lag_line
+    """The harness's loop lag over the run, worst scenario named, and the workers that ran."""
+    from harness.loop_lag import LagSummary, run_lag_line
 
-    for scenario in record.scenarios:
-        summary = LagSummary.from_stats(scenario.stats)
-        if summary is not None:
-            console.print(f"\n{scenario.name}: {scenario.stats.get('workers_count', '?')} "
-                          f"workers; {lag_line(summary)}", markup=False, soft_wrap=True)
+    lags = {s.name: lag for s in record.scenarios
+            if (lag := LagSummary.from_stats(s.stats)) is not None}
+    line = run_lag_line(lags, {s.name: s.stats.get("workers_count") for s in record.scenarios})
+    if line is not None:
+        console.print(f"\n{line}", markup=False)
 
 
 def _print_schema(console: Console, record: RunRecord) -> None:

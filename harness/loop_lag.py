@@ -2,12 +2,12 @@
 
 A latency the runner records includes the time its event loop took to get back to the op
 after the answer arrived. ``LoopLagMonitor`` runs beside a scenario and, every
-``interval_s``, sleeps and measures how much later than asked it woke (``loop.time()``
-drift). The lags go into a ``LagHistogram`` of fixed, log-spaced buckets (16 per power of
-two: a quantile is read to within 1/16 of its value), so memory stays bounded however long
-the run; ``summary()`` gives p50, p99 and max (exact). A high lag is a performance finding
-about the harness, never a verdict about the target: it says how far the run's latencies
-can be trusted.
+``interval_s``, sleeps and measures how much later than asked it woke (the drift of a
+monotonic clock past the wake-up asked for). The lags go into a ``LagHistogram`` of fixed,
+log-spaced buckets (16 per power of two: a quantile is read to within 1/16 of its value),
+so memory stays bounded however long the run; ``summary()`` gives p50, p99 and max
+(exact). A high lag is a performance finding about the harness, never a verdict about the
+target: it says how far the run's latencies can be trusted.
 
 Nothing here judges, and only ``LoopLagMonitor`` touches the loop; the histogram is pure.
 """
@@ -17,11 +17,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import time
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-__all__ = ["LAG_INTERVAL_S", "LagHistogram", "LagSummary", "LoopLagMonitor", "lag_line"]
+__all__ = ["LAG_INTERVAL_S", "LagHistogram", "LagSummary", "LoopLagMonitor", "lag_line",
+           "run_lag_line"]
 
 LAG_INTERVAL_S = 0.01  # one wake-up every 10 ms: about 0.2% of a core
 _SUB_BUCKETS = 16  # buckets per power of two
@@ -138,11 +140,12 @@ class LoopLagMonitor:
         return self.histogram.summary()
 
     async def _sample(self) -> None:
-        loop = asyncio.get_running_loop()
+        # ``time.monotonic`` rather than ``loop.time()``: uvloop's loop clock ticks in whole
+        # milliseconds, too coarse for a lag of a fraction of one.
         while True:  # bounded by its owner: stop() cancels it when the scenario ends
-            expected_s = loop.time() + self.interval_s
+            expected_s = time.monotonic() + self.interval_s
             await asyncio.sleep(self.interval_s)
-            self.histogram.add(round((loop.time() - expected_s) * 1e6))
+            self.histogram.add(round((time.monotonic() - expected_s) * 1e6))
 
 
 def lag_line(summary: LagSummary) -> str:
@@ -152,3 +155,24 @@ def lag_line(summary: LagSummary) -> str:
             f"{summary.lag_us_p99 / 1000:.1f} ms, max {summary.lag_us_max / 1000:.1f} ms "
             f"over {summary.samples_count} samples; latencies are trustworthy to about "
             f"the p99")
+
+
+def run_lag_line(lags: Mapping[str, LagSummary], workers: Mapping[str, object]) -> str | None:
+    """The lag of a whole run in one line: the worst scenario's p99 and max, by name.
+
+    Args:
+        lags: each scenario's summary, by scenario name, in run order.
+        workers: each scenario's ``workers_count``, by name.
+    """
+    if not lags:
+        return None
+    worst_p99 = max(lags, key=lambda name: lags[name].lag_us_p99)
+    worst_max = max(lags, key=lambda name: lags[name].lag_us_max)
+    p50_max = max(summary.lag_us_p50 for summary in lags.values())
+    counts = sorted({str(workers.get(name, "?")) for name in lags})
+    return (f"harness event-loop lag (how late the harness itself woke; a performance "
+            f"finding, not a verdict): p50 at most {p50_max / 1000:.1f} ms, p99 at most "
+            f"{lags[worst_p99].lag_us_p99 / 1000:.1f} ms ({worst_p99}), max "
+            f"{lags[worst_max].lag_us_max / 1000:.1f} ms ({worst_max}) over "
+            f"{sum(s.samples_count for s in lags.values())} samples in {len(lags)} scenarios; "
+            f"workers per scenario: {', '.join(counts)} (run.json has each scenario's)")

@@ -51,7 +51,7 @@ from harness.targets.http_async import drive_async
 from harness.targets.profile import Profile, load_profile
 from harness.targets.session import TargetSession
 
-__all__ = ["ENDPOINTS", "Measurement", "run"]
+__all__ = ["ENDPOINTS", "Measurement", "part_of", "run"]
 
 ENDPOINTS = ("healthz", "tips")
 _LOCUSTFILE = Path(__file__).with_name("_locustfile.py")
@@ -90,7 +90,7 @@ def run(options: BenchOptions) -> Part:
         raise UsageError(f"--clients {concurrency}: the harness part runs at most "
                          f"Limits.ops_in_flight_max = {limits.ops_in_flight_max} workers")
     measurements = run_loop(_bench(options, concurrency=concurrency, limits=limits))
-    return _part(measurements, concurrency=concurrency, duration_s=options.duration_s)
+    return part_of(measurements, concurrency=concurrency, duration_s=options.duration_s)
 
 
 async def _bench(options: BenchOptions, *, concurrency: int,
@@ -312,7 +312,7 @@ async def _locust(endpoint: str, rep: int, *, session: TargetSession,
 # The table.
 
 
-def _part(measurements: list[Measurement], *, concurrency: int, duration_s: float) -> Part:
+def part_of(measurements: list[Measurement], *, concurrency: int, duration_s: float) -> Part:
     rows: list[dict[str, Any]] = []
     table = [f"{'endpoint':8} {'rep':>3} {'ours ops/s':>10} {'locust ops/s':>12} "
              f"{'ratio':>6} {'ours CPU ms/op':>14} {'locust CPU ms/op':>16} {'CPU ratio':>9}"]

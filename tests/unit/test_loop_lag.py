@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.loop_lag import LagHistogram, LagSummary, lag_line
+from harness.loop_lag import LagHistogram, LagSummary, lag_line, run_lag_line
 
 
 def _histogram(lags_us: list[int]) -> LagHistogram:
@@ -54,3 +54,12 @@ def test_the_summary_round_trips_through_a_scenarios_stats() -> None:
 @pytest.mark.parametrize("word", ["performance finding, not a verdict", "p99 ", "3 samples"])
 def test_the_line_is_a_finding_about_the_harness(word: str) -> None:
     assert word in lag_line(_histogram([100, 2_000, 30_000]).summary())
+
+
+def test_the_runs_line_names_the_worst_scenario_and_the_workers() -> None:
+    lags = {"calm": _histogram([100, 200]).summary(), "busy": _histogram([100, 90_000]).summary()}
+    line = run_lag_line(lags, {"calm": 32, "busy": 32})
+    assert line is not None
+    assert "(busy)" in line and "not a verdict" in line
+    assert "workers per scenario: 32" in line
+    assert run_lag_line({}, {}) is None
