@@ -31,7 +31,8 @@ if TYPE_CHECKING:
     from harness.scenario import Scenario, ScenarioParams
     from harness.zoo import Zoo, ZooRow
 
-__all__ = ["FLAG_RULES", "FlagRule", "app", "check_flags_apply", "crash_line", "main"]
+__all__ = ["FLAG_RULES", "FlagRule", "app", "check_concurrency", "check_flags_apply",
+           "crash_line", "main"]
 
 app = typer.Typer(add_completion=False, no_args_is_help=False, help=(
     "Concurrency test and chaos harness for token services.\n\n"
@@ -426,7 +427,7 @@ def run(
     The first line printed names the address the run is about to load.
     """
     from harness.campaign import RunPlan, run_plan
-    from harness.runner import make_progress
+    from harness.runner import make_progress, run_loop
 
     check_flags_apply("run", _given_flags(ctx), _run_traits(target), target=target)
     defaults = _project_defaults()
@@ -445,10 +446,11 @@ def run(
                    report_dir=report_dir or Path(str(defaults.get("report_dir", "reports"))),
                    limits=_limits(duration, _latency_bound(latency_bound_ms, defaults)),
                    command=_command_line())
+    check_concurrency(concurrency, plan.limits)
     printer = _ScenarioPrinter()
-    outcome = asyncio.run(run_plan(plan, progress=make_progress(),
-                                   announce=lambda line: typer.echo(line, err=True),
-                                   on_scenario=printer))
+    outcome = run_loop(run_plan(plan, progress=make_progress(),
+                                announce=lambda line: typer.echo(line, err=True),
+                                on_scenario=printer))
     _print_outcome(outcome.record, outcome.report_dir, details=False)
     raise typer.Exit(outcome.exit_code)
 
@@ -727,15 +729,15 @@ def bench(
         "--ops", help="Checker history sizes in ops (repeatable); default 10000 and 100000.")
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the synthetic histories.")] = 1,
+    out: Annotated[Path | None, typer.Option(
+        help="Also save the figures as JSON here.")] = None,
     reps: Annotated[int, typer.Option(
         help="Interleaved repetitions of each side-by-side measurement.")] = 3,
     duration: Annotated[float, typer.Option(
-        help="Seconds per load measurement (the service part).")] = 10.0,
+        help="Seconds per measurement, for the parts that load a service.")] = 10.0,
     clients: Annotated[list[int] | None, typer.Option(
-        "--clients", help="Client counts of the load parts (repeatable); default 1, 16, 64.")
-    ] = None,
-    out: Annotated[Path | None, typer.Option(
-        help="Also save the figures as JSON here.")] = None,
+        "--clients", help="Concurrent clients (repeatable); default 1, 16 and 64; the "
+                          "harness part runs at the largest.")] = None,
 ) -> None:
     """Print figures side by side with a peer: checkers, harness, service."""
     from harness.bench import BenchOptions, load_parts, write_json
@@ -750,9 +752,10 @@ def bench(
         raise UsageError("--ops takes sizes from 100 to 5000000")
     if ops and "checkers" not in names:
         raise UsageError("--ops sizes the checkers part; add --part checkers or drop --ops")
-    if reps < 1 or duration <= 0 or any(count < 1 for count in clients or ()):
-        raise UsageError("--reps and --clients take counts of at least 1, --duration seconds "
-                         "above 0")
+    if not 1 <= reps <= 100 or not 0 < duration <= 3600:
+        raise UsageError("--reps takes 1 to 100, --duration seconds up to 3600")
+    if clients and any(not 1 <= count <= 1024 for count in clients):
+        raise UsageError("--clients takes counts from 1 to 1024")
     options = BenchOptions(ops=sizes, seed=seed, reps=reps, duration_s=duration,
                            clients=tuple(clients or (1, 16, 64)))
     results = []
@@ -793,6 +796,21 @@ def _plan_runs(suite_name: str, names: list[str] | None, seeds: list[int] | None
                 raise UsageError("--scale and --concurrency must be at least 1") from exc
         runs.append((get_scenario(name), params))
     return tuple(runs)
+
+
+def check_concurrency(concurrency: int | None, limits: Limits) -> None:
+    """Refuse a ``--concurrency`` the runner cannot keep in flight (it is never lowered).
+
+    Raises:
+        UsageError: over ``limits.ops_in_flight_max`` (or the connections in the pool).
+    """
+    bound = min(limits.ops_in_flight_max, limits.connections_max)
+    if concurrency is not None and concurrency > bound:
+        raise UsageError(
+            f"--concurrency {concurrency} is more than the runner keeps in flight: "
+            f"Limits.ops_in_flight_max = {limits.ops_in_flight_max}, over "
+            f"{limits.connections_max} pooled connections; give --concurrency {bound} or "
+            "less (run.json's workers_count says what each scenario ran with)")
 
 
 def _limits(duration: float | None, latency_bound_ms: int | None = None) -> Limits:
@@ -977,6 +995,17 @@ def _print_durability(console: Console, record: RunRecord) -> None:
         markup=False)
 
 
+def _print_loop_lag(console: Console, record: RunRecord) -> None:
+    """The harness's loop lag over the run, worst scenario named, and the workers that ran."""
+    from harness.loop_lag import LagSummary, run_lag_line
+
+    lags = {s.name: lag for s in record.scenarios
+            if (lag := LagSummary.from_stats(s.stats)) is not None}
+    line = run_lag_line(lags, {s.name: s.stats.get("workers_count") for s in record.scenarios})
+    if line is not None:
+        console.print(f"\n{line}", markup=False)
+
+
 def _print_schema(console: Console, record: RunRecord) -> None:
     """The schema check's verdict, with what broke it or why it could not be checked."""
     verdict = record.schema
@@ -1011,10 +1040,12 @@ def _print_not_run(console: Console, record: RunRecord) -> None:
 
 
 def _print_performance(console: Console, record: RunRecord) -> None:
-    """Slow ops as findings, apart from the verdicts, with one summary line for the run."""
+    """Slow ops as findings, apart from the verdicts, with one summary line for the run,
+    then the harness's own event-loop lag and workers per scenario."""
     from harness.checkers.latency import describe_performance
 
     measured = [s.performance for s in record.scenarios if s.performance is not None]
+    _print_loop_lag(console, record)
     if not measured:
         return
     slow = sum(p.slow_ops_count for p in measured)

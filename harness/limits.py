@@ -16,7 +16,9 @@ __all__ = ["DEFAULT_LIMITS", "Limits"]
 class Limits:
     """Bounds for one run. Defaults suit a smoke run on a 2-core machine."""
 
-    ops_in_flight_max: int = 32  # concurrent ops the runner keeps outstanding
+    # Concurrent ops the runner keeps outstanding: a larger --concurrency is refused (exit
+    # 2), never lowered. One pooled connection per op in flight, so no op waits for one.
+    ops_in_flight_max: int = 64
     connections_max: int = 64  # HTTP connections in the client pool
     op_timeout_s: float = 10.0  # one op, from invoke to completion; past it the op is INFO
     connect_timeout_s: float = 3.0

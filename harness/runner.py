@@ -1,10 +1,11 @@
 """The runner: executes one scenario's steps against a target and records the history.
 
 ``run_scenario`` provisions the scenario's users, then runs its seeded steps in order:
-a ``Batch`` invokes its ops concurrently (at most ``min(params.concurrency,
-limits.ops_in_flight_max)`` at once), ``Settle`` waits for the provider's webhook queue to
-drain, ``Pause`` lets time pass, ``SetPolicy`` changes how the provider delivers. At the
-end it waits for quiescence, observes the end state and fetches the provider's truth.
+a ``Batch`` invokes its ops concurrently (at most ``params.concurrency`` at once: a
+concurrency over ``limits.ops_in_flight_max`` is refused, never lowered), ``Settle`` waits
+for the provider's webhook queue to drain, ``Pause`` lets time pass, ``SetPolicy``
+changes how the provider delivers. At the end it waits for quiescence, observes the end
+state and fetches the provider's truth.
 
 As Jepsen's interpreter does, every op is an invoke and a completion on one *process*;
 a worker whose op ended INFO (indeterminate) continues under a fresh process id, so the
@@ -17,6 +18,10 @@ quiescence wait by ``Limits.quiescence_timeout_s``, the whole scenario by a dead
 (``Limits.run_duration_s_max`` from the start unless the caller passes the run's own),
 past which ``RunDeadlineExceeded`` is raised. Times in the history are
 ``time.monotonic_ns()`` from the scenario's start. The runner judges nothing.
+
+While the steps run, a ``LoopLagMonitor`` measures the runner's own event-loop lag; its
+p50, p99 and max join the scenario's stats (``loop_lag_us_*``) beside ``workers_count``,
+the ops the run really kept in flight: figures about the harness, never verdicts.
 """
 
 from __future__ import annotations
@@ -28,14 +33,15 @@ import random
 import sys
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
-from typing import Any, Protocol, TextIO
+from collections.abc import Coroutine, Iterator, Mapping, Sequence
+from typing import Any, Protocol, TextIO, TypeVar
 
 from harness.errors import ProviderError, TargetError, TokenchaosError, UsageError
 from harness.faults.driver import FaultDriver
 from harness.faults.nemesis import Nemesis
 from harness.history import History, HistoryWriter, ScenarioRun
 from harness.limits import Limits
+from harness.loop_lag import LoopLagMonitor
 from harness.model import Event, FaultWindow, Kind, Observation, Op, Outcome, ProviderTruth
 from harness.protocol import (
     Flow,
@@ -63,9 +69,11 @@ __all__ = [
     "TargetSession",
     "make_progress",
     "not_sent_summary",
+    "run_loop",
     "run_scenario",
 ]
 
+T = TypeVar("T")
 STEPS_MAX = 1_000_000  # steps one scenario may yield; a generator past it is a bug
 
 
@@ -88,6 +96,20 @@ class ProviderControl(Protocol):
     async def reset(self) -> Any: ...
 
     async def acknowledged(self, *, above: int = -1, timeout_s: float = 0.0) -> int: ...
+
+
+def run_loop(main: Coroutine[Any, Any, T]) -> T:
+    """Run the harness's top coroutine to its end, on uvloop when it is installed.
+
+    uvloop (which uvicorn[standard] brings on Linux and macOS) costs the runner less CPU
+    per op than asyncio's own loop; without it, asyncio's loop runs the same code.
+    """
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - Windows, or a minimal install
+        return asyncio.run(main)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(main)
 
 
 # What a run returns is what the history file holds for it: one type for both, so the
@@ -148,7 +170,14 @@ class _Execution:
         self.resolver = Resolver()
         self.stats: Counter[str] = Counter()
         self.notes: dict[str, str] = {}
-        self.workers_count = min(params.concurrency, limits.ops_in_flight_max)
+        if params.concurrency > limits.ops_in_flight_max:
+            raise UsageError(
+                f"concurrency {params.concurrency} is over Limits.ops_in_flight_max = "
+                f"{limits.ops_in_flight_max} (and the pool holds {limits.connections_max} "
+                f"connections); give --concurrency {limits.ops_in_flight_max} or less")
+        self.workers_count = params.concurrency
+        self.ops_client = session.ops_client or session.client
+        self.lag = LoopLagMonitor()
         self.free_processes = list(reversed(range(self.workers_count)))
         self.next_process = self.workers_count
         # Provider ops and envelopes go to the provider this run drives, or to none.
@@ -195,14 +224,17 @@ class _Execution:
         initial = await self._bounded(self._observe("initial"), "observing the start")
         if initial is not None:
             self.writer.initial(initial)
+        self.lag.start()
         try:
             await self._run_steps()
             if self.driver is not None:  # the end state is read after every fault healed
                 await self._bounded(self.driver.heal(), "healing the faults")
         except BaseException:
+            await self.lag.stop()
             if self.driver is not None:
                 await self.driver.abort()
             raise
+        self.stats.update((await self.lag.stop()).to_stats())
         await self._bounded(self._quiesce("end"), "waiting for quiescence")
         observation = await self._bounded(self._observe("observation"), "observing the end")
         truth = await self._bounded(self._truth(target_ids), "fetching the provider's truth")
@@ -305,15 +337,22 @@ class _Execution:
                              "history_events_max); lower --scale")
         # Flows are built before any op of the batch runs, so whether an op is skipped
         # never depends on timing: a referent in the same batch is never resolved yet.
-        flows = [(op, self._flow(op)) for op in ops]
-        semaphore = asyncio.Semaphore(self.workers_count)
+        flows = [(op, flow) for op in ops if (flow := self._flow(op)) is not None]
+        # ``workers_count`` tasks take the batch's ops in order, one at a time each: the
+        # same ops in flight as a task per op behind a semaphore, without a task and a
+        # semaphore wait per op.
+        pending = iter(flows)
         try:
             async with asyncio.TaskGroup() as group:
-                for op, flow in flows:
-                    if flow is not None:
-                        group.create_task(self._invoke(op, flow, semaphore))
+                for _ in range(min(self.workers_count, len(flows))):
+                    group.create_task(self._work(pending))
         except BaseExceptionGroup as exc_group:
             raise _first_leaf(exc_group) from None
+
+    async def _work(self, pending: Iterator[tuple[Op, Flow]]) -> None:
+        """One worker: the batch's next op, until the batch has none left."""
+        for op, flow in pending:  # bounded: the batch's ops, each taken once
+            await self._invoke(op, flow)
 
     def _flow(self, op: Op) -> Flow | None:
         try:
@@ -324,32 +363,31 @@ class _Execution:
             self.notes.setdefault(f"first_{reason}", f"op {op.id} ({op.f.value}): {exc}")
             return None
 
-    async def _invoke(self, op: Op, flow: Flow, semaphore: asyncio.Semaphore) -> None:
-        async with semaphore:
-            process = self.free_processes.pop()
-            self._record(Event(index=len(self.history), time_ns=self.now_ns(), process=process,
-                               kind=Kind.INVOKE, f=op.f, op_id=op.id, value=dict(op.value),
-                               idempotency_key=op.idempotency_key))
-            self.stats["ops_invoked_count"] += 1
-            outcome = await self._drive(flow)
-            self._record(Event(index=len(self.history), time_ns=self.now_ns(), process=process,
-                               kind=outcome.kind, f=op.f, op_id=op.id,
-                               value={**op.value, **outcome.value},
-                               idempotency_key=op.idempotency_key, error=outcome.error,
-                               status_code=outcome.status_code,
-                               body_excerpt=outcome.body_excerpt))
-            self.stats[f"ops_{outcome.kind.value}_count"] += 1
-            self.resolver.learn(op, outcome)
-            if self.driver is not None:
-                await self.driver.op_completed()
-            if outcome.kind == Kind.INFO:  # Jepsen: this process may still be running it
-                process, self.next_process = self.next_process, self.next_process + 1
-            self.free_processes.append(process)
+    async def _invoke(self, op: Op, flow: Flow) -> None:
+        process = self.free_processes.pop()
+        self._record(Event(index=len(self.history), time_ns=self.now_ns(), process=process,
+                           kind=Kind.INVOKE, f=op.f, op_id=op.id, value=dict(op.value),
+                           idempotency_key=op.idempotency_key))
+        self.stats["ops_invoked_count"] += 1
+        outcome = await self._drive(flow)
+        self._record(Event(index=len(self.history), time_ns=self.now_ns(), process=process,
+                           kind=outcome.kind, f=op.f, op_id=op.id,
+                           value={**op.value, **outcome.value},
+                           idempotency_key=op.idempotency_key, error=outcome.error,
+                           status_code=outcome.status_code,
+                           body_excerpt=outcome.body_excerpt))
+        self.stats[f"ops_{outcome.kind.value}_count"] += 1
+        self.resolver.learn(op, outcome)
+        if self.driver is not None:
+            await self.driver.op_completed()
+        if outcome.kind == Kind.INFO:  # Jepsen: this process may still be running it
+            process, self.next_process = self.next_process, self.next_process + 1
+        self.free_processes.append(process)
 
     async def _drive(self, flow: Flow) -> Outcome:
         try:
             async with asyncio.timeout(self.limits.op_timeout_s):
-                return await drive_async(flow, self.session.client, self.limits,
+                return await drive_async(flow, self.ops_client, self.limits,
                                          on_response=self._on_response)
         except TimeoutError:
             flow.close()

@@ -20,7 +20,7 @@ from typing import Any
 __all__ = ["PARTS", "BenchOptions", "Part", "load_parts", "register", "write_json"]
 
 # The modules that register a part, in the order the parts run.
-_PART_MODULES = ("harness.bench.checkers", "harness.bench.service")
+_PART_MODULES = ("harness.bench.checkers", "harness.bench.harness", "harness.bench.service")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -138,7 +138,8 @@ def scenario_section(scenario: ScenarioRecord, run: ScenarioRunLike | None, *, p
                f'<span class="facts">{escape(facts)}</span></summary>')
     body = [command_box("reproduce", scenario.reproduce), not_run_block(scenario),
             _chips(scenario), _faults_table(context),
-            _charts(scenario, run, context, wall_offset_ns), _performance_block(scenario)]
+            _charts(scenario, run, context, wall_offset_ns), _performance_block(scenario),
+            _loop_lag_block(scenario)]
     verdicts = sorted(scenario.verdicts.items(), key=lambda kv: _rank(kv[1].valid))
     timelines_left = ANOMALY_TIMELINES_MAX
     passed: list[tuple[str, Verdict]] = []
@@ -324,6 +325,17 @@ def _performance_block(scenario: ScenarioRecord) -> str:
             '<table><thead><tr><th>op</th><th>count</th><th>p50 ms</th><th>p99 ms</th>'
             f'<th>max ms</th><th>slow</th></tr></thead><tbody>{rows}</tbody></table>'
             f'<p>Slowest ops:</p><ol class="slowest">{slowest}</ol></div>')
+
+
+def _loop_lag_block(scenario: ScenarioRecord) -> str:
+    """The harness's own event-loop lag (a finding about the harness, never a verdict)."""
+    from harness.loop_lag import LagSummary, lag_line
+
+    summary = LagSummary.from_stats(scenario.stats)
+    if summary is None:
+        return ""
+    return (f'<p class="loop-lag"><b>Harness</b> · {escape(lag_line(summary))} '
+            f'({escape(str(scenario.stats.get("workers_count", "?")))} workers).</p>')
 
 
 def _supply_chart(scenario: ScenarioRecord, run: ScenarioRunLike | None, context: _Context,

@@ -1,12 +1,24 @@
-"""The asyncio transport: runs a sans-IO flow over ``httpx.AsyncClient``.
+"""The asyncio transport: runs a sans-IO flow over aiohttp (the runner's ops) or httpx.
 
 It sends, times, caps the body it reads, and maps transport exceptions to outcomes in one
 table (``OUTCOME_BY_EXCEPTION``), through one context manager, as httpx maps httpcore's.
 It never judges an answer: that is ``harness.protocol``'s job.
 
-    nothing was sent         ConnectError, ConnectTimeout, PoolTimeout     -> FAIL connect_error
-    it may have been applied ReadTimeout, WriteTimeout, ReadError, WriteError,
-                             RemoteProtocolError, any other httpx error     -> INFO
+    nothing was sent         httpx ConnectError, ConnectTimeout, PoolTimeout;
+                             aiohttp ClientConnectorError, ConnectionTimeoutError
+                             (connecting, or waiting for a pooled connection) -> FAIL connect_error
+    it may have been applied httpx ReadTimeout, WriteTimeout, ReadError, WriteError,
+                             RemoteProtocolError; aiohttp SocketTimeoutError (no byte read
+                             within the read timeout: aiohttp has no write timeout, so a
+                             stalled write ends here too), ServerDisconnectedError,
+                             ClientOSError, ClientPayloadError, ClientResponseError;
+                             any other httpx or aiohttp error              -> INFO
+
+The runner's ops go over ``aiohttp.ClientSession`` (``session.make_ops_client``): its cost
+per request does not grow with the pool, where httpcore's pool assignment does (every
+request scans every connection, and asks anyio for each socket's state). The control
+plane (provisioning, observers, health checks, ``doctor``) stays on ``httpx.AsyncClient``,
+and ``drive_async`` takes either.
 """
 
 from __future__ import annotations
@@ -16,18 +28,23 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+import aiohttp
 import httpx
 
 from harness.limits import Limits
 from harness.model import Kind, Outcome
 from harness.protocol import FLOW_STEPS_MAX, Flow, HttpRequest, HttpResponse
 
-__all__ = ["OUTCOME_BY_EXCEPTION", "OnResponse", "drive_async", "map_transport_errors",
-           "outcome_for_exception"]
+__all__ = ["OUTCOME_BY_EXCEPTION", "OnResponse", "OpsClient", "drive_async",
+           "map_transport_errors", "outcome_for_exception"]
+
+TransportException = httpx.HTTPError | aiohttp.ClientError
+OpsClient = httpx.AsyncClient | aiohttp.ClientSession
 
 # Most specific first: ConnectTimeout and PoolTimeout are TimeoutExceptions, not
-# ConnectErrors, and must be matched before any broader class.
-OUTCOME_BY_EXCEPTION: tuple[tuple[type[httpx.HTTPError], Kind, str], ...] = (
+# ConnectErrors, and must be matched before any broader class; aiohttp's
+# ConnectionTimeoutError is a ServerTimeoutError, matched before the read timeouts.
+OUTCOME_BY_EXCEPTION: tuple[tuple[type[BaseException], Kind, str], ...] = (
     (httpx.ConnectTimeout, Kind.FAIL, "connect_error"),
     (httpx.PoolTimeout, Kind.FAIL, "connect_error"),
     (httpx.ConnectError, Kind.FAIL, "connect_error"),
@@ -37,19 +54,28 @@ OUTCOME_BY_EXCEPTION: tuple[tuple[type[httpx.HTTPError], Kind, str], ...] = (
     (httpx.WriteError, Kind.INFO, "connection_reset"),
     (httpx.RemoteProtocolError, Kind.INFO, "connection_reset"),
     (httpx.HTTPError, Kind.INFO, "transport_error"),  # anything else: assume it may have landed
+    (aiohttp.ConnectionTimeoutError, Kind.FAIL, "connect_error"),
+    (aiohttp.ClientConnectorError, Kind.FAIL, "connect_error"),
+    (aiohttp.ServerTimeoutError, Kind.INFO, "read_timeout"),
+    (aiohttp.ServerDisconnectedError, Kind.INFO, "connection_reset"),
+    (aiohttp.ClientOSError, Kind.INFO, "connection_reset"),
+    (aiohttp.ClientConnectionResetError, Kind.INFO, "connection_reset"),
+    (aiohttp.ClientPayloadError, Kind.INFO, "connection_reset"),
+    (aiohttp.ClientResponseError, Kind.INFO, "connection_reset"),  # a malformed answer
+    (aiohttp.ClientError, Kind.INFO, "transport_error"),
 )
 
 OnResponse = Callable[[HttpRequest, HttpResponse | None, int], None]
 """Called after each request with its response (None on a transport error) and elapsed ns."""
 
 
-def outcome_for_exception(exc: httpx.HTTPError) -> Outcome:
+def outcome_for_exception(exc: TransportException) -> Outcome:
     """The Outcome a transport exception means, from ``OUTCOME_BY_EXCEPTION``."""
     for exception_type, kind, error in OUTCOME_BY_EXCEPTION:
         if isinstance(exc, exception_type):
             assert kind in (Kind.FAIL, Kind.INFO)
             return Outcome(kind=kind, error=error)
-    raise AssertionError(f"unmapped {type(exc).__name__}")  # HTTPError closes the table
+    raise AssertionError(f"unmapped {type(exc).__name__}")  # the base classes close the table
 
 
 @dataclass(slots=True)
@@ -59,15 +85,15 @@ class _Mapped:
 
 @contextmanager
 def map_transport_errors() -> Iterator[_Mapped]:
-    """Turn an httpx error raised in the block into ``mapped.outcome``; nothing escapes."""
+    """Turn an httpx or aiohttp error raised in the block into ``mapped.outcome``."""
     mapped = _Mapped()
     try:
         yield mapped
-    except httpx.HTTPError as exc:
+    except (httpx.HTTPError, aiohttp.ClientError) as exc:
         mapped.outcome = outcome_for_exception(exc)
 
 
-async def drive_async(flow: Flow, client: httpx.AsyncClient, limits: Limits, *,
+async def drive_async(flow: Flow, client: OpsClient, limits: Limits, *,
                       on_response: OnResponse | None = None) -> Outcome:
     """Run ``flow`` over ``client``; return its Outcome, or the one a transport error means.
 
@@ -75,12 +101,13 @@ async def drive_async(flow: Flow, client: httpx.AsyncClient, limits: Limits, *,
     so the protocol can see that an answer was too large without us holding all of it.
     Timeouts are the client's (set them from ``Limits``; see ``TargetSession``).
     """
+    send = _send_aiohttp if isinstance(client, aiohttp.ClientSession) else _send_httpx
     request = next(flow)
     for _ in range(FLOW_STEPS_MAX):
         started_ns = time.monotonic_ns()
         response: HttpResponse | None = None
         with map_transport_errors() as mapped:
-            response = await _send(client, request, limits.response_body_bytes_max + 1)
+            response = await send(client, request, limits.response_body_bytes_max + 1)
         if on_response is not None:
             on_response(request, response, time.monotonic_ns() - started_ns)
         if mapped.outcome is not None:
@@ -95,8 +122,27 @@ async def drive_async(flow: Flow, client: httpx.AsyncClient, limits: Limits, *,
     raise AssertionError(f"a flow made more than {FLOW_STEPS_MAX} requests")
 
 
-async def _send(client: httpx.AsyncClient, request: HttpRequest,
-                body_bytes_max: int) -> HttpResponse:
+async def _send_aiohttp(client: OpsClient, request: HttpRequest,
+                        body_bytes_max: int) -> HttpResponse:
+    assert isinstance(client, aiohttp.ClientSession)
+    async with client.request(request.method, request.url, headers=list(request.headers),
+                              data=request.body or None, allow_redirects=False) as answer:
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in answer.content.iter_any():
+            chunks.append(chunk)
+            size += len(chunk)
+            if size >= body_bytes_max:
+                break
+        body = b"".join(chunks)[:body_bytes_max]
+        # Lower-case names, as httpx's ``multi_items`` gives them to the protocol.
+        headers = tuple((name.lower(), value) for name, value in answer.headers.items())
+        return HttpResponse(status_code=answer.status, headers=headers, body=body)
+
+
+async def _send_httpx(client: OpsClient, request: HttpRequest,
+                      body_bytes_max: int) -> HttpResponse:
+    assert isinstance(client, httpx.AsyncClient)
     async with client.stream(request.method, request.url, headers=list(request.headers),
                              content=request.body or None) as answer:
         chunks: list[bytes] = []

@@ -1,8 +1,11 @@
 """A session with one target: its profile, where it answers, one HTTP client, one observer.
 
-``TargetSession.open`` builds the ``httpx.AsyncClient`` with every option written out from
-``Limits`` (pool size, timeouts, no redirects, no proxies from the environment), and the
-observer the profile names. The runner borrows all of it; nothing here judges answers.
+``TargetSession.open`` builds two clients with every option written out from ``Limits``
+(pool size, timeouts, no redirects, no proxies from the environment): an
+``aiohttp.ClientSession`` for the scenario's ops (``make_ops_client``; its cost per request
+does not grow with the pool) and an ``httpx.AsyncClient`` for the control plane
+(provisioning, observers, health checks), and the observer the profile names. The runner
+borrows all of it; nothing here judges answers.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
+import aiohttp
 import httpx
 
 from harness.errors import TargetUnreachable
@@ -21,7 +25,7 @@ from harness.targets.observers import Observer, make_observer
 from harness.targets.profile import Profile
 from harness.targets.provisioning import provision
 
-__all__ = ["TargetSession", "make_client"]
+__all__ = ["TargetSession", "make_client", "make_ops_client"]
 
 
 @dataclass(kw_only=True)
@@ -32,6 +36,8 @@ class TargetSession:
     base_url: str  # the target, without a trailing slash
     client: httpx.AsyncClient
     observer: Observer | None
+    # The scenario's ops go here; None: over ``client`` (a session built by hand).
+    ops_client: aiohttp.ClientSession | None = None
     admin_key: str | None = None
     provider_url: str | None = None  # for provider ops and webhook envelopes
     provider_api_key: str = PROVIDER_API_KEY_DEFAULT
@@ -51,11 +57,12 @@ class TargetSession:
             database_url: overrides the SQL observer's connection string.
         """
         url = (base_url or profile.base_url).rstrip("/")
-        async with make_client(limits) as client:
+        async with make_client(limits) as client, make_ops_client(limits) as ops_client:
             observer = make_observer(profile, client=client, base_url=url,
                                      admin_key=admin_key or profile.admin_key,
                                      database_url=database_url, timeout_s=limits.op_timeout_s)
             yield cls(profile=profile, base_url=url, client=client, observer=observer,
+                      ops_client=ops_client,
                       admin_key=admin_key or profile.admin_key,
                       provider_url=provider_url.rstrip("/") if provider_url else None)
 
@@ -103,3 +110,33 @@ def make_client(limits: Limits) -> httpx.AsyncClient:
         trust_env=False,  # a proxy from the environment must not stand between us and it
         http2=False,
     )
+
+
+def make_ops_client(limits: Limits) -> aiohttp.ClientSession:
+    """The ops' aiohttp session, sized and timed by ``limits`` as ``make_client`` is.
+
+    ``connect`` bounds waiting for a pooled connection plus connecting (httpx's pool and
+    connect timeouts: past it nothing was sent, FAIL); ``sock_read`` bounds the wait for
+    each read (httpx's read timeout: INFO). No total: the runner bounds each op itself.
+    Cookies are not kept: one session carries many users, each with its own credentials.
+    Call it with a running event loop; close it with ``await`` or ``async with``.
+    """
+    session = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=limits.connections_max,
+                                       limit_per_host=limits.connections_max,
+                                       keepalive_timeout=5.0, force_close=False,
+                                       enable_cleanup_closed=False),
+        timeout=aiohttp.ClientTimeout(total=None, connect=limits.op_timeout_s,
+                                      sock_connect=limits.connect_timeout_s,
+                                      sock_read=limits.op_timeout_s),
+        cookie_jar=aiohttp.DummyCookieJar(),
+        trust_env=False,  # a proxy from the environment must not stand between us and it
+        auto_decompress=True,  # as httpx decodes a Content-Encoding
+        raise_for_status=False,
+    )
+    # aiohttp resends an idempotent method (GET, PUT, DELETE) once when a kept-alive
+    # connection turns out closed; httpx never does. An op is sent as many times as the
+    # scenario says, no more: a PUT a service treats as a spend must not land twice.
+    # (aiohttp's own test client turns it off the same way.)
+    session._retry_connection = False
+    return session

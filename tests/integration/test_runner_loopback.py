@@ -25,6 +25,7 @@ from fastapi.responses import JSONResponse
 from harness.errors import UsageError
 from harness.history import History, HistoryWriter, load
 from harness.limits import Limits
+from harness.loop_lag import LagSummary
 from harness.model import F, Kind, Op
 from harness.provider.policy import DeliveryPolicy
 from harness.runner import RunDeadlineExceeded, ScenarioResult, run_scenario
@@ -38,7 +39,8 @@ pytestmark = pytest.mark.integration
 ADMIN_KEY = "adm-test"
 HANG_TOKENS = 13
 DEADLOCK_TOKENS = 17  # a tip of this amount answers 503 with the service's own error body
-LIMITS = Limits(op_timeout_s=1.0, connect_timeout_s=1.0, run_duration_s_max=60.0)
+LIMITS = Limits(op_timeout_s=1.0, connect_timeout_s=1.0, run_duration_s_max=60.0,
+                recovery_timeout_s=30.0)
 
 
 def _stand_in(release: asyncio.Event) -> FastAPI:
@@ -280,3 +282,21 @@ async def test_concurrency_bounds_the_ops_in_flight(stand_in_url: str, tmp_path:
         in_flight_max = max(in_flight_max, in_flight)
     assert in_flight_max <= 3
     assert {e.process for e in result.history} <= {0, 1, 2}
+
+
+async def test_a_concurrency_over_the_bound_is_refused_never_lowered(
+        stand_in_url: str, tmp_path: Path) -> None:
+    steps: list[Step] = [Batch(ops=(_purchase(0),))]
+    with pytest.raises(UsageError, match=r"concurrency 65 is over Limits.ops_in_flight_max"):
+        await _run(stand_in_url, tmp_path, _scenario(steps), concurrency=65)
+
+
+async def test_the_stats_say_how_many_workers_ran_and_the_harness_loop_lag(
+        stand_in_url: str, tmp_path: Path) -> None:
+    steps: list[Step] = [Batch(ops=(_purchase(0, tokens=1000),)), Pause(ms=50),
+                         Batch(ops=tuple(_tip(1 + i, 1) for i in range(6)))]
+    result = await _run(stand_in_url, tmp_path, _scenario(steps), concurrency=5)
+    assert result.stats["workers_count"] == 5
+    lag = LagSummary.from_stats(result.stats)
+    assert lag is not None
+    assert lag.samples_count >= 1

@@ -66,3 +66,35 @@ def test_bench_refuses_an_unknown_part_and_ops_without_the_checkers() -> None:
     if others:
         result = CliRunner().invoke(app, ["bench", "--part", others[0], "--ops", "300"])
         assert isinstance(result.exception, UsageError), result.output
+
+
+def test_the_harness_part_is_registered_and_refuses_more_clients_than_workers() -> None:
+    import pytest
+
+    from harness.bench import BenchOptions, load_parts
+    from harness.errors import UsageError
+    from harness.limits import DEFAULT_LIMITS
+
+    parts = load_parts()
+    assert "harness" in parts
+    with pytest.raises(UsageError, match="ops_in_flight_max"):
+        parts["harness"](BenchOptions(clients=(DEFAULT_LIMITS.ops_in_flight_max + 1,)))
+
+
+def test_the_harness_table_gives_each_reps_ratios_and_the_medians() -> None:
+    from harness.bench.harness import Measurement, part_of
+
+    def m(side: str, endpoint: str, ops: int, seconds: float, cpu_s: float) -> Measurement:
+        return Measurement(side=side, endpoint=endpoint, rep=1, ops=ops, seconds=seconds,
+                           cpu_s=cpu_s, kinds={"ok": ops})
+
+    measurements = [m("tokenchaos", "healthz", 1000, 1.0, 0.1),
+                    m("locust", "healthz", 1000, 2.0, 0.2),
+                    m("tokenchaos", "tips", 300, 1.5, 0.3), m("locust", "tips", 300, 1.0, 0.15)]
+    part = part_of(measurements, concurrency=8, duration_s=1.0)
+    healthz, tips = part.rows
+    assert (healthz["ratio"], healthz["cpu_ratio"]) == (2.0, 0.5)
+    assert (tips["ratio"], tips["cpu_ratio"]) == (200 / 300, 2.0)
+    assert healthz["ours"]["cpu_ms_per_op"] == 0.1
+    assert any("healthz: median ratio 2.00x, median CPU ratio 0.50x" in n for n in part.notes)
+    assert not any("not every op was OK" in n for n in part.notes)

@@ -457,3 +457,26 @@ def test_check_re_judges_a_history_with_its_fault_lines(
     verdicts = judge(scenarios.SCENARIOS["retry-storm"], loaded, latency_ms_max=None)
     assert verdicts["durability"].counts["recovered"] == 1
     assert verdicts["errors"].counts["during_fault"] == 1
+
+
+def test_run_refuses_a_concurrency_over_the_runners_bound_before_starting_anything(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from harness.limits import DEFAULT_LIMITS
+
+    asked = DEFAULT_LIMITS.ops_in_flight_max + 1
+    monkeypatch.setattr(cli, "asyncio", None)  # nothing may start: no event loop at all
+    monkeypatch.setattr(sys, "argv", ["tokenchaos", "run", "--scenario", "hot-creator",
+                                      "--concurrency", str(asked)])
+    with pytest.raises(SystemExit) as exited:
+        cli.main()
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert f"--concurrency {asked} is more than the runner keeps in flight" in err
+    assert f"give --concurrency {DEFAULT_LIMITS.ops_in_flight_max} or less" in err
+
+
+def test_check_concurrency_passes_the_bound_itself_and_no_flag() -> None:
+    from harness.limits import DEFAULT_LIMITS
+
+    cli.check_concurrency(DEFAULT_LIMITS.ops_in_flight_max, DEFAULT_LIMITS)
+    cli.check_concurrency(None, DEFAULT_LIMITS)

@@ -1,9 +1,11 @@
-"""The async transport's exception table covers every exception httpx exports."""
+"""The async transport's exception table covers every exception httpx and aiohttp export."""
 
 from __future__ import annotations
 
 import inspect
+from unittest import mock
 
+import aiohttp
 import httpx
 import pytest
 
@@ -69,6 +71,85 @@ def test_each_httpx_exception_maps_as_the_table_says(name: str) -> None:
             raise exc
         return
     assert isinstance(exc, httpx.HTTPError)
+    outcome = outcome_for_exception(exc)
+    assert (outcome.kind, outcome.error) == expected
+    with map_transport_errors() as mapped:
+        raise exc
+    assert mapped.outcome == outcome
+
+
+# What each aiohttp exception must mean, decided one by one as for httpx's.
+AIOHTTP_EXPECTED: dict[str, tuple[Kind, str] | None] = {
+    "ConnectionTimeoutError": (Kind.FAIL, "connect_error"),
+    "ClientConnectorError": (Kind.FAIL, "connect_error"),
+    "ClientConnectorDNSError": (Kind.FAIL, "connect_error"),
+    "ClientConnectorCertificateError": (Kind.FAIL, "connect_error"),
+    "ClientConnectorSSLError": (Kind.FAIL, "connect_error"),
+    "ClientSSLError": (Kind.FAIL, "connect_error"),
+    "ClientProxyConnectionError": (Kind.FAIL, "connect_error"),
+    "SocketTimeoutError": (Kind.INFO, "read_timeout"),
+    "ServerTimeoutError": (Kind.INFO, "read_timeout"),
+    "ServerDisconnectedError": (Kind.INFO, "connection_reset"),
+    "ClientOSError": (Kind.INFO, "connection_reset"),
+    "ClientConnectionResetError": (Kind.INFO, "connection_reset"),
+    "ClientPayloadError": (Kind.INFO, "connection_reset"),
+    "ClientResponseError": (Kind.INFO, "connection_reset"),
+    "ClientHttpProxyError": (Kind.INFO, "connection_reset"),
+    "ContentTypeError": (Kind.INFO, "connection_reset"),
+    "TooManyRedirects": (Kind.INFO, "connection_reset"),
+    "WSServerHandshakeError": (Kind.INFO, "connection_reset"),
+    "ClientConnectionError": (Kind.INFO, "transport_error"),
+    "ServerConnectionError": (Kind.INFO, "transport_error"),
+    "ServerFingerprintMismatch": (Kind.INFO, "transport_error"),
+    "ClientError": (Kind.INFO, "transport_error"),
+    "InvalidURL": (Kind.INFO, "transport_error"),
+    "InvalidUrlClientError": (Kind.INFO, "transport_error"),
+    "InvalidUrlRedirectClientError": (Kind.INFO, "transport_error"),
+    "NonHttpUrlClientError": (Kind.INFO, "transport_error"),
+    "NonHttpUrlRedirectClientError": (Kind.INFO, "transport_error"),
+    "RedirectClientError": (Kind.INFO, "transport_error"),
+    "UploadAbortedError": (Kind.INFO, "transport_error"),
+    # Not raised by a client request: websockets, multipart parsing, warnings.
+    "WebSocketError": None, "EofStream": None, "WSMessageTypeError": None,
+    "BadContentDispositionHeader": None, "BadContentDispositionParam": None,
+}
+
+AIOHTTP_EXPORTED = sorted(name for name in aiohttp.__all__
+                          if inspect.isclass(getattr(aiohttp, name))
+                          and issubclass(getattr(aiohttp, name), BaseException))
+
+
+def _aiohttp_instance(name: str) -> BaseException:
+    cls = getattr(aiohttp, name)
+    if issubclass(cls, aiohttp.ClientConnectorError):
+        key = mock.Mock(ssl=None, host="127.0.0.1", port=9)
+        return cls(key, OSError(111, "refused")) if name not in (
+            "ClientConnectorCertificateError",) else cls(key, ValueError("bad certificate"))
+    if issubclass(cls, aiohttp.ClientResponseError):
+        return cls(mock.Mock(real_url="http://127.0.0.1:9/"), (), status=400, message="x")
+    if issubclass(cls, aiohttp.ServerFingerprintMismatch):
+        return cls(b"a", b"b", "127.0.0.1", 9)
+    if issubclass(cls, aiohttp.InvalidURL):
+        return cls("http://[")
+    if name == "WebSocketError":
+        return cls(1002, "x")  # type: ignore[no-any-return]
+    return cls("x")  # type: ignore[no-any-return]
+
+
+def test_every_exported_aiohttp_exception_is_placed_in_the_table() -> None:
+    assert set(AIOHTTP_EXPORTED) == set(AIOHTTP_EXPECTED)
+
+
+@pytest.mark.parametrize("name", AIOHTTP_EXPORTED)
+def test_each_aiohttp_exception_maps_as_the_table_says(name: str) -> None:
+    exc = _aiohttp_instance(name)
+    expected = AIOHTTP_EXPECTED[name]
+    if expected is None:
+        assert not isinstance(exc, aiohttp.ClientError)
+        with pytest.raises(type(exc)), map_transport_errors():
+            raise exc
+        return
+    assert isinstance(exc, aiohttp.ClientError)
     outcome = outcome_for_exception(exc)
     assert (outcome.kind, outcome.error) == expected
     with map_transport_errors() as mapped:

@@ -282,3 +282,15 @@ def test_the_schema_verdict_has_its_own_section_before_the_verdict_table() -> No
     assert "payments_intent_key on payments.intent_id is DEFERRABLE" in page
     assert page.index('id="schema"') < page.index('id="verdicts"')
     assert 'id="schema"' not in render_html(make_record(schema=None))
+
+
+def test_the_harness_loop_lag_and_workers_show_as_a_finding_about_the_harness() -> None:
+    import dataclasses
+
+    stats = {"workers_count": 32, "loop_lag_samples_count": 90, "loop_lag_us_p50": 800,
+             "loop_lag_us_p99": 12_000, "loop_lag_us_max": 20_500}
+    page = render_html(record(dataclasses.replace(passing_scenario(), stats=stats)))
+    assert "p99 12.0 ms, max 20.5 ms over 90 samples" in page
+    assert "(32 workers)" in page
+    assert "not a verdict" in page
+    assert "event-loop lag" not in render_html(record(passing_scenario()))
