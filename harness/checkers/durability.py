@@ -92,6 +92,7 @@ class _Key:
     body: Value  # the first attempt's arguments; attempts with another body are not its own
     first_index: int  # invoke index of the first attempt
     heal_ns: int = 0  # the end of the first fault to end after the first attempt
+    fault_start_ns: int = 0  # and that fault's start: its faulted phase
     in_phase: bool = False  # an attempt before the heal overlapped the faulted phase
     first_ok: OpPair | None = None  # the first answer, when acknowledged
     refused: OpPair | None = None  # the first 4xx refusal before the heal
@@ -145,9 +146,8 @@ def check_durability(inp: CheckInput, *,
     if heal is None:
         notes.append("no fault healed, so no op could be retried after a heal")
         return conclude(sampler, counts, checked=False, unknown_note="; ".join(notes))
-    phase_start_ns = min(window.started_ns for window in inp.faults)
     keys, calls, marked = _first_pass(inp.history, _fault_ends(inp.faults))
-    _second_pass(op_pairs(inp), keys, phase_start_ns)
+    _second_pass(op_pairs(inp), keys)
     lost, fresh = _judge_keys(inp, keys, marked, counts, sampler, notes)
     models = net_models(inp)
     duplicated = _resolve(lost, fresh, models, calls, inp.truth)
@@ -163,10 +163,12 @@ def check_durability(inp: CheckInput, *,
     return conclude(sampler, counts, checked=checked, unknown_note="; ".join(notes) or None)
 
 
-def _fault_ends(faults: Sequence[FaultWindow]) -> list[int]:
-    """When each fault that healed ended (recovered, or healed if it never did), sorted."""
-    ends = (w.recovered_ns if w.recovered_ns is not None else w.healed_ns for w in faults)
-    return sorted(end for end in ends if end is not None)
+def _fault_ends(faults: Sequence[FaultWindow]) -> list[tuple[int, int]]:
+    """(end, start) of each fault that healed, by end: it ended when the target recovered,
+    or when it healed if the target never did."""
+    spans = ((w.recovered_ns if w.recovered_ns is not None else w.healed_ns, w.started_ns)
+             for w in faults)
+    return sorted((end, start) for end, start in spans if end is not None)
 
 
 def heal_ns(faults: Sequence[FaultWindow]) -> int | None:
@@ -225,7 +227,7 @@ def _name(event: Event) -> _KeyName | None:
     return (event.f, sender_of(event.value), key)
 
 
-def _first_pass(history: Sequence[Event], ends: Sequence[int]
+def _first_pass(history: Sequence[Event], ends: Sequence[tuple[int, int]]
                 ) -> tuple[dict[_KeyName, _Key], _Calls, set[F]]:
     """Each key first invoked before a fault ended (with the end it waits for: its heal),
     the calls, and the op kinds whose replays the target marks (some OK of that kind
@@ -249,10 +251,11 @@ def _first_pass(history: Sequence[Event], ends: Sequence[int]
         name = _name(event)
         if name is None or name in keys:
             continue
-        after = bisect.bisect_right(ends, event.time_ns)
+        after = bisect.bisect_right(ends, (event.time_ns, _END_OF_TIME_NS))
         if after < len(ends):
             keys[name] = _Key(f=event.f, sender=name[1], key=name[2], body=event.value,
-                              first_index=event.index, heal_ns=ends[after])
+                              first_index=event.index, heal_ns=ends[after][0],
+                              fault_start_ns=ends[after][1])
     return keys, calls, marked
 
 
@@ -263,8 +266,7 @@ def _definite(pair: OpPair) -> bool:
                                     and 400 <= status < 500)
 
 
-def _second_pass(ops: Sequence[OpPair], keys: Mapping[_KeyName, _Key],
-                 phase_start_ns: int) -> None:
+def _second_pass(ops: Sequence[OpPair], keys: Mapping[_KeyName, _Key]) -> None:
     for pair in ops:
         name = _name(pair.invoke)
         entry = keys.get(name) if name is not None else None
@@ -276,7 +278,7 @@ def _second_pass(ops: Sequence[OpPair], keys: Mapping[_KeyName, _Key],
                 entry.retry = pair
             continue
         end_ns = pair.completion.time_ns if pair.completion is not None else _END_OF_TIME_NS
-        if end_ns >= phase_start_ns:
+        if end_ns >= entry.fault_start_ns:  # in flight during (or after) its fault's start
             entry.in_phase = True
         if pair.kind == Kind.OK:
             if entry.first_ok is None:

@@ -98,12 +98,19 @@ class TargetSession:
                                     f"answered {response.status_code} {response.text[:200]!r}")
 
 
+# How long an idle pooled connection is kept: well below the 5 s after which uvicorn (and
+# most servers) close an idle keep-alive connection. Reusing one at the moment the server
+# closes it loses the request (connection reset, an indeterminate op), which is what an
+# idle pause of a few seconds, such as a fault's hold, would otherwise provoke.
+KEEPALIVE_S = 2.0
+
+
 def make_client(limits: Limits) -> httpx.AsyncClient:
     """An AsyncClient sized and timed by ``limits``, every option explicit."""
     return httpx.AsyncClient(
         limits=httpx.Limits(max_connections=limits.connections_max,
                             max_keepalive_connections=limits.connections_max,
-                            keepalive_expiry=5.0),
+                            keepalive_expiry=KEEPALIVE_S),
         timeout=httpx.Timeout(connect=limits.connect_timeout_s, read=limits.op_timeout_s,
                               write=limits.op_timeout_s, pool=limits.op_timeout_s),
         follow_redirects=False,
@@ -124,7 +131,7 @@ def make_ops_client(limits: Limits) -> aiohttp.ClientSession:
     session = aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=limits.connections_max,
                                        limit_per_host=limits.connections_max,
-                                       keepalive_timeout=5.0, force_close=False,
+                                       keepalive_timeout=KEEPALIVE_S, force_close=False,
                                        enable_cleanup_closed=False),
         timeout=aiohttp.ClientTimeout(total=None, connect=limits.op_timeout_s,
                                       sock_connect=limits.connect_timeout_s,

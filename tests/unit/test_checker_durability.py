@@ -389,3 +389,31 @@ def test_each_faulted_phase_has_its_own_heal_and_its_own_retries() -> None:
     assert _counts(verdict.counts) == {"attempted": 2, "acknowledged": 2, "indeterminate": 0,
                                        "lost": 0, "recovered": 0, "duplicated": 0,
                                        "unexpected": 0, "faults": 2}
+
+
+def test_a_burst_op_started_after_its_fault_ended_belongs_to_no_faulted_phase() -> None:
+    # A burst larger than the runner's window: its last op starts after the fault has
+    # ended, and is re-sent before the next fault; it is in neither phase.
+    h = H()
+    started = h.wait(1)
+    _tip(h, "k0", tip_id="t0")
+    healed = h.wait(1)
+    recovered = h.wait(1)
+    _tip(h, "k_late", tip_id="t_late")  # the burst's straggler, after the recovery
+    _tip(h, "k0", tip_id="t0", replayed=True)
+    _tip(h, "k_late", tip_id="t_late", replayed=True)
+    first = FaultWindow(name="f0", kind="pause_service", link=None, description="pause",
+                        started_ns=started, healed_ns=healed, recovered_ns=recovered)
+    started = h.wait(1)
+    _tip(h, "k1", tip_id="t1")
+    healed = h.wait(1)
+    recovered = h.wait(1)
+    _tip(h, "k1", tip_id="t1", replayed=True)
+    second = FaultWindow(name="f1", kind="pause_service", link=None, description="pause",
+                         started_ns=started, healed_ns=healed, recovered_ns=recovered)
+    inp = h.input(observe({"fan_0": START_TOKENS - 30, "creator_0": 30}), None,
+                  initial=observe({"fan_0": START_TOKENS, "creator_0": 0}),
+                  faults=(first, second))
+    verdict = check_durability(inp)
+    assert verdict.valid is True, verdict
+    assert verdict.counts["attempted"] == 2
