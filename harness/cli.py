@@ -430,9 +430,13 @@ def run(
     from harness.runner import make_progress, run_loop
 
     check_flags_apply("run", _given_flags(ctx), _run_traits(target), target=target)
+    from scenarios import get_suite
+
     defaults = _project_defaults()
-    runs = _plan_runs(suite or str(defaults.get("suite", "smoke")), scenario, seed, scale,
-                      concurrency)
+    suite_name = suite or str(defaults.get("suite", "smoke"))
+    runs = _plan_runs(suite_name, scenario, seed, scale, concurrency)
+    if duration is None:  # the suite's own bound (the full suite's is longer than smoke's)
+        duration = get_suite(suite_name).duration_s_max
     flaws = tuple(flaw or ())
     _check_flaw_names(flaws)
     local = target == "local"

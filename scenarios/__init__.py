@@ -92,6 +92,9 @@ SUITES: dict[str, Suite] = {
         scenarios=tuple(SCENARIOS),
         params=tuple(ScenarioParams(seed=seed, scale=FULL_SCALE, concurrency=SUITE_CONCURRENCY)
                      for seed in FULL_SEEDS),
+        # Three seeds of every scenario at four times the size, the faulted ones holding
+        # and healing dozens of faults: several minutes on two cores.
+        duration_s_max=1800.0,
     ),
     "load": Suite(
         name="load",

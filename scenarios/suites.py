@@ -28,6 +28,7 @@ class Suite:
     summary: str
     scenarios: tuple[str, ...]
     params: tuple[ScenarioParams, ...]
+    duration_s_max: float = 300.0  # the run's time bound unless --duration says otherwise
 
     def __post_init__(self) -> None:
         if not self.scenarios:
@@ -36,6 +37,8 @@ class Suite:
             raise ValueError(f"suite {self.name!r} names a scenario twice: {self.scenarios}")
         if not self.params:
             raise ValueError(f"suite {self.name!r} has no params: give at least one seed")
+        if not 0 < self.duration_s_max <= 24 * 3600:
+            raise ValueError(f"suite {self.name!r}: duration_s_max {self.duration_s_max}")
 
     @property
     def runs_count(self) -> int:

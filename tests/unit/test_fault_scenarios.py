@@ -83,3 +83,8 @@ def test_the_full_suite_injects_every_fault_kind_and_smoke_keeps_a_few() -> None
     assert FaultKind.KILL_SERVICE in kinds("smoke")
     assert FaultKind.DATABASE_CRASH in kinds("smoke")
     assert len(kinds("smoke")) < len(FaultKind)
+
+
+def test_the_full_suite_gets_the_time_its_faults_take() -> None:
+    assert SUITES["smoke"].duration_s_max == 300.0
+    assert SUITES["full"].duration_s_max >= 6 * SUITES["smoke"].duration_s_max
