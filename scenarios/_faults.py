@@ -21,12 +21,21 @@ from dataclasses import dataclass
 from harness.faults.spec import Fault
 from harness.model import F, Op
 from harness.provider.policy import DeliveryPolicy
-from harness.scenario import NotRun, ScenarioParams, StepGenerator
+from harness.scenario import NotRun, Scenario, ScenarioParams, StepGenerator
 from harness.schedule import Batch, Heal, Inject, SetPolicy, Step
-from scenarios._common import OpFactory, creators_of, fans_of, finish, fund, policy_seed, roster
+from scenarios._common import (
+    BASE_CHECKERS,
+    OpFactory,
+    creators_of,
+    fans_of,
+    finish,
+    fund,
+    policy_seed,
+    roster,
+)
 
 __all__ = ["FAULT_CHECKERS", "FAULT_PROVOKES", "Phase", "faulted_phase", "faults_not_run",
-           "keyed_tips_not_run", "phased", "phases_not_run", "spend_burst"]
+           "keyed_tips_not_run", "phased_scenario", "phases_not_run", "spend_burst"]
 
 # Every fault scenario judges these beside BASE_CHECKERS.
 FAULT_CHECKERS = ("durability", "idempotency")
@@ -74,11 +83,23 @@ class Phase:
         assert self.purchases or not self.on_first_ack, "acknowledgements need purchases"
 
 
-def phased(name: str, phases: Sequence[Phase], *, fans_per_scale: int, creators: int,
-           fund_tokens: int) -> tuple[Callable[[ScenarioParams], Mapping[str, str]],
-                                      StepGenerator]:
-    """The users and generator of a scenario made of faulted phases: fund the fans, then
-    per unit of scale every phase the run can inject, each a ``faulted_phase``."""
+def phased_scenario(name: str, summary: str, phases: Sequence[Phase], *,
+                    fans_per_scale: int, creators: int, fund_tokens: int) -> Scenario:
+    """A scenario made of faulted phases: fund the fans, then per unit of scale every
+    phase the run can inject, each a ``faulted_phase``; judged by the base and fault
+    checkers, not run where none of its faults can be injected (``phases_not_run``)."""
+    users, generate = _phased(name, phases, fans_per_scale=fans_per_scale,
+                              creators=creators, fund_tokens=fund_tokens)
+    return Scenario(name=name, summary=summary, users=users, generator=generate,
+                    checkers=(*BASE_CHECKERS, *FAULT_CHECKERS),
+                    provokes=("tip_succeeded", *FAULT_PROVOKES),
+                    faults=tuple(phase.fault for phase in phases),
+                    not_run=phases_not_run(phases))
+
+
+def _phased(name: str, phases: Sequence[Phase], *, fans_per_scale: int, creators: int,
+            fund_tokens: int) -> tuple[Callable[[ScenarioParams], Mapping[str, str]],
+                                       StepGenerator]:
     assert phases, "a phased scenario needs a phase"
 
     def users(params: ScenarioParams) -> Mapping[str, str]:

@@ -12,9 +12,7 @@ balance.
 from __future__ import annotations
 
 from harness.faults.spec import Fault, FaultKind
-from harness.scenario import Scenario
-from scenarios._common import BASE_CHECKERS
-from scenarios._faults import FAULT_CHECKERS, FAULT_PROVOKES, Phase, phased, phases_not_run
+from scenarios._faults import Phase, phased_scenario
 
 __all__ = ["PHASES", "SCENARIO"]
 
@@ -24,15 +22,7 @@ PHASES = (Phase(fault=Fault(kind=FaultKind.KILL_SERVICE), hold_ms=200, tips_per_
                 purchases=True),
           Phase(fault=Fault(kind=FaultKind.KILL_SERVICE), hold_ms=200, tips_per_fan=2,
                 purchases=True, on_first_ack=True))
-users, generate = phased(NAME, PHASES, fans_per_scale=6, creators=3, fund_tokens=1000)
 
-SCENARIO = Scenario(
-    name=NAME,
-    summary="the service is SIGKILLed mid-burst of tips and purchases, then restarted",
-    users=users,
-    generator=generate,
-    checkers=(*BASE_CHECKERS, *FAULT_CHECKERS),
-    provokes=("tip_succeeded", *FAULT_PROVOKES),
-    faults=tuple(phase.fault for phase in PHASES),
-    not_run=phases_not_run(PHASES),
-)
+SCENARIO = phased_scenario(
+    NAME, "the service is SIGKILLed mid-burst of tips and purchases, then restarted",
+    PHASES, fans_per_scale=6, creators=3, fund_tokens=1000)

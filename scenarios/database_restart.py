@@ -10,9 +10,7 @@ must survive crash recovery.
 from __future__ import annotations
 
 from harness.faults.spec import Fault, FaultKind
-from harness.scenario import Scenario
-from scenarios._common import BASE_CHECKERS
-from scenarios._faults import FAULT_CHECKERS, FAULT_PROVOKES, Phase, phased, phases_not_run
+from scenarios._faults import Phase, phased_scenario
 
 __all__ = ["PHASES", "SCENARIO"]
 
@@ -22,15 +20,7 @@ PHASES = (
     Phase(fault=Fault(kind=FaultKind.DATABASE_RESTART), hold_ms=500),
     Phase(fault=Fault(kind=FaultKind.DATABASE_CRASH), hold_ms=500),
 )
-users, generate = phased(NAME, PHASES, fans_per_scale=6, creators=3, fund_tokens=1000)
 
-SCENARIO = Scenario(
-    name=NAME,
-    summary="database sessions terminated, PostgreSQL restarted and crashed, mid-burst",
-    users=users,
-    generator=generate,
-    checkers=(*BASE_CHECKERS, *FAULT_CHECKERS),
-    provokes=("tip_succeeded", *FAULT_PROVOKES),
-    faults=tuple(phase.fault for phase in PHASES),
-    not_run=phases_not_run(PHASES),
-)
+SCENARIO = phased_scenario(
+    NAME, "database sessions terminated, PostgreSQL restarted and crashed, mid-burst",
+    PHASES, fans_per_scale=6, creators=3, fund_tokens=1000)

@@ -11,9 +11,7 @@ or doubled spend.
 from __future__ import annotations
 
 from harness.faults.spec import Fault, FaultKind, Link
-from harness.scenario import Scenario
-from scenarios._common import BASE_CHECKERS
-from scenarios._faults import FAULT_CHECKERS, FAULT_PROVOKES, Phase, phased, phases_not_run
+from scenarios._faults import Phase, phased_scenario
 
 __all__ = ["PHASES", "SCENARIO"]
 
@@ -31,15 +29,7 @@ PHASES = (
     Phase(fault=Fault(kind=FaultKind.LIMIT_DATA, link=_DB, attributes={"bytes": 4096}),
           hold_ms=500),
 )
-users, generate = phased(NAME, PHASES, fans_per_scale=4, creators=2, fund_tokens=1000)
 
-SCENARIO = Scenario(
-    name=NAME,
-    summary="the database link turns slow, narrow, then resets connections mid-transaction",
-    users=users,
-    generator=generate,
-    checkers=(*BASE_CHECKERS, *FAULT_CHECKERS),
-    provokes=("tip_succeeded", *FAULT_PROVOKES),
-    faults=tuple(phase.fault for phase in PHASES),
-    not_run=phases_not_run(PHASES),
-)
+SCENARIO = phased_scenario(
+    NAME, "the database link turns slow, narrow, then resets connections mid-transaction",
+    PHASES, fans_per_scale=4, creators=2, fund_tokens=1000)

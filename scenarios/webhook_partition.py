@@ -9,9 +9,7 @@ every succeeded payment credited exactly once, and the end state agree with the 
 from __future__ import annotations
 
 from harness.faults.spec import Fault, FaultKind, Link
-from harness.scenario import Scenario
-from scenarios._common import BASE_CHECKERS
-from scenarios._faults import FAULT_CHECKERS, FAULT_PROVOKES, Phase, phased, phases_not_run
+from scenarios._faults import Phase, phased_scenario
 
 __all__ = ["PHASES", "SCENARIO"]
 
@@ -24,15 +22,7 @@ PHASES = (
     Phase(fault=Fault(kind=FaultKind.TIMEOUT, link=Link.WEBHOOKS,
                       attributes={"timeout": 300}), hold_ms=800, purchases=True),
 )
-users, generate = phased(NAME, PHASES, fans_per_scale=4, creators=2, fund_tokens=1000)
 
-SCENARIO = Scenario(
-    name=NAME,
-    summary="the provider cannot reach the service for a while; its retries land after",
-    users=users,
-    generator=generate,
-    checkers=(*BASE_CHECKERS, *FAULT_CHECKERS),
-    provokes=("tip_succeeded", *FAULT_PROVOKES),
-    faults=tuple(phase.fault for phase in PHASES),
-    not_run=phases_not_run(PHASES),
-)
+SCENARIO = phased_scenario(
+    NAME, "the provider cannot reach the service for a while; its retries land after",
+    PHASES, fans_per_scale=4, creators=2, fund_tokens=1000)
