@@ -18,11 +18,12 @@ which fires locust's request event for every request.
 
 Every locust process but a master records its own history: its users and every invoke
 and completion, written to ``histories/<tag>.jsonl`` when its test stops (an op cut off
-by the stop completes as indeterminate). The master, or the one process of a local run,
-writes locust's figures to ``locust.json`` as it quits, once every worker's history is
-there; then its ``quitting`` listener sets locust's exit code from the verdict: the
-parent's (``verdict.json``, when ``tokenchaos load`` judges), or its own, by running
-``python -m harness.load DIR``, the same judge, in a process without gevent.
+by the stop completes as indeterminate, counted in ``ops_stopped_count``). The master,
+or the one process of a local run, writes locust's figures to ``locust.json`` as it
+quits, once every worker's history is there; then its ``quitting`` listener sets
+locust's exit code from the verdict: the parent's (``verdict.json``, when ``tokenchaos
+load`` judges), or its own, by running ``python -m harness.load DIR``, the same judge,
+in a process without gevent.
 """
 
 from __future__ import annotations
@@ -181,6 +182,8 @@ class _Recorder:
             outcome = drive_locust(flow, client, name=op.f.value,
                                    body_bytes_max=self.config.response_body_bytes_max)
         except gevent.GreenletExit:  # the test stopped with this op in flight
+            if not self.closed:
+                self.count("ops_stopped_count")
             self._record(process, Kind.INFO, op, Outcome(kind=Kind.INFO, error="stopped"))
             raise
         self._record(process, outcome.kind, op, outcome)
@@ -203,6 +206,7 @@ class _Recorder:
     def write(self) -> Path:
         """This process's history, as one scenario, to ``histories/<tag>.jsonl``."""
         for process, invoke in sorted(self.history.outstanding().items()):
+            self.count("ops_stopped_count")
             self.history.append(Event(
                 index=len(self.history), time_ns=time.monotonic_ns() - self.start_ns,
                 process=process, kind=Kind.INFO, f=invoke.f, op_id=invoke.op_id,
