@@ -257,3 +257,16 @@ def test_load_scenario_leaves_out_calls_when_the_mix_charges_no_call() -> None:
     assert "calls" not in hot_only.checkers
     assert "coverage" in hot_only.checkers
     assert "coverage" not in load_scenario(LoadMix(weights={"read_balance": 1})).checkers
+
+
+def test_readme_load_profile_table_gives_every_kind_and_the_default_weights() -> None:
+    import re
+
+    from harness.load_mix import MIX_KINDS
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Load mode", 1)[1].split("\n## ", 1)[0]
+    rows = dict(re.findall(r"^\| `(\w+)` \| .* \| (\d+) \|$", section, flags=re.MULTILINE))
+    assert set(rows) == set(MIX_KINDS)
+    assert {kind: int(weight) for kind, weight in rows.items()} == {
+        kind: DEFAULT_MIX.weights.get(kind, 0) for kind in MIX_KINDS}
