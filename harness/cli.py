@@ -545,7 +545,14 @@ def _print_load(record: RunRecord, figures: Mapping[str, object]) -> None:
         table.add_row(str(row.get("name")), str(row.get("requests_count")),
                       str(row.get("failures_count")), str(row.get("rps")),
                       str(row.get("latency_ms_p50")), str(row.get("latency_ms_p95")))
-    Console(stderr=False, highlight=False).print(table)
+    console = Console(stderr=False, highlight=False)
+    console.print(table)
+    stats = record.scenarios[0].stats if record.scenarios else {}
+    races_count = stats.get("recipient_races_count")
+    if isinstance(races_count, int):
+        # Whether the load raced at all: a lost update needs two tips to one row at once.
+        console.print(f"tips sent while another tip to the same recipient was in flight: "
+                      f"{races_count}")
 
 
 @app.command()

@@ -109,6 +109,8 @@ def test_load_with_every_tip_to_the_hot_creators_holds_on_the_correct_service(
     stats = _stats(run_dir)
     assert isinstance(stats["recipient_races_count"], int)
     assert stats["recipient_races_count"] > 0
+    assert (f"tips sent while another tip to the same recipient was in flight: "
+            f"{stats['recipient_races_count']}") in done.stdout
 
 
 def test_load_distributed_master_and_two_workers_are_merged_and_judged(
