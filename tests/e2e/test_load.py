@@ -144,8 +144,8 @@ def test_load_distributed_master_and_two_workers_are_merged_and_judged(
     assert hot <= set(merged.users)  # one account each, not one per worker
     tags = {name.split(".", 1)[0] for name in merged.users if name not in hot}
     assert tags == {"w0", "w1"}
-    shared_by = set().union(*(tags for name, tags in _tip_recipients(run_dir).items()
-                              if name in hot))
-    assert shared_by == {"w0", "w1"}  # users of both workers tipped the hot creators
+    (first,), (second,) = (load(run_dir / "histories" / f"{tag}.jsonl") for tag in ("w0", "w1"))
+    for name in hot:  # both workers tip the one account the run made, not one of their own
+        assert first.target_ids[name] == second.target_ids[name] == merged.target_ids[name]
     assert json.loads((run_dir / "run.json").read_text())["valid"] is True
 
