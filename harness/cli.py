@@ -466,9 +466,11 @@ def load(
         help="'local' starts the local stack (reference service); otherwise a profile name "
              "or .toml file describing a deployment you run.")] = "local",
     mix: Annotated[str | None, typer.Option(
-        help="The load profile: weights of purchase, tip, call_charge, webhook_replay, "
-             "read_balance (default tip=10,call_charge=4,read_balance=2,purchase=1,"
-             "webhook_replay=1).")] = None,
+        help="The load profile: weights of purchase, tip (to the user's own creator), "
+             "hot_tip (to one of the 2 hot creators every user shares, where tips race), "
+             "call_charge, webhook_replay, read_balance; e.g. hot_tip=1 for tips that "
+             "all race (default: hot_tip=6, tip=4, call_charge=4, read_balance=2, "
+             "purchase=1, webhook_replay=1).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the users' draws.")] = 1,
     report_dir: Annotated[Path | None, typer.Option(help="Where reports go.")] = None,
     flaw: Annotated[list[str] | None, typer.Option(
@@ -484,11 +486,18 @@ def load(
         "--allow-remote", metavar="HOST",
         help="Allow connecting to HOST, which is not loopback (repeatable).")] = None,
 ) -> None:
-    """Load the target with locust, then judge the whole run: tokenchaos load -- LOCUST FLAGS.
+    """Load the target with locust, then judge the whole run.
 
-    Locust's own flags go after --: -u/--users, -r/--spawn-rate, -t/--run-time (default
-    30s), --master, --expect-workers N, --web-ui (do not pass --headless). Workers are
-    started with locust itself: locust -f harness/locustfile.py --worker --master-host H.
+    tokenchaos load [OPTIONS] -- LOCUST FLAGS
+
+    Each locust user has two fans and a creator of its own and runs one op
+    at a time; every user of every locust process also tips the run's 2 hot
+    creators (hot_tip), so tips to one recipient are in flight at once.
+
+    Locust's own flags go after --: -u/--users, -r/--spawn-rate,
+    -t/--run-time (default 30s), --master, --expect-workers N, --web-ui (do
+    not pass --headless). Start workers with locust itself:
+    locust -f harness/locustfile.py --worker --master-host HOST.
     """
     from harness.load import LoadPlan, run_load
     from harness.load_mix import DEFAULT_MIX, parse_mix
@@ -536,7 +545,14 @@ def _print_load(record: RunRecord, figures: Mapping[str, object]) -> None:
         table.add_row(str(row.get("name")), str(row.get("requests_count")),
                       str(row.get("failures_count")), str(row.get("rps")),
                       str(row.get("latency_ms_p50")), str(row.get("latency_ms_p95")))
-    Console(stderr=False, highlight=False).print(table)
+    console = Console(stderr=False, highlight=False)
+    console.print(table)
+    stats = record.scenarios[0].stats if record.scenarios else {}
+    races_count = stats.get("recipient_races_count")
+    if isinstance(races_count, int):
+        # Whether the load raced at all: a lost update needs two tips to one row at once.
+        console.print(f"tips sent while another tip to the same recipient was in flight: "
+                      f"{races_count}")
 
 
 @app.command()

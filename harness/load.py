@@ -1,7 +1,9 @@
 """Load mode: run locust as a subprocess against a target, then judge the whole run.
 
 ``run_load`` starts (or reaches) the target as ``tokenchaos run`` does, resets the
-provider, reads the state before the run, and starts ``locust -f harness/locustfile.py``
+provider, provisions the run's hot creators (the few creators every locust user of every
+process tips, so tips to one recipient race; their ids and tokens go to locust in the
+configuration), reads the state before the run, and starts ``locust -f harness/locustfile.py``
 as a child process (locust monkey-patches the standard library with gevent, so it never
 runs in this process; the local stack's provider keeps serving in this event loop while
 locust runs). Locust is headless unless ``--web-ui`` is asked for, and bounded: without a
@@ -50,8 +52,14 @@ from harness.load_config import (
     LoadConfig,
     write_atomically,
 )
-from harness.load_merge import Merged, merge_runs
-from harness.load_mix import DEFAULT_MIX, LoadMix, load_provokes
+from harness.load_merge import Merged, merge_runs, recipient_races_count
+from harness.load_mix import (
+    DEFAULT_MIX,
+    LoadMix,
+    check_http_provisioning,
+    hot_creator_names,
+    load_provokes,
+)
 from harness.model import Event, Kind, Observation, ProviderTruth, merge_validity
 from harness.provider.client import ProviderClient
 from harness.provider.policy import DeliveryPolicy
@@ -72,7 +80,8 @@ USERS_DEFAULT = 8
 # our verdict; past this grace on top, the harness stops it and cannot judge.
 GRACE_S = 180.0
 _POLL_S = 0.1
-# What a load run is judged by: every scenario's base checkers, and the calls checker.
+# What a load run is judged by: every scenario's base checkers, and the calls checker
+# (``load_scenario`` leaves out those the mix gives nothing to check).
 LOAD_CHECKERS = ("non_negative", "conservation", "reconciliation", "errors",
                  "exactly_once_credit", "calls", "coverage")
 
@@ -107,11 +116,19 @@ class LoadOutcome:
 
 
 def load_scenario(mix: LoadMix) -> Scenario:
-    """The scenario a load run is judged as: the load checkers, provoking what the mix does."""
+    """The scenario a load run is judged as: the load checkers, provoking what the mix does.
+
+    A checker with nothing to check in this mix is left out rather than left ``unknown``:
+    ``calls`` when the mix charges no call, ``coverage`` when it provokes nothing.
+    """
+    left_out: set[str] = set()
+    if mix.weights.get("call_charge", 0) == 0:
+        left_out.add("calls")
+    if not load_provokes(mix):
+        left_out.add("coverage")
     return Scenario(name="load", summary="locust users drawing ops from a load profile",
                     users=lambda params: {}, generator=lambda rng, params: iter(()),
-                    checkers=LOAD_CHECKERS if load_provokes(mix) else
-                    tuple(c for c in LOAD_CHECKERS if c != "coverage"),
+                    checkers=tuple(c for c in LOAD_CHECKERS if c not in left_out),
                     provokes=load_provokes(mix))
 
 
@@ -185,6 +202,7 @@ async def run_load(plan: LoadPlan, *, announce: Callable[[str], None] | None = N
                        provider_key=plan.provider_key, allowed_hosts=plan.allowed_hosts,
                        report_dir=plan.report_dir, limits=plan.limits, command=plan.command)
     profile = load_profile(plan.profile)
+    check_http_provisioning(profile)
     from harness.campaign import check_addresses
 
     check_addresses(run_plan, profile)
@@ -198,12 +216,14 @@ async def run_load(plan: LoadPlan, *, announce: Callable[[str], None] | None = N
         if provider is not None:
             await provider.reset()
             await provider.set_policy(DeliveryPolicy())
+        hot_creators = await _provision_hot_creators(session, plan.mix)
         initial = await _observe(session, {})
         config = LoadConfig(report_dir=str(out_dir), profile=plan.profile,
                             target_url=session.base_url, admin_key=session.admin_key,
                             provider_url=target.provider_url,
                             provider_key=None if provider is None else provider.control_key,
-                            mix=dict(plan.mix.weights), seed=plan.seed,
+                            mix=dict(plan.mix.weights), hot_creators=hot_creators,
+                            seed=plan.seed,
                             op_timeout_s=plan.limits.op_timeout_s,
                             response_body_bytes_max=plan.limits.response_body_bytes_max,
                             judge="parent", latency_ms_max=plan.limits.latency_ms_max)
@@ -229,6 +249,21 @@ async def run_load(plan: LoadPlan, *, announce: Callable[[str], None] | None = N
                 process.terminate()
                 await process.wait()
     return outcome
+
+
+async def _provision_hot_creators(session: TargetSession,
+                                  mix: LoadMix) -> dict[str, dict[str, str]]:
+    """The run's hot creators, made once for every locust process; none if nobody tips them.
+
+    Raises:
+        ProvisioningFailed: the target refused to create one (exit 2).
+    """
+    if mix.weights.get("hot_tip", 0) == 0:
+        return {}
+    names = hot_creator_names()
+    made = await session.provision(dict.fromkeys(names, "creator"), concurrency=len(names))
+    return {name: {"target_id": made[name].target_id, "token": made[name].token}
+            for name in names}
 
 
 async def _await_figures(process: asyncio.subprocess.Process, path: Path, *,
@@ -269,6 +304,7 @@ async def judge_load_dir(config: LoadConfig, *, session: TargetSession,
     history_path.unlink(missing_ok=True)
     mix = LoadMix(weights=config.mix) if config.mix else DEFAULT_MIX
     stats = {**merged.stats, "workers_count": len(merged.workers),
+             "recipient_races_count": recipient_races_count(merged.history),
              **_figure_stats(figures), **notes}
     with HistoryWriter(history_path) as writer:
         writer.begin(name="load", seed=config.seed,

@@ -4,7 +4,10 @@
 (``TOKENCHAOS_LOAD_CONFIG``, so its keys never show in a process list); the locustfile
 reads it as its ``--tokenchaos-config`` argument, and locust's master forwards it to every
 worker with the first spawn message, so a worker on another machine needs only
-``locust -f harness/locustfile.py --worker --master-host HOST``.
+``locust -f harness/locustfile.py --worker --master-host HOST``. The configuration names
+the run's hot creators (provisioned once by ``tokenchaos load``), so the users of every
+process tip the same accounts; a locustfile run directly has none in its configuration,
+and each of its processes provisions hot creators of its own.
 
 The report directory holds, beside locust's own HTML and CSV::
 
@@ -48,6 +51,9 @@ class LoadConfig:
     provider_url: str | None = None
     provider_key: str | None = None
     mix: Mapping[str, int] = field(default_factory=dict)  # empty: the default mix
+    # Logical name -> {"target_id", "token"}: the creators every process's users tip.
+    # Empty: each process provisions its own.
+    hot_creators: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     seed: int = 1
     op_timeout_s: float = 10.0
     connect_timeout_s: float = 3.0
@@ -60,6 +66,8 @@ class LoadConfig:
     def __post_init__(self) -> None:
         assert self.judge in ("self", "parent"), self.judge
         assert Path(self.report_dir).is_absolute(), self.report_dir
+        for name, credentials in self.hot_creators.items():
+            assert set(credentials) == {"target_id", "token"}, (name, sorted(credentials))
 
     @property
     def out_dir(self) -> Path:
@@ -77,8 +85,10 @@ class LoadConfig:
         """
         try:
             data: Any = json.loads(text)
-            return cls(**{**data, "mix": dict(data.get("mix") or {})})
-        except (ValueError, TypeError, AssertionError) as exc:
+            return cls(**{**data, "mix": dict(data.get("mix") or {}),
+                          "hot_creators": {str(name): dict(credentials) for name, credentials
+                                           in (data.get("hot_creators") or {}).items()}})
+        except (ValueError, TypeError, AttributeError, AssertionError) as exc:
             raise UsageError(f"{CONFIG_ENV} / --tokenchaos-config is not a load "
                              f"configuration written by tokenchaos load: {exc}") from exc
 

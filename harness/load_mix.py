@@ -1,12 +1,19 @@
 """Load mode's workload: a weighted op mix, and what one locust user does next.
 
-A *load profile* (``LoadMix``) weighs the op kinds a locust user draws: purchases, tips,
-call charges (a call is opened first and ended after a few minutes), webhook replays (a
-genuine success event of one of the user's own purchases, sent again: the target must
-absorb it) and balance reads. ``UserPlan`` is one locust user's state: its own fans and
-creator, its purchases that went through, its open call; ``next_op`` draws the next op
-from the user's own ``random.Random`` and builds it with the scenarios' ``OpFactory``, so
-load ops are the same ops, with the same value keys, as every scenario's.
+A *load profile* (``LoadMix``) weighs the op kinds a locust user draws: purchases, tips to
+the user's own creator, tips to one of the run's hot creators (``hot_tip``), call charges
+(a call is opened first and ended after a few minutes), webhook replays (a genuine success
+event of one of the user's own purchases, sent again: the target must absorb it) and
+balance reads. ``UserPlan`` is one locust user's state: its own fans and creator, its
+purchases that went through, its open call; ``next_op`` draws the next op from the user's
+own ``random.Random`` and builds it with the scenarios' ``OpFactory``, so load ops are the
+same ops, with the same value keys, as every scenario's.
+
+A locust user runs its ops one after another, so its own accounts never see two ops at
+once. The hot creators (``HOT_CREATORS_COUNT``, named by ``hot_creator_names``) are what
+makes the load concurrent: every user of every locust process tips the same few
+creators, so tips to one recipient overlap as they do for a popular creator, and a
+service that loses an update on the recipient's row loses tokens the checkers count.
 
 The provisioning request of a user (``provisioning_request``, ``read_provisioned``) is
 built and read here, sans-IO, from the profile's ``[provisioning]``, as
@@ -34,15 +41,19 @@ from harness.protocol import (
 from harness.targets.profile import HttpProvisioning, Profile
 from scenarios._common import EVENT_SUCCEEDED, OpFactory, roster
 
-__all__ = ["CALL_MINUTES_MAX", "DEFAULT_MIX", "FUND_TOKENS", "MIX_KINDS", "LoadMix",
-           "UserPlan", "load_provokes", "parse_mix", "provisioning_request",
-           "read_provisioned"]
+__all__ = ["CALL_MINUTES_MAX", "DEFAULT_MIX", "FUND_TOKENS", "HOT_CREATORS_COUNT",
+           "MIX_KINDS", "LoadMix", "UserPlan", "check_http_provisioning", "hot_creator_names",
+           "load_provokes", "parse_mix", "provisioning_request", "read_provisioned"]
 
 # The op kinds a load profile weighs, as written in --mix.
-MIX_KINDS = ("purchase", "tip", "call_charge", "webhook_replay", "read_balance")
+MIX_KINDS = ("purchase", "tip", "hot_tip", "call_charge", "webhook_replay", "read_balance")
 FUND_TOKENS = 1000  # each fan buys the package nearest this before its first draw
 FANS_PER_USER_COUNT = 2
 CREATORS_PER_USER_COUNT = 1
+# Creators every locust user tips (``hot_tip``): few, so that at any load beyond a handful
+# of users several tips to one of them are in flight at once.
+HOT_CREATORS_COUNT = 2
+HOT_CREATOR_PREFIX = "hot_creator_"
 TIP_TOKENS_MAX = 5
 CALL_RATE_TOKENS_MAX = 3
 CALL_MINUTES_MAX = 5  # minutes charged before a call is ended and another opened
@@ -77,8 +88,16 @@ class LoadMix:
                         if kind in self.weights)
 
 
-DEFAULT_MIX = LoadMix(weights={"purchase": 1, "tip": 10, "call_charge": 4,
+# Most tips go to the hot creators, where they race; the rest to the user's own creator,
+# whose row only that user's ops touch, so both shapes of tip are loaded.
+DEFAULT_MIX = LoadMix(weights={"purchase": 1, "tip": 4, "hot_tip": 6, "call_charge": 4,
                                "webhook_replay": 1, "read_balance": 2})
+
+
+def hot_creator_names(count: int = HOT_CREATORS_COUNT) -> tuple[str, ...]:
+    """The logical names of the hot creators: ``hot_creator_0``, ``hot_creator_1``..."""
+    assert count >= 1, count
+    return tuple(f"{HOT_CREATOR_PREFIX}{index}" for index in range(count))
 
 
 def parse_mix(text: str) -> LoadMix:
@@ -111,7 +130,7 @@ def parse_mix(text: str) -> LoadMix:
 def load_provokes(mix: LoadMix) -> tuple[str, ...]:
     """What a load run of this mix must provoke (coverage): what its kinds surely do."""
     tags = []
-    if mix.weights.get("tip", 0) > 0:
+    if mix.weights.get("tip", 0) > 0 or mix.weights.get("hot_tip", 0) > 0:
         tags.append("tip_succeeded")
     if mix.weights.get("call_charge", 0) > 0:
         tags.append("call_charged")
@@ -130,15 +149,24 @@ class UserPlan:
     """One locust user's logical users and what it has done: the source of its next op.
 
     ``prefix`` makes its names unique in its process (``u3_fan_0``); ``ops`` is the
-    process's one factory, so op ids and keys stay unique across all its users.
+    process's one factory, so op ids and keys stay unique across all its users;
+    ``hot_creators`` are the creators it shares with every other user (``hot_tip``).
     """
 
     prefix: str
     ops: OpFactory
     mix: LoadMix
     rng: random.Random
+    hot_creators: tuple[str, ...] = ()
     purchases: list[Op] = field(default_factory=list)  # that came back OK
     call: _Call | None = None
+
+    def __post_init__(self) -> None:
+        if self.mix.weights.get("hot_tip", 0) > 0:
+            assert self.hot_creators, "a mix with hot_tip needs the run's hot creators"
+        own = self.users
+        for name in self.hot_creators:
+            assert name not in own, (name, self.prefix)
 
     @property
     def users(self) -> dict[str, str]:
@@ -166,6 +194,9 @@ class UserPlan:
         if kind == "tip":
             return self.ops.tip(sender=fan, recipient=self.creator,
                                 amount_tokens=self.rng.randint(1, TIP_TOKENS_MAX))
+        if kind == "hot_tip":
+            return self.ops.tip(sender=fan, recipient=self.rng.choice(self.hot_creators),
+                                amount_tokens=self.rng.randint(1, TIP_TOKENS_MAX))
         if kind == "purchase":
             smallest = min(p.tokens for p in self.ops.target.pricing.packages)
             return self.ops.purchase(user=fan, amount_tokens=smallest)
@@ -175,7 +206,8 @@ class UserPlan:
             purchase = self.rng.choice(self.purchases)
             return self.ops.webhook(purchase, event_type=EVENT_SUCCEEDED,
                                     variant=DeliveryVariant.GENUINE)
-        return self.ops.read_balance(self.rng.choice([*self.fans, self.creator]))
+        return self.ops.read_balance(self.rng.choice([*self.fans, self.creator,
+                                                      *self.hot_creators]))
 
     def completed(self, op: Op, outcome: Outcome) -> None:
         """Learn from a completion: purchases that went through, the call's state."""
@@ -211,9 +243,8 @@ class UserPlan:
         return self.ops.call_charge(call.opened, minute=call.minutes_charged)
 
 
-def provisioning_request(name: str, kind: str, *, profile: Profile, base_url: str,
-                         admin_key: str | None) -> HttpRequest:
-    """The request that creates user ``name`` of ``kind`` by the profile's provisioning.
+def check_http_provisioning(profile: Profile) -> HttpProvisioning:
+    """The profile's ``[provisioning]``, which load mode needs over HTTP.
 
     Raises:
         UsageError: the profile takes its users from a file, which load mode does not
@@ -224,6 +255,17 @@ def provisioning_request(name: str, kind: str, *, profile: Profile, base_url: st
         raise UsageError(f"profile {profile.source} takes users from a file; load mode "
                          "provisions fresh users for every locust user and needs "
                          "[provisioning] over HTTP")
+    return spec
+
+
+def provisioning_request(name: str, kind: str, *, profile: Profile, base_url: str,
+                         admin_key: str | None) -> HttpRequest:
+    """The request that creates user ``name`` of ``kind`` by the profile's provisioning.
+
+    Raises:
+        UsageError: the profile takes its users from a file (``check_http_provisioning``).
+    """
+    spec = check_http_provisioning(profile)
     variables = {"kind": kind, "name": name}
     url = base_url.rstrip("/") + render_text(spec.path, variables, quote=True)
     headers = [("Accept", "application/json")]

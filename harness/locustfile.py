@@ -9,17 +9,21 @@ own ``--master`` / ``--worker``.
 Each locust user provisions its own fans and creator through the profile, funds its fans
 with real purchases (credited by the provider's webhooks; it reads their balances until
 the credit shows, a bounded number of times), then draws ops by the mix
-(``harness.load_mix``). Every op goes through the sans-IO builders and readers of
+(``harness.load_mix``). Its ``hot_tip`` ops go to the run's hot creators, which every user
+of every process shares: ``tokenchaos load`` provisions them once and names them in the
+configuration; a locustfile run directly has the first user of each process provision
+that process's own. Every op goes through the sans-IO builders and readers of
 ``harness.protocol`` over locust's ``FastHttpSession`` (``harness.targets.http_locust``),
 which fires locust's request event for every request.
 
 Every locust process but a master records its own history: its users and every invoke
 and completion, written to ``histories/<tag>.jsonl`` when its test stops (an op cut off
-by the stop completes as indeterminate). The master, or the one process of a local run,
-writes locust's figures to ``locust.json`` as it quits, once every worker's history is
-there; then its ``quitting`` listener sets locust's exit code from the verdict: the
-parent's (``verdict.json``, when ``tokenchaos load`` judges), or its own, by running
-``python -m harness.load DIR``, the same judge, in a process without gevent.
+by the stop completes as indeterminate, counted in ``ops_stopped_count``). The master,
+or the one process of a local run, writes locust's figures to ``locust.json`` as it
+quits, once every worker's history is there; then its ``quitting`` listener sets
+locust's exit code from the verdict: the parent's (``verdict.json``, when ``tokenchaos
+load`` judges), or its own, by running ``python -m harness.load DIR``, the same judge,
+in a process without gevent.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import gevent
+from gevent.lock import Semaphore
 from locust import FastHttpUser, events, task
 from locust.runners import MasterRunner, WorkerRunner
 
@@ -46,10 +51,25 @@ from harness.load_config import (
     LoadConfig,
     write_atomically,
 )
-from harness.load_merge import WALL_START_KEY
-from harness.load_mix import DEFAULT_MIX, LoadMix, UserPlan, provisioning_request, read_provisioned
+from harness.load_merge import SHARED_USERS_KEY, WALL_START_KEY
+from harness.load_mix import (
+    DEFAULT_MIX,
+    LoadMix,
+    UserPlan,
+    hot_creator_names,
+    provisioning_request,
+    read_provisioned,
+)
 from harness.model import Event, F, Kind, Op, Outcome
-from harness.protocol import Endpoints, FlowContext, Resolver, Unresolved, Unsupported, op_flow
+from harness.protocol import (
+    Credentials,
+    Endpoints,
+    FlowContext,
+    Resolver,
+    Unresolved,
+    Unsupported,
+    op_flow,
+)
 from harness.scenario import traits_of
 from harness.targets.http_locust import drive_locust, send_locust
 from harness.targets.profile import load_profile
@@ -95,12 +115,36 @@ class _Recorder:
         self.next_process = 0
         self.users_count = 0
         self.closed = False  # written: nothing more is recorded
+        # The hot creators: the run's, from the configuration (shared with every other
+        # process: the merge keeps their names), or this process's own, made on first need.
+        self.hot_creators: tuple[str, ...] = ()
+        self.shared: tuple[str, ...] = ()
+        self._hot_lock = Semaphore()
+        for name, credentials in self.config.hot_creators.items():
+            self.resolver.users[name] = Credentials(target_id=credentials["target_id"],
+                                                    token=credentials["token"])
+            self.users[name] = "creator"
+            self.hot_creators = self.shared = (*self.shared, name)
 
-    def new_plan(self) -> UserPlan:
+    def new_plan(self, client: Any) -> UserPlan:
+        """The next locust user's plan, with the hot creators it shares."""
         index = self.users_count
         self.users_count += 1
         rng = random.Random(f"{self.config.seed}-{self.tag}-{index}")
-        return UserPlan(prefix=f"u{index}", ops=self.ops, mix=self.mix, rng=rng)
+        return UserPlan(prefix=f"u{index}", ops=self.ops, mix=self.mix, rng=rng,
+                        hot_creators=self._hot_creators(client))
+
+    def _hot_creators(self, client: Any) -> tuple[str, ...]:
+        """The creators every user tips; without the run's, this process provisions its
+        own, once: the other users starting meanwhile wait for them on the lock."""
+        if self.mix.weights.get("hot_tip", 0) == 0:
+            return ()
+        with self._hot_lock:
+            if not self.hot_creators:
+                names = hot_creator_names()
+                self.provision(client, dict.fromkeys(names, "creator"))
+                self.hot_creators = names
+        return self.hot_creators
 
     def process(self) -> int:
         process, self.next_process = self.next_process, self.next_process + 1
@@ -138,6 +182,8 @@ class _Recorder:
             outcome = drive_locust(flow, client, name=op.f.value,
                                    body_bytes_max=self.config.response_body_bytes_max)
         except gevent.GreenletExit:  # the test stopped with this op in flight
+            if not self.closed:
+                self.count("ops_stopped_count")
             self._record(process, Kind.INFO, op, Outcome(kind=Kind.INFO, error="stopped"))
             raise
         self._record(process, outcome.kind, op, outcome)
@@ -160,6 +206,7 @@ class _Recorder:
     def write(self) -> Path:
         """This process's history, as one scenario, to ``histories/<tag>.jsonl``."""
         for process, invoke in sorted(self.history.outstanding().items()):
+            self.count("ops_stopped_count")
             self.history.append(Event(
                 index=len(self.history), time_ns=time.monotonic_ns() - self.start_ns,
                 process=process, kind=Kind.INFO, f=invoke.f, op_id=invoke.op_id,
@@ -173,7 +220,8 @@ class _Recorder:
         with HistoryWriter(partial) as writer:
             writer.begin(name=f"load-{self.tag}", seed=self.config.seed,
                          params={"seed": self.config.seed, WALL_START_KEY: self.wall_start_ns,
-                                 "mix": self.mix.text()},
+                                 "mix": self.mix.text(),
+                                 SHARED_USERS_KEY: ",".join(self.shared)},
                          users=self.users, target_ids=target_ids)
             for event in self.history:
                 writer.event(event)
@@ -190,7 +238,8 @@ def _recorder(environment: Any) -> _Recorder:
     return _RECORDER[0]
 
 class TokenUser(FastHttpUser):
-    """One locust user: its own fans and creator, funded, then ops by the mix."""
+    """One locust user: its own fans and creator, funded, then ops by the mix (its tips
+    shared between its own creator and the run's hot creators)."""
 
     host = "http://127.0.0.1"  # every request carries an absolute URL from the protocol
     network_timeout = 10.0
@@ -201,7 +250,7 @@ class TokenUser(FastHttpUser):
         recorder = _recorder(self.environment)
         self.recorder = recorder
         self.process = recorder.process()
-        self.plan = recorder.new_plan()
+        self.plan = recorder.new_plan(self.client)
         recorder.provision(self.client, self.plan.users)
         for purchase in self.plan.funding():
             self._perform(purchase)
