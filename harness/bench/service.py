@@ -50,13 +50,14 @@ _HTTP_TIMEOUT_S = 30.0
 
 # How pgbench fills each parameter of the service's tip SQL: a pgbench variable (set per
 # transaction by the script's header), or a constant where the service passes one the
-# database does not look into (the request's fingerprint).
+# database does not look into (the request's fingerprint). The service sends its tips in
+# batches (arrays, one element per tip); pgbench sends one tip per statement.
 TIP_VARIABLES: Mapping[str, str] = {
-    "sender_id": "CAST(:sender AS bigint)",
-    "recipient_id": "CAST(:recipient AS bigint)",
-    "amount_tokens": "CAST(:amount AS bigint)",
-    "idempotency_key": "'pgbench-' || CAST(:key AS text)",
-    "request_fingerprint": "'pgbench'",
+    "sender_ids": "ARRAY[CAST(:sender AS bigint)]",
+    "recipient_ids": "ARRAY[CAST(:recipient AS bigint)]",
+    "amounts_tokens": "ARRAY[CAST(:amount AS bigint)]",
+    "keys": "ARRAY['pgbench-' || CAST(:key AS text)]",
+    "fingerprints": "ARRAY['pgbench']",
 }
 
 _SCRIPT_HEADER = (
