@@ -293,7 +293,7 @@ class _Execution:
 
     async def _step(self, step: Step) -> None:
         if isinstance(step, Batch):
-            await self._batch(step.ops)
+            await self._batch(step.ops, window=step.window)
         elif isinstance(step, Settle):
             self.stats["settles_count"] += 1
             await self._quiesce("settle")
@@ -324,7 +324,7 @@ class _Execution:
         else:
             raise AssertionError(f"not a step: {step!r}")
 
-    async def _batch(self, ops: Sequence[Op]) -> None:
+    async def _batch(self, ops: Sequence[Op], *, window: int | None = None) -> None:
         self.stats["batches_count"] += 1
         self.stats["ops_count"] += len(ops)
         if self.stats["ops_count"] > self.limits.ops_per_scenario_max:
@@ -344,7 +344,7 @@ class _Execution:
         pending = iter(flows)
         try:
             async with asyncio.TaskGroup() as group:
-                for _ in range(min(self.workers_count, len(flows))):
+                for _ in range(min(self.workers_count, len(flows), window or len(flows))):
                     group.create_task(self._work(pending))
         except BaseExceptionGroup as exc_group:
             raise _first_leaf(exc_group) from None

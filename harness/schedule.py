@@ -38,12 +38,19 @@ AFTER_OPS_MAX = 100_000
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Batch:
-    """Ops invoked at once; the step ends when all have completed."""
+    """Ops invoked at once; the step ends when all have completed.
+
+    ``window``: at most this many of them in flight (None: as many as the run's
+    concurrency), so that a long batch goes out in waves, the later ones after a fault
+    that landed on the earlier ones' answers.
+    """
 
     ops: tuple[Op, ...]
+    window: int | None = None
 
     def __post_init__(self) -> None:
         assert len(self.ops) >= 1
+        assert self.window is None or self.window >= 1, self.window
         assert len({op.id for op in self.ops}) == len(self.ops), "op ids repeat in a batch"
 
 

@@ -29,7 +29,7 @@ from typing import Any
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
-from reference_impl import idempotency, ledger, payments
+from reference_impl import idempotency, ledger, payments, tip_batches
 from reference_impl.db import connection, create_pool, retry_transient, transaction
 from reference_impl.errors import Answer, Result
 
@@ -99,24 +99,23 @@ async def read_account(pool: AsyncConnectionPool, *, account_id: int) -> Answer:
                                           "debt": int(row[2]), "status": str(row[3])})
 
 
-# The whole tip, in the server (migration 0003): one statement, one round trip, its own
-# transaction (the connections are in autocommit mode). pgbench runs these statements to
-# measure the service against its own SQL (``harness.bench.service``).
-TIP_SQL = ("SELECT o_result, o_body, o_replayed FROM spend_tip("
-           "%(sender_id)s, %(recipient_id)s, %(amount_tokens)s, %(idempotency_key)s,"
-           " %(request_fingerprint)s)")
+# The whole tip, in the server: one statement decides one tip (``spend_tip``, migration
+# 0003), and the service sends the tips that arrive together as one ``spend_tips``
+# statement (migration 0004, ``tip_batches``), one transaction for all of them. pgbench
+# runs these statements, one tip each, to measure the service against its own SQL
+# (``harness.bench.service``).
+TIP_SQL = tip_batches.BATCH_TIP_SQL
 TIP_STATEMENTS = (TIP_SQL,)
 
 
-@retry_transient
 async def tip(pool: AsyncConnectionPool, *, sender_id: int, recipient_id: int,
               amount_tokens: int, idempotency_key: str) -> Answer:
     """Move ``amount_tokens`` from the sender to the recipient, once per key.
 
     The claim of the key, the locks, the decision, the movement and the stored answer are
-    one statement (``spend_tip``), which commits as it returns. A connection lost during
-    it may or may not have committed; running it again (``retry_transient``) is safe
-    either way, because the key turns a tip that did commit into a replay of its answer.
+    one statement inside the server, shared with the tips that arrive at the same time
+    (``tip_batches``), which commits as it returns; deadlocks and lost connections are
+    retried there, safely, because the key turns a tip that did commit into a replay.
 
     Returns:
         ``created`` ``{tip_id, balance}`` (the sender's balance after); ``not_found``;
@@ -126,14 +125,9 @@ async def tip(pool: AsyncConnectionPool, *, sender_id: int, recipient_id: int,
     assert amount_tokens > 0, amount_tokens
     request_fingerprint = idempotency.fingerprint(
         "tip", {"to": recipient_id, "amount": amount_tokens})
-    async with connection(pool) as conn:
-        cursor = await conn.execute(TIP_SQL, {
-            "sender_id": sender_id, "recipient_id": recipient_id,
-            "amount_tokens": amount_tokens, "idempotency_key": idempotency_key,
-            "request_fingerprint": request_fingerprint})
-        row = await cursor.fetchone()
-    assert row is not None, "spend_tip returns one row"
-    result, body, replayed = str(row[0]), dict(row[1]), bool(row[2])
+    result, body, replayed = await tip_batches.batcher_for(pool).spend(tip_batches.TipRequest(
+        sender_id=sender_id, recipient_id=recipient_id, amount_tokens=amount_tokens,
+        idempotency_key=idempotency_key, request_fingerprint=request_fingerprint))
     if result == Result.IDEMPOTENCY_CONFLICT:
         return idempotency.conflict(key=idempotency_key, stored_operation=str(body["operation"]))
     return Answer(result=Result(result), body=body, replayed=replayed)

@@ -44,12 +44,17 @@ FAULT_PROVOKES = ("fault_healed", "op_during_fault")
 
 def faulted_phase(ops: OpFactory, fault: Fault, *, name: str, burst: Sequence[Op],
                   hold_ms: int, after_ops: int, after_acks: int = 0) -> Iterator[Step]:
-    """Fault → burst → heal → every keyed op of the burst re-sent with its key."""
+    """Fault → burst → heal → every keyed op of the burst re-sent with its key.
+
+    A fault landing on ``after_ops`` answers sends the burst in waves of that many, so
+    however fast the target answers, the ops after the first wave are in flight when the
+    fault lands or sent while it is in force (the driver holds them while it lands).
+    """
     assert burst, "a faulted phase needs ops in flight"
     assert after_ops < len(burst), "the fault must land while the burst is running"
     yield Inject(fault=fault, name=name, hold_ms=hold_ms, after_ops=after_ops,
                  after_acks=after_acks)
-    yield Batch(ops=tuple(burst))
+    yield Batch(ops=tuple(burst), window=after_ops or None)
     yield Heal()
     retries = tuple(ops.again(op) for op in burst if op.idempotency_key is not None)
     if retries:

@@ -8,7 +8,10 @@ connections (one client per connection, each tipping from its own fan, as fast a
 answers come back), then pgbench runs the SQL the service runs for one tip
 (``service.TIP_SQL``) against the same database and accounts with as many clients. The
 ratio service/pgbench says how much of the database's speed the service's Python
-(FastAPI, psycopg, the event loop) leaves on the table.
+(FastAPI, psycopg, the event loop) leaves on the table. The service sends the tips that
+arrive together as one statement (``reference_impl.tip_batches``); pgbench sends each tip
+as its own statement, as a service that did not batch would. How many tips the service
+put in each write transaction is measured from the database's transaction ids.
 
 The HTTP client is a few lines over asyncio streams, not httpx: its cost per request must
 not be what is measured. This module measures; it never judges.
@@ -50,13 +53,14 @@ _HTTP_TIMEOUT_S = 30.0
 
 # How pgbench fills each parameter of the service's tip SQL: a pgbench variable (set per
 # transaction by the script's header), or a constant where the service passes one the
-# database does not look into (the request's fingerprint).
+# database does not look into (the request's fingerprint). The service sends its tips in
+# batches (arrays, one element per tip); pgbench sends one tip per statement.
 TIP_VARIABLES: Mapping[str, str] = {
-    "sender_id": "CAST(:sender AS bigint)",
-    "recipient_id": "CAST(:recipient AS bigint)",
-    "amount_tokens": "CAST(:amount AS bigint)",
-    "idempotency_key": "'pgbench-' || CAST(:key AS text)",
-    "request_fingerprint": "'pgbench'",
+    "sender_ids": "ARRAY[CAST(:sender AS bigint)]",
+    "recipient_ids": "ARRAY[CAST(:recipient AS bigint)]",
+    "amounts_tokens": "ARRAY[CAST(:amount AS bigint)]",
+    "keys": "ARRAY['pgbench-' || CAST(:key AS text)]",
+    "fingerprints": "ARRAY['pgbench']",
 }
 
 _SCRIPT_HEADER = (
@@ -103,6 +107,7 @@ class Figures:
     service_tips_per_s: float
     pgbench_tips_per_s: float
     service_errors_count: int
+    service_tips_per_transaction: float  # the service's batches: tips per write transaction
 
     @property
     def ratio(self) -> float:
@@ -144,10 +149,12 @@ async def _measure_all(options: BenchOptions) -> list[Figures]:
             for rep_index in range(options.reps):
                 for clients_count in options.clients:
                     for workload in WORKLOADS:
-                        service_rate, errors = await _drive_service(
+                        xid_before = await _next_xid(info.database_url)
+                        service_rate, errors, tips_count = await _drive_service(
                             info.service_url, accounts, workload=workload,
                             clients_count=clients_count, duration_s=options.duration_s,
                             rng=rng, run_tag=f"{rep_index}{workload[0]}{clients_count}")
+                        transactions_count = await _next_xid(info.database_url) - xid_before
                         pgbench_rate = await asyncio.to_thread(
                             _run_pgbench, pgbench, script_path, info.database_url, accounts,
                             workload=workload, clients_count=clients_count,
@@ -155,7 +162,8 @@ async def _measure_all(options: BenchOptions) -> list[Figures]:
                         results.append(Figures(
                             workload=workload, clients_count=clients_count,
                             rep_index=rep_index, service_tips_per_s=service_rate,
-                            pgbench_tips_per_s=pgbench_rate, service_errors_count=errors))
+                            pgbench_tips_per_s=pgbench_rate, service_errors_count=errors,
+                            service_tips_per_transaction=tips_count / max(1, transactions_count)))
     return results
 
 
@@ -199,14 +207,26 @@ async def _fund(database_url: str, fan_ids: Sequence[int]) -> None:
                 (f"pi_bench_{fan_id}", fan_id, _FUNDING_TOKENS))
 
 
+async def _next_xid(database_url: str) -> int:
+    """The next transaction id the database will assign: the count of write transactions
+    between two readings (a read-only reading assigns none)."""
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        cursor = await conn.execute(
+            "SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint")
+        row = await cursor.fetchone()
+    assert row is not None
+    return int(row[0])
+
+
 async def _drive_service(service_url: str, accounts: _Accounts, *, workload: str,
                          clients_count: int, duration_s: float, rng: random.Random,
-                         run_tag: str) -> tuple[float, int]:
-    """Tips/s acknowledged (201) by the service over ``duration_s``, and the other answers."""
+                         run_tag: str) -> tuple[float, int, int]:
+    """Tips/s acknowledged (201) by the service over ``duration_s``, the other answers in
+    that window, and every tip acknowledged (warm-up included)."""
     host, _, port = service_url.removeprefix("http://").partition(":")
     started = time.monotonic()
     window = (started + _WARMUP_S, started + _WARMUP_S + duration_s)
-    counts = [0, 0]  # acknowledged in the window, answered otherwise
+    counts = [0, 0, 0]  # acknowledged in the window, answered otherwise, acknowledged ever
 
     async def client(client_index: int) -> None:
         _, token = accounts.fans[client_index % len(accounts.fans)]
@@ -226,6 +246,7 @@ async def _drive_service(service_url: str, accounts: _Accounts, *, workload: str
                 tip_index += 1
                 status = await _read_status(reader)
                 now = time.monotonic()
+                counts[2] += status == 201
                 if window[0] <= now <= window[1]:
                     counts[0 if status == 201 else 1] += 1
         finally:
@@ -233,7 +254,7 @@ async def _drive_service(service_url: str, accounts: _Accounts, *, workload: str
 
     async with asyncio.timeout(duration_s + _WARMUP_S + _HTTP_TIMEOUT_S):
         await asyncio.gather(*(client(index) for index in range(clients_count)))
-    return counts[0] / duration_s, counts[1]
+    return counts[0] / duration_s, counts[1], counts[2]
 
 
 async def _read_status(reader: asyncio.StreamReader) -> int:
@@ -271,10 +292,11 @@ def _part(figures: Sequence[Figures], options: BenchOptions) -> Part:
     rows = [{"workload": f.workload, "clients": f.clients_count, "rep": f.rep_index,
              "service_tips_per_s": round(f.service_tips_per_s, 1),
              "pgbench_tips_per_s": round(f.pgbench_tips_per_s, 1),
-             "ratio": round(f.ratio, 3), "service_errors": f.service_errors_count}
+             "ratio": round(f.ratio, 3), "service_errors": f.service_errors_count,
+             "service_tips_per_transaction": round(f.service_tips_per_transaction, 2)}
             for f in figures]
     table = [f"{'workload':<8} {'clients':>7} {'service/s':>10} {'pgbench/s':>10} "
-             f"{'ratio':>6} {'ratios (each rep)':<24}"]
+             f"{'ratio':>6} {'tips/batch':>10} {'ratios (each rep)':<24}"]
     for workload in WORKLOADS:
         for clients_count in options.clients:
             group = [f for f in figures
@@ -286,10 +308,12 @@ def _part(figures: Sequence[Figures], options: BenchOptions) -> Part:
                 f"{statistics.median(f.service_tips_per_s for f in group):>10.1f} "
                 f"{statistics.median(f.pgbench_tips_per_s for f in group):>10.1f} "
                 f"{statistics.median(f.ratio for f in group):>6.2f} "
+                f"{statistics.median(f.service_tips_per_transaction for f in group):>10.1f} "
                 f"{' '.join(f'{f.ratio:.2f}' for f in group):<24}")
     errors = sum(f.service_errors_count for f in figures)
     notes = [f"medians of {options.reps} interleaved reps of {options.duration_s:g} s each; "
-             "pgbench runs service.TIP_STATEMENTS, --protocol=prepared, same database"]
+             "pgbench runs service.TIP_STATEMENTS one tip per statement, --protocol=prepared, "
+             "same database; tips/batch: the service's tips per write transaction"]
     if errors:
         notes.append(f"{errors} tips answered other than 201 (not counted)")
     return Part(name="service", rows=rows, table=table, notes=notes)

@@ -6,7 +6,10 @@ Each ``Inject`` becomes one task: wait until ``after_ops`` more ops have complet
 scenario, releases a fault still waiting), inject, hold, heal, then poll the target's
 health until it answers again (bounded by ``recovery_timeout_s``). What happened is one
 ``FaultWindow``, handed to ``record`` when the fault's life ends. Triggering on a count of
-ops, never on a clock, puts a fault among the same ops on a busy machine as on an idle one.
+ops, never on a clock, puts a fault among the same ops on a busy machine as on an idle one;
+and from the op that reaches the count until the fault is in force, ``op_completed`` holds
+every runner process that completes an op, so no op is sent while a fault is landing and
+the ops after the count meet the fault however fast the target answers them.
 
 A fault that cannot be injected or healed (``FaultError``) ends its window with the error:
 the checkers treat it as not judged, never as the target's failure. Once the target has
@@ -33,6 +36,7 @@ __all__ = ["FAULTS_PER_SCENARIO_MAX", "FaultDriver"]
 FAULTS_PER_SCENARIO_MAX = 1_000
 _RECOVERY_POLL_S = 0.05
 _ACKS_POLL_S = 1.0  # one long poll of the provider; a heal is noticed within it
+_LANDING_WAIT_S_MAX = 30.0  # ops held for a landing fault; past it they go on regardless
 
 
 class FaultDriver:
@@ -64,6 +68,8 @@ class FaultDriver:
         self._names: set[str] = set()
         self._completed_count = 0
         self._completed = asyncio.Condition()
+        # Faults that land on a count of ops, by name, until they are in force: the count.
+        self._triggers: dict[str, int] = {}
         self._released = asyncio.Event()
         self._wall_offsets: dict[str, int] = {}
         self._unrecovered: str | None = None
@@ -87,16 +93,26 @@ class FaultDriver:
         assert len(self._names) < FAULTS_PER_SCENARIO_MAX, "too many faults in one scenario"
         self._names.add(step.name)
         self._released.clear()
-        self._tasks.append(asyncio.create_task(self._life(step, self._completed_count +
-                                                          step.after_ops),
+        trigger_count = self._completed_count + step.after_ops
+        if not step.after_acks:
+            self._triggers[step.name] = trigger_count
+        self._tasks.append(asyncio.create_task(self._life(step, trigger_count),
                                                name=f"fault {step.name}"))
         return True
 
     async def op_completed(self) -> None:
-        """Count one completed op; a fault waiting for it may now land."""
+        """Count one completed op; a fault waiting for it may now land. While a fault whose
+        count is reached is not in force yet, wait (at most ``_LANDING_WAIT_S_MAX``)."""
         async with self._completed:
             self._completed_count += 1
             self._completed.notify_all()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._completed.wait_for(self._none_landing),
+                                       _LANDING_WAIT_S_MAX)
+
+    def _none_landing(self) -> bool:
+        return self._released.is_set() or all(
+            trigger > self._completed_count for trigger in self._triggers.values())
 
     async def heal(self) -> None:
         """Wait until every fault scheduled so far has healed and its target recovered.
@@ -114,6 +130,7 @@ class FaultDriver:
     async def abort(self) -> None:
         """Stop every fault's life and heal whatever is in force (the run is ending early)."""
         tasks, self._tasks = self._tasks, []
+        self._released.set()  # no op waits for a fault that will not land
         for task in tasks:
             task.cancel()
         for task in tasks:
@@ -137,6 +154,8 @@ class FaultDriver:
         except FaultError as exc:
             self._finish(step, started_ns, None, None, f"could not inject: {exc}")
             return
+        finally:  # in force, or failed: the ops held for it go on
+            await self._landed(step.name)
         try:
             await asyncio.sleep(step.hold_ms / 1000)
         finally:
@@ -158,6 +177,11 @@ class FaultDriver:
         if recovered_ns is None and self._unrecovered is None:
             self._unrecovered = step.name
         self._finish(step, started_ns, healed_ns, recovered_ns, None)
+
+    async def _landed(self, name: str) -> None:
+        async with self._completed:
+            self._triggers.pop(name, None)
+            self._completed.notify_all()
 
     async def _wait_for_ops(self, trigger_count: int) -> None:
         async with self._completed:

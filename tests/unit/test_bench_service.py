@@ -10,7 +10,7 @@ from reference_impl import service
 
 def test_pgbench_script_runs_the_statements_the_service_runs_for_a_tip() -> None:
     script = pgbench_script(service.TIP_STATEMENTS)
-    assert "spend_tip(" in script
+    assert "spend_tips(" in script
     assert "%(" not in script
     for name in ("sender", "recipient", "amount", "key"):
         assert f"\\set {name} " in script
@@ -20,10 +20,10 @@ def test_pgbench_script_runs_the_statements_the_service_runs_for_a_tip() -> None
 
 
 def test_pgbench_script_maps_each_named_parameter_to_its_variable() -> None:
-    script = pgbench_script(["SELECT %(sender_id)s, %(idempotency_key)s, 100 %% 7"],
+    script = pgbench_script(["SELECT %(sender_ids)s, %(keys)s, 100 %% 7"],
                             amount_tokens=3)
     assert script.splitlines()[-1] == (
-        f"SELECT ({TIP_VARIABLES['sender_id']}), ({TIP_VARIABLES['idempotency_key']}), "
+        f"SELECT ({TIP_VARIABLES['sender_ids']}), ({TIP_VARIABLES['keys']}), "
         "100 % 7;")
     assert "\\set amount 3" in script
 

@@ -89,6 +89,43 @@ def test_a_fault_lands_only_after_its_ops_and_is_healed_and_recorded() -> None:
     assert window.started_ns < window.healed_ns < window.recovered_ns
 
 
+class SlowRecorder(Recorder):
+    """A nemesis whose injection takes a while, as a restart of PostgreSQL does."""
+
+    async def inject(self, fault: Fault) -> None:
+        await asyncio.sleep(0.05)
+        await super().inject(fault)
+
+
+def test_the_op_that_reaches_the_count_waits_until_the_fault_is_in_force() -> None:
+    async def scenario() -> list[str]:
+        nemesis, windows = SlowRecorder(), []
+        driver = _driver(nemesis, windows)
+        driver.schedule(Inject(fault=KILL, name="f0", hold_ms=200, after_ops=2))
+        await driver.op_completed()
+        assert nemesis.calls == []  # below the count, an op goes on at once
+        await driver.op_completed()  # reaches it: returns once the fault is in force
+        seen = list(nemesis.calls)
+        await driver.op_completed()  # in force: an op goes on at once again
+        await driver.heal()
+        return seen
+
+    assert asyncio.run(scenario()) == ["inject kill_service"]
+
+
+def test_ops_are_not_held_for_a_fault_that_waits_for_acknowledgements() -> None:
+    async def scenario() -> list[str]:
+        nemesis, windows = SlowRecorder(), []
+        driver = _driver(nemesis, windows)
+        driver.schedule(Inject(fault=KILL, name="f0", hold_ms=0, after_ops=0, after_acks=1))
+        await asyncio.wait_for(driver.op_completed(), 1.0)
+        seen = list(nemesis.calls)
+        await driver.abort()
+        return seen
+
+    assert asyncio.run(scenario()) == []
+
+
 def test_heal_releases_a_fault_still_waiting_for_ops() -> None:
     async def scenario() -> list[str]:
         nemesis, windows = Recorder(), []
