@@ -10,7 +10,8 @@ Rules every spend follows: the idempotency key is claimed first, then the accoun
 locked in id order (``ledger.lock_accounts``), the decision is made on the locked rows,
 the movement is posted, and the answer is stored under the key, all in one transaction.
 A tip, the spend that carries the load, does all of it in one statement inside the
-server (``spend_tip``, migration 0003), so it costs one round trip.
+server, shared with the tips that arrive at the same time (``spend_tips``, migration
+0004), so it costs a share of one round trip.
 Deadlocks and serialization failures are retried (``db.retry_transient``). Expected
 outcomes are ``Result`` values, never exceptions. Ids are keyword-only.
 
@@ -99,11 +100,10 @@ async def read_account(pool: AsyncConnectionPool, *, account_id: int) -> Answer:
                                           "debt": int(row[2]), "status": str(row[3])})
 
 
-# The whole tip, in the server: one statement decides one tip (``spend_tip``, migration
-# 0003), and the service sends the tips that arrive together as one ``spend_tips``
-# statement (migration 0004, ``tip_batches``), one transaction for all of them. pgbench
-# runs these statements, one tip each, to measure the service against its own SQL
-# (``harness.bench.service``).
+# The whole tip, in the server: the service sends the tips that arrive together as one
+# ``spend_tips`` statement (migration 0004, ``tip_batches``), one transaction for all of
+# them. pgbench runs these statements, one tip each, to measure the service against its
+# own SQL (``harness.bench.service``).
 TIP_SQL = tip_batches.BATCH_TIP_SQL
 TIP_STATEMENTS = (TIP_SQL,)
 

@@ -7,10 +7,10 @@ commit. Under no load a batch is one tip and costs what it did alone; under load
 trips, the commits and a hot creator's row lock are paid once per batch, not once per tip.
 
 Each tip of a batch gets the answer it would have had alone: ``spend_tips`` decides them in
-order with ``spend_tip``'s rules. A batch that fails on its data (an error no retry
-mends) is run again one tip at a time, so one bad tip fails only its own request; a
-batch that fails because the database is away fails every tip of it with that error, as
-each would have failed alone. Nothing here knows HTTP.
+order with the rules a single tip follows (migration 0004 lists them). A batch that fails
+on its data (an error no retry mends) is run again one tip at a time, so one bad tip
+fails only its own request; a batch that fails because the database is away fails every
+tip of it with that error, as each would have failed alone. Nothing here knows HTTP.
 """
 
 from __future__ import annotations
@@ -43,12 +43,12 @@ BATCH_TIP_SQL = ("SELECT o_result, o_body, o_replayed FROM spend_tips("
                  "%(sender_ids)s, %(recipient_ids)s, %(amounts_tokens)s, %(keys)s,"
                  " %(fingerprints)s)")
 
-TipRow = tuple[str, dict[str, Any], bool]  # (result, body, replayed), as spend_tip returns
+TipRow = tuple[str, dict[str, Any], bool]  # (result, body, replayed), one row of spend_tips
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TipRequest:
-    """One tip as ``spend_tip`` takes it."""
+    """One tip, as ``spend_tips`` takes it (one element of each of its arrays)."""
 
     sender_id: int
     recipient_id: int
