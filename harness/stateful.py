@@ -11,8 +11,8 @@ still fails and prints it, with our anomaly text.
 Settings profiles are registered with Hypothesis as ``tokenchaos-machine-dev``, ``-ci``
 and ``-nightly`` (``machine_settings``). Each has its bounds: programs, steps per
 program, the programs a shrink may run (by count, so shrinking ends within a budget), and
-the time the whole exploration may take. Every program is written to the run's history
-file as one scenario, so ``tokenchaos check`` can re-judge it.
+the time the whole exploration may take. Every program is written to the exploration's
+history file as one scenario (named ``machine``), to read back with ``harness.history``.
 
 Exit codes, as everywhere: 0 every checker that ran held in some step and none broke; 1 a
 checker broke (a program and its anomalies); 2 anything else, a checker that never could
@@ -50,8 +50,8 @@ from harness.scenario import Scenario, ScenarioParams, traits_of
 from harness.schedule import Step
 from harness.targets.profile import FileProvisioning, Profile, load_profile
 
-__all__ = ["MACHINE_PROFILES", "MachineBudget", "MachineResult", "machine_plan",
-           "machine_settings", "run_machine"]
+__all__ = ["MACHINE_PROFILES", "MachineBudget", "MachineResult", "format_result",
+           "machine_plan", "machine_settings", "run_machine"]
 
 _OPEN_TIMEOUT_S = 300.0  # starting the local stack, or reaching a target, at most
 _CLOSE_TIMEOUT_S = 60.0
@@ -247,6 +247,37 @@ def _result(ctx: MachineContext, error: BaseException | None, lines: list[str], 
         steps_count=ctx.steps_count, programs_to_failure=ctx.programs_to_failure,
         ops_to_failure=ctx.ops_to_failure, time_to_failure_s=ctx.first_failure_s,
         duration_s=time.monotonic() - ctx.started_s, history_path=history_path)
+
+
+def format_result(result: MachineResult) -> list[str]:
+    """The result as console lines: the program and anomalies when one broke, the figures,
+    the verdict per checker. Pure."""
+    lines: list[str] = []
+    if result.program:
+        lines += ["The program that broke an invariant, as Hypothesis printed it:", "",
+                  result.program, ""]
+    if result.anomaly:
+        lines += ["Anomalies:", result.anomaly, ""]
+    lines.append("checkers: " + ", ".join(f"{name} {_word(valid)}"
+                                           for name, valid in result.checkers.items()))
+    figures = (f"{result.programs_count} programs, {result.ops_count} ops, "
+               f"{result.steps_count} judgements in {result.duration_s:.1f} s "
+               f"(profile {result.profile})")
+    if result.time_to_failure_s is not None:
+        figures += (f"; first anomaly after {result.time_to_failure_s:.1f} s, in program "
+                    f"{result.programs_to_failure}, {result.ops_to_failure} ops in")
+    lines.append(figures)
+    if result.note:
+        lines.append(f"note: {result.note}")
+    lines.append(f"history: {result.history_path}")
+    lines.append(f"verdict: {_word(result.valid)} (exit {result.exit_code})")
+    return lines
+
+
+def _word(valid: Validity) -> str:
+    if valid is True:
+        return "held"
+    return "BROKE" if valid is False else "unknown"
 
 
 def _invariant_broken(error: BaseException | None) -> InvariantBroken | None:
