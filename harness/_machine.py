@@ -7,7 +7,9 @@ step the invariant runs the checkers over the history so far and the end state t
 observer reads now. A checker that does not hold raises ``InvariantBroken`` whose message
 is the anomalies in words; Hypothesis prints the program that led there.
 
-Only what the target's profile offers gets a rule: ``machine_class`` composes the rules
+A charge drawn while no call is open first opens one (fan 0 with creator 0, in a step of
+its own), so charges are drawn as often as tips. Only what the target's profile offers
+gets a rule: ``machine_class`` composes the rules
 from mixins by the target's traits (no call rules without calls, no key reuse where tips
 carry no key), so an op the target cannot take is never sent and never judged.
 
@@ -52,6 +54,7 @@ FUND_TOKENS = 500  # each fan's first package: the target's nearest
 TOP_UP_TOKENS = 100
 TIP_TOKENS_MAX = 60
 RATE_TOKENS_MAX = 30
+DEFAULT_RATE_TOKENS = 10  # of the call a charge opens when none is open
 MINUTES_MAX = 4
 COPIES_MAX = 3  # a tip sent this many times at once with one key
 BATCH_OPS_MIN = 2
@@ -265,12 +268,23 @@ class TokenMachine(RuleBasedStateMachine):
             if not ctx.traits.offers(F.READ_BALANCE):
                 return []
             return [factory.read_balance(self._user(item.user))]
-        if not _offers_calls(ctx.traits) or not self.calls:
+        if not _offers_calls(ctx.traits):
             return []
+        self._ensure_call()
         call_index = item.call % len(self.calls)
         charge = factory.call_charge(self.calls[call_index], minute=item.minute)
         self.charges[(call_index, item.minute)] = charge
         return [charge]
+
+    def _ensure_call(self) -> None:
+        """Open a call (fan 0 with creator 0) when a charge finds none open, in a step of
+        its own: a charge is sent after the call it charges has its id."""
+        if self.calls:
+            return
+        opened = self._factory().call_open(user=self._fan(0), creator=self._creator(0),
+                                           rate_tokens_per_minute=DEFAULT_RATE_TOKENS)
+        self.calls.append(opened)
+        self._send([opened])
 
     def _tip(self, sender: int, recipient: int, amount_tokens: int,
              key: str | None = None) -> Op:
@@ -354,12 +368,12 @@ class _CallRules(TokenMachine):
         self.calls.append(opened)
         self._send([opened])
 
-    @precondition(lambda self: bool(self.calls))
     @rule(call=st.integers(0, CALLS_MAX - 1), minute=st.integers(1, MINUTES_MAX),
           replay=st.booleans())
     def charge_minute(self, call: int, minute: int, replay: bool) -> None:
         """Charge a minute with a fresh key, or (``replay``) resend its last charge."""
         factory = self._factory()
+        self._ensure_call()
         index = call % len(self.calls)
         earlier = self.charges.get((index, minute))
         if replay and earlier is not None and earlier.idempotency_key is not None:

@@ -58,7 +58,7 @@ def test_machine_holds_on_the_correct_service(database_url: str, tmp_path: Path)
     assert result.exit_code == 0, report
     assert result.program == "" and result.anomaly == "", report
     assert set(result.checkers) >= {"conservation", "reconciliation", "idempotency", "calls"}
-    assert result.programs_count == 30, report  # every program of the profile ran
+    assert result.programs_count >= 30, report  # every program of the profile ran
 
 
 def test_machine_command_prints_the_program_and_exits_1(
