@@ -191,11 +191,16 @@ class TokenMachine(RuleBasedStateMachine):
         scenario = Scenario(name="machine", summary="a Hypothesis program",
                             users=lambda params: users, generator=_no_steps,
                             checkers=ctx.checkers)
-        self.program = StepwiseRun(scenario, ScenarioParams(seed=seed,
-                                                            concurrency=BATCH_OPS_MAX * COPIES_MAX),
-                                   session=ctx.session, provider=ctx.provider,
-                                   writer=ctx.writer, limits=ctx.limits)
-        self._await(self.program.begin())
+        program = StepwiseRun(scenario, ScenarioParams(seed=seed,
+                                                       concurrency=BATCH_OPS_MAX * COPIES_MAX),
+                              session=ctx.session, provider=ctx.provider, writer=ctx.writer,
+                              limits=ctx.limits)
+        try:
+            self._await(program.begin())
+        except BaseException:
+            program.abandon()  # teardown then has no program to end
+            raise
+        self.program = program
         package = self.factory.package_for(FUND_TOKENS)
         self._send([self.factory.purchase(user=fan, amount_tokens=package.tokens)
                     for fan in self.fans], settle=True)

@@ -219,13 +219,16 @@ def _result(ctx: MachineContext, error: BaseException | None, lines: list[str], 
     program = "\n".join([*lines, *getattr(error, "__notes__", ())][:_PROGRAM_LINES_MAX])
     broken = _invariant_broken(error)
     note = ""
-    if broken is not None or (error is not None and ctx.last_failure is not None
-                              and isinstance(error, Flaky)):
+    if broken is not None or (error is not None and ctx.last_failure is not None):
+        # An anomaly broke a real program: exit 1, even when Hypothesis then stumbled.
         valid: Validity = False
         anomaly = str(broken) if broken is not None else (ctx.last_failure or "")
-        if broken is None:
-            note = ("the anomaly broke a program, and its shrunk program did not fail again "
-                    "on replay: the race is timing-dependent")
+        if isinstance(error, Flaky):
+            note = ("the shrunk program did not fail the same way again on its replay: the "
+                    "race is timing-dependent; the anomaly is the one that broke a program")
+        elif broken is None:
+            note = (f"after the anomaly, the exploration failed: {type(error).__name__}: "
+                    f"{error}")
     elif error is not None:
         valid, anomaly = "unknown", ""
         note = f"a program failed without an anomaly: {type(error).__name__}: {error}"

@@ -184,3 +184,17 @@ def test_machine_flags_that_do_not_apply_exit_2_naming_them(
         cli.main()
     assert exited.value.code == 2
     assert "the flag --target-url does not apply to --target local" in capsys.readouterr().err
+
+
+def test_an_anomaly_whose_shrunk_program_passed_on_replay_still_exits_1(
+        tmp_path: Path) -> None:
+    from hypothesis.errors import FlakyFailure
+
+    ctx = _context(first_failure_s=2.0, last_failure="reconciliation did not hold:",
+                   held={"reconciliation": False})
+    error = FlakyFailure("Inconsistent results", [InvariantBroken("reconciliation did not hold:")])
+    result = _result(ctx, error, ["state = TokenMachine()"], profile="ci",
+                     history_path=tmp_path / "h.jsonl")
+    assert (result.valid, result.exit_code) == (False, 1)
+    assert "timing-dependent" in result.note
+    assert result.anomaly == "reconciliation did not hold:"
