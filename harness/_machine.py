@@ -21,6 +21,7 @@ program's roster, so every drawn program is valid and shrinks toward fewer, lowe
 from __future__ import annotations
 
 import random
+import secrets
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -129,6 +130,7 @@ class MachineContext:
     shrink_programs_max: int  # programs run after the first failure, the final one aside
     deadline_s: float  # time.monotonic() past which no new program starts
     started_s: float = field(default_factory=time.monotonic)
+    run_token: str = field(default_factory=lambda: secrets.token_hex(4))
     programs_count: int = 0
     ops_count: int = 0
     steps_count: int = 0
@@ -183,7 +185,10 @@ class TokenMachine(RuleBasedStateMachine):
         self.fans = [name for name, kind in users.items() if kind == "fan"]
         self.creators = [name for name, kind in users.items() if kind == "creator"]
         seed = ctx.programs_count + 1
-        self.factory = OpFactory(scenario="machine", seed=seed, target=ctx.traits)
+        # Keys start with the exploration's own token: a target that outlives one
+        # exploration never sees an earlier one's key again, whatever its key scope.
+        self.factory = OpFactory(scenario=f"machine-{ctx.run_token}", seed=seed,
+                                 target=ctx.traits)
         self.skipped = not _within_budget(ctx)
         if self.skipped:
             return
