@@ -15,7 +15,7 @@ import os
 import signal
 import sys
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -332,6 +332,9 @@ FLAG_RULES: tuple[FlagRule, ...] = (
     FlagRule(command="zoo", flag="--flaw", excludes=frozenset({UPDATE_README}), advice=(
         "--update-readme writes the whole matrix; run it without --flaw")),
 )
+# The machine reaches its target as run does, so the same flags apply to it.
+FLAG_RULES += tuple(replace(rule, command="machine") for rule in FLAG_RULES
+                    if rule.command == "run")
 
 
 def check_flags_apply(command: str, given: Collection[str], traits: Collection[str], *,
@@ -351,7 +354,8 @@ def check_flags_apply(command: str, given: Collection[str], traits: Collection[s
         clashing = sorted(rule.excludes & set(traits))
         if missing or clashing:
             kind = "env variable" if rule.flag.startswith("TOKENCHAOS_") else "flag"
-            where = f"--target {target}" if command in ("run", "doctor") else f"this {command}"
+            where = f"--target {target}" if command in ("run", "doctor", "machine") \
+                else f"this {command}"
             raise UsageError(f"the {kind} {rule.flag} does not apply to {where}: "
                              + rule.advice.replace("{target}", target))
 
@@ -553,6 +557,61 @@ def _print_load(record: RunRecord, figures: Mapping[str, object]) -> None:
         # Whether the load raced at all: a lost update needs two tips to one row at once.
         console.print(f"tips sent while another tip to the same recipient was in flight: "
                       f"{races_count}")
+
+
+@app.command()
+def machine(
+    ctx: typer.Context,
+    target: Annotated[str, typer.Option(
+        help="'local' starts the local stack (reference service); otherwise a profile name "
+             "or .toml file describing a deployment you run.")] = "local",
+    profile: Annotated[str, typer.Option(
+        help="The settings profile: dev (a few random programs), ci (30 programs of 12 "
+             "steps, the same every run) or nightly (many long random programs).")] = "ci",
+    flaw: Annotated[list[str] | None, typer.Option(
+        "--flaw", help="Install this flaw in the local reference service (repeatable).")] = None,
+    report_dir: Annotated[Path | None, typer.Option(
+        help="Where the programs' history goes.")] = None,
+    target_url: Annotated[str | None, typer.Option(
+        help="Base URL of the target (overrides the profile's).")] = None,
+    provider_url: Annotated[str | None, typer.Option(
+        help="The provider simulator your target uses (tokenchaos provider).")] = None,
+    provider_key: Annotated[str | None, typer.Option(
+        help="The control key that provider printed (default: TOKENCHAOS_PROVIDER_KEY).")
+    ] = None,
+    database_url: Annotated[str | None, typer.Option(
+        help="Read-only database URL for a profile with a SQL observer.")] = None,
+    allow_remote: Annotated[list[str] | None, typer.Option(
+        "--allow-remote", metavar="HOST",
+        help="Allow connecting to HOST, which is not loopback (repeatable), as for run.")
+    ] = None,
+) -> None:
+    """Explore the target with a Hypothesis state machine; print a failing program.
+
+    Programs fund fans, tip, replay tips, read balances, charge calls (what the profile
+    offers) and send batches of ops at once; every checker judges every step. Exits 0 when
+    every checker held, 1 with the shrunk program and its anomalies when one broke, 2
+    when something could not be judged.
+    """
+    from harness.stateful import format_result, machine_plan, run_machine
+
+    check_flags_apply("machine", _given_flags(ctx), _run_traits(target), target=target)
+    flaws = tuple(flaw or ())
+    _check_flaw_names(flaws)
+    local = target == "local"
+    defaults = _project_defaults()
+    plan = machine_plan(profile="reference" if local else target, local=local, flaws=flaws,
+                        report_dir=report_dir or Path(str(defaults.get("report_dir",
+                                                                       "reports"))),
+                        target_url=target_url, provider_url=provider_url,
+                        provider_key=None if local else (
+                            provider_key or os.environ.get("TOKENCHAOS_PROVIDER_KEY")),
+                        database_url=database_url, allowed_hosts=tuple(allow_remote or ()))
+    result = run_machine(plan, profile=profile,
+                         announce=lambda line: typer.echo(line, err=True))
+    for line in format_result(result):
+        typer.echo(line)
+    raise typer.Exit(result.exit_code)
 
 
 @app.command()

@@ -9,6 +9,13 @@ starts the local stack; otherwise a profile name or file), ``--tokenchaos-target
         outcome = tokenchaos_run("tip-cycle", seed=3)
         assert outcome.valid is True, outcome.summary
 
+and ``tokenchaos_machine``, which explores the same target with the Hypothesis state
+machine (``harness.stateful``) under a settings profile::
+
+    def test_no_program_breaks_an_invariant(tokenchaos_machine):
+        result = tokenchaos_machine(profile="ci")
+        assert result.valid is True, result.program + result.anomaly
+
 Each call runs one scenario through the same path as ``tokenchaos run`` (stack, runner,
 checkers, report) and writes its report under the report directory, in a folder of its
 own per xdist worker, so parallel workers never share ports, databases or files.
@@ -21,12 +28,16 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from harness.model import Validity
 
-__all__ = ["ScenarioOutcome", "pytest_addoption", "tokenchaos_run"]
+if TYPE_CHECKING:
+    from harness.stateful import MachineResult
+
+__all__ = ["ScenarioOutcome", "pytest_addoption", "tokenchaos_machine", "tokenchaos_run"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -89,3 +100,25 @@ def tokenchaos_run(request: pytest.FixtureRequest) -> Callable[..., ScenarioOutc
                                summary="\n".join(lines))
 
     return _run
+
+
+@pytest.fixture
+def tokenchaos_machine(request: pytest.FixtureRequest) -> Callable[..., MachineResult]:
+    """Explore the configured target with the state machine and return its result."""
+    from harness.stateful import machine_plan, run_machine
+
+    config = request.config
+    target = str(config.getoption("--tokenchaos-target"))
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    report_dir = Path(str(config.getoption("--tokenchaos-report-dir"))) / f"pytest-{worker}"
+
+    def _explore(*, profile: str = "ci") -> MachineResult:
+        local = target == "local"
+        plan = machine_plan(profile="reference" if local else target, local=local,
+                            report_dir=report_dir,
+                            target_url=config.getoption("--tokenchaos-target-url"),
+                            provider_url=config.getoption("--tokenchaos-provider-url"),
+                            provider_key=config.getoption("--tokenchaos-provider-key"))
+        return run_machine(plan, profile=profile)
+
+    return _explore

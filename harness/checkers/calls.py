@@ -11,9 +11,11 @@ One pass over the history, in order, per call:
 
 A charge answered OK with ``replayed = 1`` (the profile's replay rule recognised the
 answer as a replay or a no-op) is the first answer of that minute again: it is no new
-charge, whenever it was sent. A charge answered OK with no charge id and no replay mark
-is a charge (nothing says otherwise); when that makes too many, the anomaly says how to
-declare the service's replay answer.
+charge, whenever it was sent. So is a charge answered OK with a charge id already
+acknowledged for that minute of that call, whatever key it was sent with: a service that
+dedupes per minute answers a re-sent minute with its first charge. A charge answered OK
+with no charge id and no replay mark is a charge (nothing says otherwise); when that
+makes too many, the anomaly says how to declare the service's replay answer.
 
 Memory: the calls, and per call its minutes.
 """
@@ -59,7 +61,7 @@ def check_calls(inp: CheckInput) -> Verdict:
 
     Count keys: ``calls``, ``charges_attempted``, ``charges_acknowledged``,
     ``charges_refused_for_funds``, ``charges_refused_as_ended``, ``charges_replayed``
-    (acknowledged as a replay: no new charge).
+    (acknowledged as a replay, or with the minute's charge id again: no new charge).
     """
     sampler = Sampler()
     calls: dict[str, _Call] = {}
@@ -112,6 +114,13 @@ def _complete_charge(name: str, call: _Call, invoke: Event, event: Event,
     if value_int(event.value, REPLAYED) == 1:
         counts["charges_replayed"] += 1  # the minute's first answer again: nothing new
         return
+    minute = value_int(invoke.value, "minute")
+    charge_id = event.value.get("charge_id")
+    if charge_id is not None and str(charge_id) in call.charges.get(minute, {}):
+        # The minute's charge, acknowledged before under this id, answered again (a new
+        # key need not make a new charge): nothing new was charged, even after the end.
+        counts["charges_replayed"] += 1
+        return
     counts["charges_acknowledged"] += 1
     if ended_by is not None:
         kind = "charge_after_refusal" if "refused" in ended_by else "charge_after_end"
@@ -121,16 +130,12 @@ def _complete_charge(name: str, call: _Call, invoke: Event, event: Event,
                                                       event.index),
                             expected="call_ended", observed="ok", explanation=text,
                             user=value_str(invoke.value, "user")))
-    minute = value_int(invoke.value, "minute")
-    charge_id = event.value.get("charge_id")
     if charge_id is None:
         call.acknowledged_without_id += 1
         if len(call.acknowledged_without_id_indexes) < _INDEXES_MAX:
             call.acknowledged_without_id_indexes.append(invoke.index)
         return
     by_id = call.charges.setdefault(minute, {})
-    if str(charge_id) in by_id:
-        return  # the same charge again: an idempotent answer
     by_id[str(charge_id)] = invoke.index
     if len(by_id) == 2:
         (first_id, first_index), (second_id, second_index) = list(by_id.items())[:2]

@@ -1,5 +1,6 @@
 """The pytest plugin, as a user's project would use it: pytester runs a test file that asks
-the ``tokenchaos_run`` fixture for a scenario against the local stack."""
+the ``tokenchaos_run`` fixture for a scenario, or ``tokenchaos_machine`` for an exploration
+by the state machine, against the local stack."""
 
 from __future__ import annotations
 
@@ -21,6 +22,24 @@ def test_tokenchaos_run_fixture_runs_a_scenario_and_reports(
             assert outcome.valid is True, outcome.summary
             assert outcome.exit_code == 0
             assert (outcome.report_dir / "index.html").is_file()
+    """)
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "--tokenchaos-report-dir", str(pytester.path / "out"))
+    result.assert_outcomes(passed=1)
+
+
+def test_tokenchaos_machine_fixture_explores_the_target_with_the_state_machine(
+        pytester: pytest.Pytester, pg_admin_url: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness.pg import create_database
+
+    monkeypatch.setenv("TOKENCHAOS_DATABASE_URL", create_database(pg_admin_url))
+    pytester.makepyfile(test_user="""
+        def test_no_program_breaks_an_invariant(tokenchaos_machine):
+            result = tokenchaos_machine(profile="ci")
+            assert result.valid is True, result.program + result.anomaly + result.note
+            assert result.exit_code == 0
+            assert result.history_path.is_file()
     """)
     result = pytester.runpytest_subprocess(
         "-p", "no:cacheprovider", "--tokenchaos-report-dir", str(pytester.path / "out"))

@@ -119,3 +119,24 @@ def test_calls_a_resent_minute_answered_without_id_or_replay_mark_is_a_charge() 
     assert anomaly.kind == "too_many_charges"
     assert second in anomaly.event_indexes
     assert "replay = {" in anomaly.explanation
+
+
+def test_calls_a_charged_minute_resent_after_the_end_with_a_new_key_is_the_same_charge() -> None:
+    h = _call()
+    h.charge("fan_0", "creator_0", "c1", 1, 60, charge_id="ch_1")
+    h.call_end("fan_0", "c1")
+    # A new key, answered 201 with the minute's first charge id: nothing new was charged.
+    h.charge("fan_0", "creator_0", "c1", 1, 60, charge_id="ch_1", key="new")
+    verdict = check_calls(h.input(None, None))
+    assert verdict.valid is True, verdict
+    assert verdict.counts["charges_replayed"] == 1
+
+
+def test_calls_a_charged_minute_resent_after_the_end_with_a_new_charge_id_is_flagged() -> None:
+    h = _call()
+    h.charge("fan_0", "creator_0", "c1", 1, 60, charge_id="ch_1")
+    h.call_end("fan_0", "c1")
+    h.charge("fan_0", "creator_0", "c1", 1, 60, charge_id="ch_2", key="new")
+    verdict = check_calls(h.input(None, None))
+    assert verdict.valid is False
+    assert {a.kind for a in verdict.anomalies} == {"charge_after_end", "minute_charged_twice"}
