@@ -230,6 +230,7 @@ class AdminHttpObserverSpec:
     account_fields: Mapping[str, str]  # AccountState field -> dotted path in one item
     totals_path: str | None = None
     totals_fields: Mapping[str, str] = field(default_factory=dict)  # Totals field -> path
+    statuses: Mapping[str, str] = field(default_factory=dict)  # target's word -> ACCOUNT_STATUSES
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -251,6 +252,7 @@ class SqlObserverSpec:
     accounts_query: str  # columns: user_id, balance_tokens, and optional AccountState fields
     totals_query: str | None = None  # one row with Totals columns
     schema: SchemaNames | None = None  # None: the profile names no tables; schema not checked
+    statuses: Mapping[str, str] = field(default_factory=dict)  # target's word -> ACCOUNT_STATUSES
 
 
 ObserverSpec = AdminHttpObserverSpec | SqlObserverSpec
@@ -545,7 +547,7 @@ def _parse_observer(table: Table, environ: Mapping[str, str]) -> ObserverSpec:
     kind = table.choice("kind", ("admin_http", "sql"))
     if kind == "sql":
         table.only("kind", "database_url", "database_url_env", "accounts_query", "totals_query",
-                   *_SCHEMA_KEYS)
+                   "statuses", *_SCHEMA_KEYS)
         written_url = table.opt_text("database_url")
         url = _from_env(table, "database_url", environ) or written_url
         env_name = table.opt_text("database_url_env")
@@ -556,8 +558,10 @@ def _parse_observer(table: Table, environ: Mapping[str, str]) -> ObserverSpec:
         totals_query = table.opt_text("totals_query")
         return SqlObserverSpec(database_url=url, database_url_env=env_name,
                                accounts_query=accounts_query, totals_query=totals_query,
-                               schema=_parse_schema_names(table))
-    table.only("kind", "accounts_path", "accounts_list", "account", "totals_path", "totals")
+                               schema=_parse_schema_names(table),
+                               statuses=_parse_statuses(table))
+    table.only("kind", "accounts_path", "accounts_list", "account", "totals_path", "totals",
+               "statuses")
     accounts_path = table.path("accounts_path", frozenset())
     accounts_list_path = table.opt_text("accounts_list", "", empty_ok=True) or ""
     account_fields = table.text_table("account")
@@ -570,7 +574,23 @@ def _parse_observer(table: Table, environ: Mapping[str, str]) -> ObserverSpec:
     return AdminHttpObserverSpec(accounts_path=accounts_path,
                                  accounts_list_path=accounts_list_path,
                                  account_fields=account_fields, totals_path=totals_path,
-                                 totals_fields=totals_fields)
+                                 totals_fields=totals_fields, statuses=_parse_statuses(table))
+
+
+ACCOUNT_STATUSES = ("active", "debt")  # the harness's words for an account's status
+
+
+def _parse_statuses(table: Table) -> dict[str, str]:
+    """``statuses = { OWING = "debt", OK = "active" }``: the target's status words, in ours."""
+    statuses = table.text_table("statuses")
+    for word, ours in statuses.items():
+        if ours not in ACCOUNT_STATUSES:
+            raise table.error(f"statuses.{word}", ours,
+                              f"must be one of {', '.join(ACCOUNT_STATUSES)}")
+    if statuses and "debt" not in statuses.values():
+        raise table.error("statuses", dict(statuses), 'names no word for "debt"; add the '
+                          'status the service gives an account that owes, e.g. OWING = "debt"')
+    return statuses
 
 
 _SCHEMA_KEYS = ("balances_table", "balance_column", "intents_table", "intent_column")

@@ -214,6 +214,11 @@ PROFILE_KEYS: tuple[ProfileKey, ...] = (
     ProfileKey(section="observer", key="totals", default="{}", when=_ADMIN, meaning=(
         "Table `[observer.totals]`: total to dotted path; all five when `totals_path` is "
         "given.")),
+    ProfileKey(section="observer", key="statuses", default="{} (statuses taken as written)",
+               meaning=(
+                   'The service\'s status words in the harness\'s: `{ OWING = "debt", OK = '
+                   '"active" }`; a word it does not name is not judged. Needs a word for '
+                   "`debt`.")),
     ProfileKey(section="observer", key="database_url", default="none", when=_SQL,
                meaning="A read-only connection string. Prefer `database_url_env`."),
     ProfileKey(section="observer", key="database_url_env", default="none", when=_SQL,
@@ -282,12 +287,13 @@ OBSERVER_FIELDS: tuple[ObserverField, ...] = (
                   without="the observer is refused when the profile loads"),
     ObserverField(name="debt_tokens", meaning="what the account owes after clawbacks "
                   "(default 0)", needed_by=("non_negative", "conservation", "reconciliation",
-                                            "refunds"),
+                                            "refunds", "debt"),
                   without="read as 0: a service that records debt elsewhere looks like it "
                           "lost the shortfall"),
-    ObserverField(name="status", meaning="the account's status (`debt` when it owes; default "
-                  "`active`)", needed_by=("refunds",),
-                  without='read as "active"; an account in debt then fails `refunds`'),
+    ObserverField(name="status", meaning="the account's status (`debt` when it owes, else "
+                  "`active`; `[observer] statuses` maps the service's own words)",
+                  needed_by=("debt",),
+                  without="`debt` judges balances and debts only, not the status"),
     ObserverField(name="ledger_sum_tokens", meaning="the sum of the account's ledger entries",
                   needed_by=("ledger_drift",), without="`ledger_drift` is unknown"),
     ObserverField(name="credited_tokens", meaning="tokens credited by purchases, all time "

@@ -91,6 +91,19 @@ def _credit_every_delivery(conn: psycopg.Connection[Any], *, order: Any) -> None
     book_credit(conn, wallet, tokens=order.minted_tokens, reason="purchase", ref=order.intent_id)
 
 
+def _credit_ignores_owed(conn: psycopg.Connection[Any], *, order: Any) -> None:
+    """A purchase credit ignores what is owed: the whole credit reaches the balance."""
+    row = conn.execute("INSERT INTO intent_credits (intent_id, order_no, tokens)"
+                       " VALUES (%s, %s, %s) ON CONFLICT (intent_id) DO NOTHING RETURNING 1",
+                       (order.intent_id, order.order_no, order.minted_tokens)).fetchone()
+    if row is None:
+        return
+    wallet = lock_wallets(conn, [order.owner_id])[order.owner_id]
+    wallet = book(conn, wallet, reason="purchase", balance_delta=order.minted_tokens,
+                  owed_delta=0, ref=order.intent_id)
+    correct.settle(conn, order, wallet)
+
+
 def _refund_not_idempotent(conn: psycopg.Connection[Any], *, order: Any,
                            refunded_cents: int) -> None:
     """Refund not idempotent: every charge.refunded claws back its whole cumulative share."""
@@ -180,6 +193,9 @@ _ALL = (
          replacement=_credit_every_delivery,
          caught_by=("conservation", "exactly_once_credit", "reconciliation"),
          description=_credit_every_delivery.__doc__ or ""),
+    Flaw(name="credit_ignores_owed", operation="credit_intent",
+         replacement=_credit_ignores_owed, caught_by=("debt",),
+         description=_credit_ignores_owed.__doc__ or ""),
     Flaw(name="refund_not_idempotent", operation="record_refund",
          replacement=_refund_not_idempotent,
          caught_by=("refunds", "conservation", "reconciliation"),

@@ -39,7 +39,7 @@ from tests.foreign.wallets import (
     taken_target_tokens,
 )
 
-__all__ = ["OPERATIONS", "Facts", "Reply", "Stored", "error"]
+__all__ = ["OPERATIONS", "Facts", "Reply", "Stored", "error", "settle"]
 
 Operation = Callable[..., Any]
 CURRENCY = "usd"
@@ -447,7 +447,7 @@ def credit_intent(conn: psycopg.Connection[Any], *, order: _Order) -> None:
     wallet = lock_wallets(conn, [order.owner_id])[order.owner_id]
     wallet = book_credit(conn, wallet, tokens=order.minted_tokens, reason="purchase",
                          ref=order.intent_id)
-    _settle(conn, order, wallet)
+    settle(conn, order, wallet)
 
 
 def record_refund(conn: psycopg.Connection[Any], *, order: _Order, refunded_cents: int) -> None:
@@ -457,7 +457,7 @@ def record_refund(conn: psycopg.Connection[Any], *, order: _Order, refunded_cent
                      (refunded_cents, order.order_no))
         order = _replace(order, refunded_cents=refunded_cents)
     if order.credited:
-        _settle(conn, order, lock_wallets(conn, [order.owner_id])[order.owner_id])
+        settle(conn, order, lock_wallets(conn, [order.owner_id])[order.owner_id])
 
 
 def _record_dispute(conn: psycopg.Connection[Any], *, order: _Order, state: str) -> None:
@@ -468,7 +468,7 @@ def _record_dispute(conn: psycopg.Connection[Any], *, order: _Order, state: str)
                      (state, order.order_no))
         order = _replace(order, dispute_state=state)
     if order.credited:
-        _settle(conn, order, lock_wallets(conn, [order.owner_id])[order.owner_id])
+        settle(conn, order, lock_wallets(conn, [order.owner_id])[order.owner_id])
 
 
 def _replace(order: _Order, **changes: Any) -> _Order:
@@ -476,7 +476,7 @@ def _replace(order: _Order, **changes: Any) -> _Order:
     return _Order(**{**fields, **changes})
 
 
-def _settle(conn: psycopg.Connection[Any], order: _Order, wallet: Wallet) -> None:
+def settle(conn: psycopg.Connection[Any], order: _Order, wallet: Wallet) -> None:
     """Move the wallet by (what should be taken) − (what was taken)."""
     target = taken_target_tokens(minted_tokens=order.minted_tokens,
                                  price_cents=order.price_cents,

@@ -460,3 +460,24 @@ def test_provisioning_mistakes_are_caught_when_the_profile_loads(
     if body.startswith("path"):
         text = text.replace('path = "/users"\n', "")
     assert expected in _error(tmp_path, text)
+
+
+_ADMIN_OBSERVER = ('\n[observer]\nkind = "admin_http"\naccounts_path = "/a"\n{statuses}'
+                   '[observer.account]\nuser_id = "id"\nbalance_tokens = "balance"\n')
+
+
+def test_observer_statuses_map_the_services_words_to_ours(tmp_path: Path) -> None:
+    text = MINIMAL + _ADMIN_OBSERVER.format(statuses='statuses = { OWING = "debt", OK = '
+                                                     '"active" }\n')
+    observer = _load(tmp_path, text).observer
+    assert isinstance(observer, AdminHttpObserverSpec)
+    assert observer.statuses == {"OWING": "debt", "OK": "active"}
+    assert _load(tmp_path, MINIMAL + _ADMIN_OBSERVER.format(statuses="")).observer is not None
+
+
+def test_observer_statuses_are_refused_outside_our_words_or_without_debt(
+        tmp_path: Path) -> None:
+    wrong = MINIMAL + _ADMIN_OBSERVER.format(statuses='statuses = { OWING = "owing" }\n')
+    assert "statuses.OWING = 'owing' must be one of active, debt" in _error(tmp_path, wrong)
+    no_debt = MINIMAL + _ADMIN_OBSERVER.format(statuses='statuses = { OK = "active" }\n')
+    assert 'names no word for "debt"' in _error(tmp_path, no_debt)

@@ -26,7 +26,7 @@ DESIGN_ORDER = (
 FULL_ONLY = ("stalled-lock-holder", "webhook-partition", "slow-database")
 CHECKER_NAMES = frozenset({
     "non_negative", "conservation", "exactly_once_credit", "reconciliation", "idempotency",
-    "ledger_drift", "refunds", "calls", "webhook_auth", "errors", "coverage", "refusals",
+    "ledger_drift", "refunds", "debt", "calls", "webhook_auth", "errors", "coverage", "refusals",
     "key_scope", "durability",
 })
 ALWAYS_CHECKED = ("non_negative", "conservation", "reconciliation", "errors")
