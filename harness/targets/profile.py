@@ -58,6 +58,7 @@ from harness.targets.idempotency import (
     parse_replay,
 )
 from harness.targets.pricing import REFERENCE_PRICING, Pricing, parse_pricing
+from harness.targets.settle_profile import SettleSpec, parse_settle
 from harness.targets.toml_table import METHODS, Table, Template, placeholders
 
 __all__ = [
@@ -276,6 +277,7 @@ class Profile:
     environment: Environment | None = None  # None: only loopback addresses may be loaded
     pricing: Pricing = REFERENCE_PRICING  # [pricing]: the packages scenarios buy
     faults: FaultsSpec = field(default_factory=FaultsSpec)  # [faults]: commands, Toxiproxy
+    settle: SettleSpec | None = None  # [settle]: how to tell nothing is pending; None: never
 
     def __post_init__(self) -> None:
         for f, spec in self.ops.items():
@@ -323,7 +325,7 @@ def parse_profile(data: Mapping[str, Any], *, source: str, folder: Path | None =
     environ = os.environ if environ is None else environ
     root = Table(data, source=source, where="")
     root.only("target", "auth", "metadata", "responses", "ops", "provisioning", "observer",
-              "pricing", "faults")
+              "pricing", "faults", "settle")
     target = root.table("target")
     target.only("name", "base_url", "base_url_env", "admin_key", "admin_key_env", "health_path",
                 "environment")
@@ -357,7 +359,19 @@ def parse_profile(data: Mapping[str, Any], *, source: str, folder: Path | None =
                    health_path=health_path, auth=auth, metadata=metadata, ops=ops,
                    provisioning=provisioning, observer=observer,
                    error_code_path=error_code_path, environment=environment,
-                   pricing=parse_pricing(data.get("pricing"), where=source), faults=faults)
+                   pricing=parse_pricing(data.get("pricing"), where=source), faults=faults,
+                   settle=_parse_settle(root.opt_table("settle"), observer, environ))
+
+
+def _parse_settle(table: Table | None, observer: ObserverSpec | None,
+                  environ: Mapping[str, str]) -> SettleSpec | None:
+    if table is None:
+        return None
+    spec = parse_settle(table, headers=_plain_headers(table, environ))
+    if spec.mode == "stable" and observer is None:
+        raise table.error("mode", spec.mode, "reads the end state, and the profile has no "
+                          '[observer]; add one, or use mode = "pending"')
+    return spec
 
 
 # ---------------------------------------------------------------------------------------
@@ -499,7 +513,16 @@ def _parse_provisioning(table: Table, folder: Path | None,
                             kinds=kinds)
 
 
-def _provisioning_headers(table: Table, environ: Mapping[str, str]) -> dict[str, str]:
+def _plain_headers(table: Table, environ: Mapping[str, str]) -> dict[str, str]:
+    """``headers`` of a control-plane call: text, each ``{env:NAME}`` read from the environment."""
+    headers: dict[str, str] = {}
+    for name, text in _provisioning_headers(table, environ, allowed=frozenset()).items():
+        headers[name] = text.replace("{{", "{").replace("}}", "}")
+    return headers
+
+
+def _provisioning_headers(table: Table, environ: Mapping[str, str], *,
+                          allowed: frozenset[str] = PROVISIONING_VARIABLES) -> dict[str, str]:
     """Extra headers of the creation call, each ``{env:NAME}`` replaced by that variable now."""
     headers: dict[str, str] = {}
     for name, text in table.text_table("headers").items():
@@ -512,7 +535,7 @@ def _provisioning_headers(table: Table, environ: Mapping[str, str]) -> dict[str,
                                   "before the run (its value is never written in the profile)")
             literal = value.replace("{", "{{").replace("}", "}}")  # a value, not a template
             rendered = rendered.replace(f"{{env:{variable}}}", literal)
-        table.check_template(f"headers.{name}", rendered, PROVISIONING_VARIABLES)
+        table.check_template(f"headers.{name}", rendered, allowed)
         headers[name] = rendered
     return headers
 

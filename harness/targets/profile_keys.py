@@ -240,6 +240,26 @@ PROFILE_KEYS: tuple[ProfileKey, ...] = (
     ProfileKey(section="observer", key="intent_column", default="none", when=_SQL, meaning=(
         "Its intent id column: must be UNIQUE by a constraint or index that is not "
         "DEFERRABLE (PostgreSQL refuses a deferrable one as an ON CONFLICT arbiter).")),
+    # [settle]
+    ProfileKey(section="settle", key="mode", default="no [settle]: observed once delivered",
+               meaning=(
+                   '`"pending"`: GET `path` until the count at `pending` is 0; `"stable"`: '
+                   "read the end state until it stops changing. For a service that applies "
+                   "webhooks or other work later: asked before every observation, and a "
+                   "service still unsettled at `timeout_s` is not judged on its end state.")),
+    ProfileKey(section="settle", key="path", when='mode = "pending"',
+               meaning="GET path (admin key and `headers` sent) of the pending count."),
+    ProfileKey(section="settle", key="pending", when='mode = "pending"',
+               meaning='Dotted path of the count in its JSON answer, e.g. "inbox.pending".'),
+    ProfileKey(section="settle", key="headers", default="{}", when='mode = "pending"',
+               meaning="Extra headers; `{env:NAME}` parts are read from the environment."),
+    ProfileKey(section="settle", key="stable_ms", default="1000", when='mode = "stable"',
+               meaning="How long the end state must stay unchanged (10 to 60000)."),
+    ProfileKey(section="settle", key="interval_ms", default="100",
+               meaning="Time between polls (10 to 10000)."),
+    ProfileKey(section="settle", key="timeout_s", default="30",
+               meaning="The longest wait (0.1 to 600); the wait is in each scenario's stats "
+                       "(`settle_wait_ms`, `settle_polls_count`, `settle_timeouts_count`)."),
 )
 
 TEMPLATE_VARIABLE_MEANINGS: Mapping[str, str] = {

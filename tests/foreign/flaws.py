@@ -16,6 +16,7 @@ import psycopg
 from psycopg_pool import ConnectionPool
 
 from tests.foreign import operations as correct
+from tests.foreign.inbox import INBOX_DELAY_MS
 from tests.foreign.parsing import Refused, text
 from tests.foreign.replies import Reply, error
 from tests.foreign.wallets import book, book_clawback, book_credit, lock_wallets
@@ -102,6 +103,16 @@ def _credit_ignores_owed(conn: psycopg.Connection[Any], *, order: Any) -> None:
     wallet = book(conn, wallet, reason="purchase", balance_delta=order.minted_tokens,
                   owed_delta=0, ref=order.intent_id)
     correct.settle(conn, order, wallet)
+
+
+def _inbox_counts_due_only(pool: ConnectionPool[Any]) -> int:
+    """The inbox reports only events already due as pending: it says settled too early."""
+    with pool.connection() as conn:
+        row = conn.execute("SELECT count(*) FROM webhook_inbox WHERE applied_at IS NULL"
+                           " AND received_at <= clock_timestamp() - make_interval(secs => %s)",
+                           (INBOX_DELAY_MS / 1000,)).fetchone()
+    assert row is not None
+    return int(row[0])
 
 
 def _refund_not_idempotent(conn: psycopg.Connection[Any], *, order: Any,
@@ -196,6 +207,10 @@ _ALL = (
     Flaw(name="credit_ignores_owed", operation="credit_intent",
          replacement=_credit_ignores_owed, caught_by=("debt",),
          description=_credit_ignores_owed.__doc__ or ""),
+    Flaw(name="inbox_counts_due_only", operation="count_pending",
+         replacement=_inbox_counts_due_only,
+         caught_by=("exactly_once_credit", "reconciliation"),
+         description=_inbox_counts_due_only.__doc__ or ""),
     Flaw(name="refund_not_idempotent", operation="record_refund",
          replacement=_refund_not_idempotent,
          caught_by=("refunds", "conservation", "reconciliation"),

@@ -39,7 +39,7 @@ from tests.foreign.wallets import (
     taken_target_tokens,
 )
 
-__all__ = ["OPERATIONS", "Facts", "Reply", "Stored", "error", "settle"]
+__all__ = ["OPERATIONS", "Facts", "Reply", "Stored", "apply_facts", "error", "settle"]
 
 Operation = Callable[..., Any]
 CURRENCY = "usd"
@@ -391,20 +391,36 @@ class _Order:
     credited: bool
 
 
+def count_pending(pool: ConnectionPool[Any]) -> int:
+    """Events in the inbox not yet applied (``inbox``): what ``GET /admin/inbox`` reports."""
+    with pool.connection() as conn:
+        row = conn.execute("SELECT count(*) FROM webhook_inbox WHERE applied_at IS NULL"
+                           ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
 def apply_event(pool: ConnectionPool[Any], *, ops: Mapping[str, Operation],
                 facts: Facts) -> Reply:
     """Apply one event to its order in one transaction; an order not ours changes nothing."""
     with pool.connection() as conn:
-        order = _lock_order(conn, facts)
-        if order is None:
-            return Reply(status=200, body={"received": True, "applied": False})
-        if facts.event_type == "payment_intent.succeeded":
-            ops["credit_intent"](conn, order=order)
-        elif facts.event_type == "charge.refunded":
-            ops["record_refund"](conn, order=order, refunded_cents=facts.refunded_cents)
-        elif facts.dispute_state is not None:
-            _record_dispute(conn, order=order, state=facts.dispute_state)
-    return Reply(status=200, body={"received": True, "applied": True})
+        applied = apply_facts(conn, ops=ops, facts=facts)
+    return Reply(status=200, body={"received": True, "applied": applied})
+
+
+def apply_facts(conn: psycopg.Connection[Any], *, ops: Mapping[str, Operation],
+                facts: Facts) -> bool:
+    """Apply one event within the caller's transaction; False: the order is not ours."""
+    order = _lock_order(conn, facts)
+    if order is None:
+        return False
+    if facts.event_type == "payment_intent.succeeded":
+        ops["credit_intent"](conn, order=order)
+    elif facts.event_type == "charge.refunded":
+        ops["record_refund"](conn, order=order, refunded_cents=facts.refunded_cents)
+    elif facts.dispute_state is not None:
+        _record_dispute(conn, order=order, state=facts.dispute_state)
+    return True
 
 
 def _lock_order(conn: psycopg.Connection[Any], facts: Facts) -> _Order | None:
@@ -507,6 +523,7 @@ OPERATIONS: Mapping[str, Operation] = {
     "close_session": close_session,
     "verify_event": verify_event,
     "apply_event": apply_event,
+    "count_pending": count_pending,
     "credit_intent": credit_intent,
     "record_refund": record_refund,
     "read_tip": read_tip,

@@ -481,3 +481,38 @@ def test_observer_statuses_are_refused_outside_our_words_or_without_debt(
     assert "statuses.OWING = 'owing' must be one of active, debt" in _error(tmp_path, wrong)
     no_debt = MINIMAL + _ADMIN_OBSERVER.format(statuses='statuses = { OK = "active" }\n')
     assert 'names no word for "debt"' in _error(tmp_path, no_debt)
+
+
+_SETTLE = '\n[settle]\nmode = "pending"\npath = "/inbox"\npending = "pending"\n'
+
+
+def test_settle_reads_its_mode_its_bounds_and_headers_from_the_environment(
+        tmp_path: Path) -> None:
+    text = MINIMAL + _SETTLE + ('headers = { "X-Staging-Token" = "{env:STAGING}" }\n'
+                                "interval_ms = 50\ntimeout_s = 12.5\n")
+    settle = _load(tmp_path, text, environ={"STAGING": "s3{c}ret"}).settle
+    assert settle is not None
+    assert (settle.mode, settle.path, settle.pending) == ("pending", "/inbox", "pending")
+    assert settle.headers == {"X-Staging-Token": "s3{c}ret"}
+    assert (settle.interval_ms, settle.timeout_s) == (50, 12.5)
+    assert _load(tmp_path, MINIMAL).settle is None
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    ("interval_ms = 0\n", "interval_ms = 0 must be an integer from 10 to 10000"),
+    ("interval_ms = 2.5\n", "interval_ms = 2.5 must be an integer"),
+    ('timeout_s = "soon"\n', "timeout_s = 'soon' must be a number from 0.1 to 600"),
+    ("stable_ms = 100\n", "stable_ms = 100 is not a known key here"),
+    ('headers = { "X-T" = "{env:UNSET}" }\n', "reads the environment variable UNSET"),
+    ('headers = { "X-T" = "{user_id}" }\n', "headers.X-T"),
+])
+def test_settle_refuses_what_it_cannot_use(tmp_path: Path, extra: str, message: str) -> None:
+    assert message in _error(tmp_path, MINIMAL + _SETTLE + extra)
+
+
+def test_settle_by_a_stable_end_state_needs_an_observer(tmp_path: Path) -> None:
+    text = MINIMAL + '\n[settle]\nmode = "stable"\nstable_ms = 500\n'
+    assert '[settle] mode = \'stable\' reads the end state, and the profile has no [observer]' \
+        in _error(tmp_path, text)
+    spec = _load(tmp_path, text + _ADMIN_OBSERVER.format(statuses="")).settle
+    assert spec is not None and spec.stable_ms == 500
