@@ -93,8 +93,8 @@ BUNDLED_PROFILES = ("reference", "seed")
 # by the op's ``<role>`` value; ``call_id`` the id the target gave the call; the rest are
 # the op's own arguments (logical names included) and its idempotency key.
 TEMPLATE_VARIABLES: Mapping[F, frozenset[str]] = {
-    F.PURCHASE: frozenset({"user", "user_id", "purchase", "amount_tokens", "payment_method",
-                           "idempotency_key"}),
+    F.PURCHASE: frozenset({"user", "user_id", "purchase", "amount_tokens", "package",
+                           "payment_method", "idempotency_key"}),
     F.TIP: frozenset({"sender", "sender_id", "recipient", "recipient_id", "amount_tokens",
                       "idempotency_key"}),
     F.CALL_OPEN: frozenset({"user", "user_id", "creator", "creator_id", "call",
@@ -355,12 +355,25 @@ def parse_profile(data: Mapping[str, Any], *, source: str, folder: Path | None =
     observer = _parse_observer(observer_table, environ) if observer_table else None
     faults = parse_faults(root.opt_table("faults"), source=source, health_path=health_path,
                           folder=folder, environ=environ)
-    return Profile(name=name, source=source, base_url=base_url.rstrip("/"), admin_key=admin_key,
-                   health_path=health_path, auth=auth, metadata=metadata, ops=ops,
-                   provisioning=provisioning, observer=observer,
-                   error_code_path=error_code_path, environment=environment,
-                   pricing=parse_pricing(data.get("pricing"), where=source), faults=faults,
-                   settle=_parse_settle(root.opt_table("settle"), observer, environ))
+    return _check_package_names(Profile(
+        name=name, source=source, base_url=base_url.rstrip("/"), admin_key=admin_key,
+        health_path=health_path, auth=auth, metadata=metadata, ops=ops,
+        provisioning=provisioning, observer=observer, error_code_path=error_code_path,
+        environment=environment, pricing=parse_pricing(data.get("pricing"), where=source),
+        faults=faults, settle=_parse_settle(root.opt_table("settle"), observer, environ)))
+
+
+def _check_package_names(profile: Profile) -> Profile:
+    """A purchase that sends ``{package}`` needs the service's name of every package."""
+    spec = profile.ops.get(F.PURCHASE)
+    if spec is None or "package" not in spec.variables:
+        return profile
+    unnamed = [package.tokens for package in profile.pricing.packages if package.name is None]
+    if unnamed:
+        raise UsageError(f"profile {profile.source}: [ops.purchase] sends {{package}}, and "
+                         f"the package(s) of {unnamed} tokens have no name; add name = "
+                         '"<the service\'s bundle name>" to each [pricing] package')
+    return profile
 
 
 def _parse_settle(table: Table | None, observer: ObserverSpec | None,

@@ -273,6 +273,9 @@ TEMPLATE_VARIABLE_MEANINGS: Mapping[str, str] = {
     "creator_id": "the creator's id",
     "purchase": "the purchase's logical name (`p_3`)",
     "amount_tokens": "the tokens of the op (a package size for a purchase)",
+    "package": "the service's own name of the package a purchase buys (its `[pricing]` "
+               "package's `name`, which every package then needs): for a service that sells "
+               "named bundles",
     "payment_method": "the provider's test payment method (`pm_card_visa`, ...)",
     "idempotency_key": "the op's idempotency key (a retry sends the same one)",
     "call": "the call's logical name (`c_1`)",

@@ -1,9 +1,10 @@
 """The foreign service's Starlette app: routes that parse, call one operation, and answer.
 
 Its API is deliberately unlike the reference service's: a bare API key in ``X-Api-Key``,
-text owner ids, a ``clientKey`` in the body of purchases and minute charges (none on
-tips), 200 on success everywhere but account creation, 409 for a tip the balance does not
-cover and 422 for such a minute, balances as JSON strings, a replayed minute answered
+text owner ids, purchases of named bundles (``{"bundle": "plus"}``), a ``clientKey`` in
+the body of purchases and minute charges (none on tips), 200 on success everywhere but
+account creation, 409 for a tip the balance does not cover and 422 for such a minute,
+balances as JSON strings, a replayed minute answered
 ``{"billed": false}`` and a replayed purchase with ``Idempotent-Replayed: true``,
 accounts created by ``POST /admin/accounts`` with an ``X-Staging-Token``, and webhooks
 answered 202 and applied later from an inbox (``inbox``; ``GET /admin/inbox`` says how
@@ -48,6 +49,7 @@ __all__ = ["BODY_BYTES_MAX", "create_app"]
 log = logging.getLogger(__name__)
 
 BODY_BYTES_MAX = 16 * 1024
+BUNDLE_TOKENS = {bundle.name: tokens for tokens, bundle in BUNDLES.items()}  # bought by name
 _MINUTE_MAX = 100_000
 _SCHEMA_LOCK_ID = 80_421_337  # an advisory lock: instances starting at once migrate in turn
 
@@ -225,10 +227,11 @@ async def _me(request: Request) -> Reply:
 async def _purchases(request: Request) -> Reply:
     owner = await _owner(request)
     body = await _json_body(request)
-    tokens = whole(body, "tokens", low=1, high=TOKENS_MAX)
-    if tokens not in BUNDLES:
-        return error(400, "no_such_bundle", f"{tokens} is not a bundle; bundles: "
-                     f"{sorted(BUNDLES)}")
+    name = text(body, "bundle")
+    tokens = BUNDLE_TOKENS.get(name or "")
+    if tokens is None:
+        return error(400, "no_such_bundle", f"{name!r} is not a bundle; bundles: "
+                     f"{', '.join(sorted(BUNDLE_TOKENS))}")
     payment_method = text(body, "paymentMethod")
     client_key = text(body, "clientKey", optional=True)
     reply: Reply = await _call(request, "buy", ops=request.app.state.ops, owner_id=owner,

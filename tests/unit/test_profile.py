@@ -516,3 +516,17 @@ def test_settle_by_a_stable_end_state_needs_an_observer(tmp_path: Path) -> None:
         in _error(tmp_path, text)
     spec = _load(tmp_path, text + _ADMIN_OBSERVER.format(statuses="")).settle
     assert spec is not None and spec.stable_ms == 500
+
+
+_PURCHASE_BY_NAME = ('\n[ops.purchase]\npath = "/purchases"\nbody = { bundle = "{package}" }\n'
+                     'status_ok = [201]\nresult = { intent_id = "intent" }\n')
+
+
+def test_a_purchase_by_bundle_name_needs_a_name_for_every_package(tmp_path: Path) -> None:
+    priced = ('\n[pricing]\ncents_per_token = 1\npackages = [{ tokens = 250, cents = 250, '
+              'name = "starter" }, { tokens = 1000, cents = 1000%s }]\n')
+    named = _load(tmp_path, MINIMAL + _PURCHASE_BY_NAME + priced % ', name = "plus"')
+    assert "package" in named.ops[F.PURCHASE].variables
+    message = _error(tmp_path, MINIMAL + _PURCHASE_BY_NAME + priced % "")
+    assert "[ops.purchase] sends {package}, and the package(s) of [1000] tokens have no " \
+           "name" in message
