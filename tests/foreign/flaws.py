@@ -83,6 +83,22 @@ def _tip_lost_update(pool: ConnectionPool[Any], *, from_owner: str, to_owner: st
                                    "balance": str(sender_balance - tokens)})
 
 
+def _tip_to_nobody_debits(pool: ConnectionPool[Any], *, from_owner: str, to_owner: str,
+                          tokens: int) -> Reply:
+    """A tip to an account that does not exist debits the sender, and is then refused."""
+    with pool.connection() as conn:
+        wallets = lock_wallets(conn, [from_owner, to_owner])
+        sender, recipient = wallets[from_owner], wallets.get(to_owner)
+        if sender.balance < tokens:
+            return error(409, "insufficient_funds",
+                         f"balance {sender.balance} does not cover {tokens}")
+        if recipient is None:
+            book(conn, sender, reason="tip_out", balance_delta=-tokens, owed_delta=0,
+                 ref=f"tip-to:{to_owner}")
+            return error(404, "no_such_account", f"no account {to_owner}")
+        return correct.move_tip(conn, sender, recipient, tokens)
+
+
 def _credit_every_delivery(conn: psycopg.Connection[Any], *, order: Any) -> None:
     """Credit on every webhook delivery: the intent is never checked for an earlier credit."""
     conn.execute("INSERT INTO intent_credits (intent_id, order_no, tokens) VALUES (%s, %s, %s)"
@@ -200,6 +216,9 @@ _ALL = (
     Flaw(name="tip_lost_update", operation="send_tip", replacement=_tip_lost_update,
          caught_by=("conservation", "reconciliation"),
          description=_tip_lost_update.__doc__ or ""),
+    Flaw(name="tip_to_nobody_debits", operation="send_tip", replacement=_tip_to_nobody_debits,
+         caught_by=("conservation", "reconciliation"),
+         description=_tip_to_nobody_debits.__doc__ or ""),
     Flaw(name="credit_every_delivery", operation="credit_intent",
          replacement=_credit_every_delivery,
          caught_by=("conservation", "exactly_once_credit", "reconciliation"),

@@ -39,7 +39,8 @@ from tests.foreign.wallets import (
     taken_target_tokens,
 )
 
-__all__ = ["OPERATIONS", "Facts", "Reply", "Stored", "apply_facts", "error", "settle"]
+__all__ = ["OPERATIONS", "Facts", "Reply", "Stored", "apply_facts", "error", "move_tip",
+           "settle"]
 
 Operation = Callable[..., Any]
 CURRENCY = "usd"
@@ -253,10 +254,10 @@ def send_tip(pool: ConnectionPool[Any], *, from_owner: str, to_owner: str,
         if sender.balance < tokens:
             return error(409, "insufficient_funds",
                          f"balance {sender.balance} does not cover {tokens}")
-        return _move_tip(conn, sender, recipient, tokens)
+        return move_tip(conn, sender, recipient, tokens)
 
 
-def _move_tip(conn: psycopg.Connection[Any], sender: Wallet, recipient: Wallet,
+def move_tip(conn: psycopg.Connection[Any], sender: Wallet, recipient: Wallet,
               tokens: int) -> Reply:
     row = conn.execute("INSERT INTO tips (from_owner, to_owner, tokens) VALUES (%s, %s, %s)"
                        " RETURNING tip_no", (sender.owner_id, recipient.owner_id, tokens)
