@@ -213,7 +213,7 @@ class AccountState:
     user: str  # logical name
     balance_tokens: int
     debt_tokens: int = 0
-    status: str = "active"  # "active" | "debt" | whatever the target reports
+    status: str | None = None  # "active" | "debt", in the harness's words; None: not reported
     ledger_sum_tokens: int | None = None  # sum of the account's ledger entries
     credited_tokens: int | None = None  # tokens credited by purchases, all time
     clawed_back_tokens: int | None = None  # tokens taken back by refunds and disputes

@@ -316,7 +316,7 @@ def build_request(op: Op, spec: OpSpec, ctx: FlowContext) -> HttpRequest:
     """The request for a target op, from its profile templates. Pure."""
     assert spec.f == op.f, (spec.f, op.f)
     assert spec.variables <= TEMPLATE_VARIABLES[op.f], spec.variables
-    variables = {name: _variable(name, op, ctx.resolver) for name in spec.variables}
+    variables = {name: _variable(name, op, ctx) for name in spec.variables}
     headers: list[tuple[str, str]] = [("Accept", "application/json")]
     actor = ACTOR_KEY.get(op.f)
     if actor is not None:
@@ -434,12 +434,25 @@ def server_error(response: HttpResponse, error_code_path: str | None) -> str:
     return f"{SERVER_ERROR}: {code.strip()[:_SERVER_CODE_CHARS_MAX]}"
 
 
-def _variable(name: str, op: Op, resolver: Resolver) -> Any:
-    """One template variable: an argument, the key, or an id resolved from a name."""
+def _variable(name: str, op: Op, ctx: FlowContext) -> Any:
+    """One template variable: an argument, the key, an id resolved from a name, or the
+    service's name of the package a purchase buys."""
+    resolver = ctx.resolver
     if name == "idempotency_key":
         return op.idempotency_key
     if name in op.value:
         return op.value[name]
+    if name == "package":
+        try:
+            amount = op.value.get("amount_tokens")
+            if isinstance(amount, bool) or not isinstance(amount, int):
+                raise ValueError(f"{amount!r} tokens is not a package")
+            package = ctx.profile.pricing.package(amount)
+        except ValueError as exc:
+            raise Unresolved(f"{op.f.value} op {op.id}: {exc}, and the profile sends "
+                             "{package}") from exc
+        assert package.name is not None, "checked when the profile loaded"
+        return package.name
     if name == "call_id":
         return resolver.call_id(op.value.get("call"))
     role = name.removesuffix("_id")

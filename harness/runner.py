@@ -221,7 +221,9 @@ class _Execution:
 
     async def _run_begun(self, users: Mapping[str, str],
                          target_ids: Mapping[str, str]) -> ScenarioResult:
-        initial = await self._bounded(self._observe("initial"), "observing the start")
+        initial = None
+        if await self._bounded(self._settle("start"), "waiting for the target to settle"):
+            initial = await self._bounded(self._observe("initial"), "observing the start")
         if initial is not None:
             self.writer.initial(initial)
         self.lag.start()
@@ -236,7 +238,9 @@ class _Execution:
             raise
         self.stats.update((await self.lag.stop()).to_stats())
         await self._bounded(self._quiesce("end"), "waiting for quiescence")
-        observation = await self._bounded(self._observe("observation"), "observing the end")
+        observation = None
+        if await self._bounded(self._settle("end"), "waiting for the target to settle"):
+            observation = await self._bounded(self._observe("observation"), "observing the end")
         truth = await self._bounded(self._truth(target_ids), "fetching the provider's truth")
         if observation is not None:
             self.writer.observation(observation)
@@ -297,6 +301,7 @@ class _Execution:
         elif isinstance(step, Settle):
             self.stats["settles_count"] += 1
             await self._quiesce("settle")
+            await self._settle("settle")
         elif isinstance(step, Pause):
             self.stats["pauses_count"] += 1
             await asyncio.sleep(step.ms / 1000)
@@ -438,6 +443,36 @@ class _Execution:
             self.stats[f"{when}_quiescence_timeouts_count"] += 1
             return False
         return True
+
+    async def _settle(self, when: str) -> bool:
+        """Wait (bounded) until the target has applied what it accepted; say whether it did.
+
+        An end state read while the target still had work pending would be judged as if it
+        were final: unsettled, it is not read at all, and the checkers that need it say
+        unknown, never a false alarm.
+        """
+        settler = self.session.settler
+        if settler is None:
+            return True
+        observe = None if self.session.observer is None else self._observe_for_settle
+        try:
+            settled = await settler.settle(observe)
+        except TargetError as exc:
+            self.notes.setdefault(f"{when}_not_settled", str(exc))
+            self.stats["settle_timeouts_count"] += 1
+            return False
+        self.stats["settle_wait_ms"] += round(settled.waited_s * 1000)
+        self.stats["settle_polls_count"] += settled.polls_count
+        if not settled.settled:
+            self.stats["settle_timeouts_count"] += 1
+            self.notes.setdefault(f"{when}_not_settled", settled.note or "not settled")
+        return settled.settled
+
+    async def _observe_for_settle(self) -> Observation:
+        observer = self.session.observer
+        assert observer is not None
+        target_ids = {name: creds.target_id for name, creds in self.resolver.users.items()}
+        return await observer.observe(target_ids)
 
     async def _observe(self, when: str) -> Observation | None:
         observer = self.session.observer

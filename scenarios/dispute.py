@@ -88,7 +88,7 @@ SCENARIO = Scenario(
     summary="disputes opened then won or lost, on whole purchases and on spent ones",
     users=users,
     generator=generate,
-    checkers=(*BASE_CHECKERS, "refunds", "ledger_drift"),
+    checkers=(*BASE_CHECKERS, "refunds", "debt", "ledger_drift"),
     provokes=("dispute_opened", "dispute_won", "dispute_lost", "refund_into_debt",
               "tip_succeeded", "tip_refused_for_funds"),
 )

@@ -139,7 +139,7 @@ SCENARIO = Scenario(
     summary="calls charged minute by minute, minutes sent twice, purchase refunded mid-call",
     users=users,
     generator=generate,
-    checkers=(*BASE_CHECKERS, "calls", "refunds", "ledger_drift", "idempotency"),
+    checkers=(*BASE_CHECKERS, "calls", "refunds", "debt", "ledger_drift", "idempotency"),
     provokes=("call_charged", "duplicate_minute_absorbed", "refund_mid_call",
               "refund_into_debt", "call_ended_for_funds", "charge_after_end_rejected",
               "retry_with_same_key", "idempotent_replay"),

@@ -300,7 +300,7 @@ SCENARIO = Scenario(
     summary="a seeded mix of every move under duplicates, replays, drops, forgeries",
     users=users,
     generator=generate,
-    checkers=(*BASE_CHECKERS, "idempotency", "refunds", "ledger_drift", "calls",
+    checkers=(*BASE_CHECKERS, "idempotency", "refunds", "debt", "ledger_drift", "calls",
               "webhook_auth", "durability"),
     provokes=("tip_succeeded", "spend_race", "mutual_tips", "retry_with_same_key",
               "idempotent_replay", "call_charged", "duplicate_delivery_absorbed",

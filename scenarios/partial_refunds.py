@@ -85,6 +85,6 @@ SCENARIO = Scenario(
     summary="three seeded partial refunds per purchase, a bonus package, then the rest",
     users=users,
     generator=generate,
-    checkers=(*BASE_CHECKERS, "refunds", "ledger_drift"),
+    checkers=(*BASE_CHECKERS, "refunds", "debt", "ledger_drift"),
     provokes=("partial_refund", "multiple_partial_refunds", "tip_succeeded"),
 )

@@ -92,6 +92,6 @@ SCENARIO = Scenario(
     summary="purchases refunded after their tokens were tipped away: debt, not drift",
     users=users,
     generator=generate,
-    checkers=(*BASE_CHECKERS, "refunds", "ledger_drift"),
+    checkers=(*BASE_CHECKERS, "refunds", "debt", "ledger_drift"),
     provokes=("refund_into_debt", "tip_succeeded", "tip_refused_for_funds"),
 )

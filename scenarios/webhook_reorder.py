@@ -95,6 +95,6 @@ SCENARIO = Scenario(
     summary="refunds and disputes delivered before the payment's own success",
     users=users,
     generator=generate,
-    checkers=(*BASE_CHECKERS, "refunds", "ledger_drift"),
+    checkers=(*BASE_CHECKERS, "refunds", "debt", "ledger_drift"),
     provokes=("refund_before_success", "dispute_before_success", "partial_refund"),
 )

@@ -110,7 +110,7 @@ SCENARIO = Scenario(
     summary="every webhook replayed twice and re-sent stale once, across partial refunds",
     users=users,
     generator=generate,
-    checkers=(*BASE_CHECKERS, "refunds", "ledger_drift", "webhook_auth"),
+    checkers=(*BASE_CHECKERS, "refunds", "debt", "ledger_drift", "webhook_auth"),
     provokes=("replay_absorbed", "duplicate_delivery_absorbed", "stale_rejected",
               "partial_refund", "multiple_partial_refunds", "tip_succeeded"),
 )

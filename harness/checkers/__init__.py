@@ -21,6 +21,7 @@ from harness.checkers.calls import check_calls
 from harness.checkers.conservation import check_conservation
 from harness.checkers.coverage import PROVOCATIONS, check_coverage, validate_tags
 from harness.checkers.credit import check_exactly_once_credit
+from harness.checkers.debt import check_debt
 from harness.checkers.durability import check_durability
 from harness.checkers.idempotency import check_idempotency
 from harness.checkers.reconciliation import check_reconciliation
@@ -49,6 +50,7 @@ CHECKERS: dict[str, Checker] = {
     "idempotency": check_idempotency,
     "ledger_drift": check_ledger_drift,
     "refunds": check_refunds,
+    "debt": check_debt,
     "calls": check_calls,
     "webhook_auth": check_webhook_auth,
     "refusals": check_refusals,
@@ -66,6 +68,7 @@ DESCRIPTIONS: dict[str, str] = {
     "idempotency": "a retried request answered the same; a reused key with another body refused",
     "ledger_drift": "every balance equals the sum of its ledger entries",
     "refunds": "clawbacks cumulative and within what was minted; shortfalls recorded as debt",
+    "debt": "no account holds a balance beside a debt; an account owing tokens has status debt",
     "calls": "no minute charged twice, no charge after the call ended",
     "webhook_auth": "forged, tampered and stale webhooks refused and crediting nothing",
     "refusals": "bad input (negative, zero, huge or text amounts, self tips...) refused with a 4xx",

@@ -6,7 +6,7 @@ one gives it back. Per account, the tokens taken back (the observer's
 ``clawed_back_tokens``, or, for an account with no transfers, credited minus net change)
 must lie within what the provider's truth allows (``intents.py``). A clawback larger than
 the balance leaves the rest as debt: an account whose model net is below zero must show
-debt, and an account with debt must have ``status = debt``.
+debt (the ``debt`` checker judges the debt and the status themselves).
 
 Whether ``clawed_back_tokens`` counts a won dispute's reinstatement as given back or not
 differs between services, so both readings are accepted.
@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from harness.checkers.base import CheckInput, Sampler, conclude, initial_net_tokens
+from harness.checkers.debt import DEBT_STATUS
 from harness.checkers.intents import (
     Credit,
     CreditTerms,
@@ -30,8 +31,6 @@ from harness.checkers.ledger import Ledger, account_model
 from harness.model import AccountState, Anomaly, Verdict
 
 __all__ = ["check_refunds"]
-
-DEBT_STATUS = "debt"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -48,7 +47,7 @@ def check_refunds(inp: CheckInput) -> Verdict:
     """Check clawbacks against the provider's refunds and disputes, and debts against them.
 
     Anomaly kinds: ``clawback_exceeds_minted``, ``wrong_clawback``, ``missing_debt``
-    (a clawback past the balance left no debt), ``debt_status`` (debt and status disagree).
+    (a clawback past the balance left no debt).
 
     Count keys: ``intents_refunded``, ``intents_disputed``, ``accounts_checked``,
     ``accounts_undecidable``, ``accounts_in_debt``.
@@ -196,12 +195,6 @@ def _events(models: tuple[IntentModel, ...]) -> str:
 def _check_debt(inp: CheckInput, user: str, account: AccountState, ledger: Ledger,
                 term: CreditTerms, sampler: Sampler) -> None:
     in_debt = account.debt_tokens > 0
-    if in_debt != (account.status == DEBT_STATUS):
-        text = (f"{user} ended with a debt of {account.debt_tokens} tokens but status "
-                f"{account.status!r}; an account owing tokens has status 'debt', and only it.")
-        sampler.add(Anomaly(kind="debt_status", event_indexes=(), user=user,
-                            expected=DEBT_STATUS if in_debt else "not debt",
-                            observed=account.status, explanation=text))
     if in_debt or term.options or term.slack_tokens:
         return
     if any(unknown.delta_for(user) for unknown in ledger.unknowns):

@@ -79,7 +79,8 @@ class AdminHttpObserver:
                               f"accounts_list in {self._source}")
         rows = [{name: json_path(item, path) for name, path in spec.account_fields.items()}
                 for item in items]
-        accounts = _accounts(rows, target_ids, where=f"GET {spec.accounts_path}")
+        accounts = _accounts(rows, target_ids, statuses=spec.statuses,
+                             where=f"GET {spec.accounts_path}")
         totals = None
         if spec.totals_path is not None:
             body = await self._get(spec.totals_path)
@@ -148,7 +149,8 @@ class SqlObserver:
             raise TargetError(f"cannot observe the end state: the SQL observer of "
                               f"{self._source} failed: {type(exc).__name__}: "
                               f"{str(exc).strip()}") from exc
-        accounts = _accounts(rows, target_ids, where=f"the accounts_query of {self._source}")
+        accounts = _accounts(rows, target_ids, statuses=self._spec.statuses,
+                             where=f"the accounts_query of {self._source}")
         totals = None
         if total_rows is not None:
             if len(total_rows) != 1:
@@ -166,8 +168,12 @@ class SqlObserver:
 
 
 def _accounts(rows: Sequence[Mapping[str, Any]], target_ids: Mapping[str, str], *,
-              where: str) -> dict[str, AccountState]:
-    """AccountStates of the scenario's users; rows of other users are left out."""
+              statuses: Mapping[str, str], where: str) -> dict[str, AccountState]:
+    """AccountStates of the scenario's users; rows of other users are left out.
+
+    With a ``statuses`` map, a status is read in the harness's words, and a word the map
+    does not name is not judged (None); without one, the status is taken as written.
+    """
     user_by_id = {target_id: user for user, target_id in target_ids.items()}
     accounts: dict[str, AccountState] = {}
     for row in rows:
@@ -184,11 +190,19 @@ def _accounts(rows: Sequence[Mapping[str, Any]], target_ids: Mapping[str, str], 
         accounts[user] = AccountState(
             user=user, balance_tokens=values["balance_tokens"],
             debt_tokens=values["debt_tokens"] or 0,
-            status=str(status) if status is not None else "active",
+            status=_status(status, statuses),
             ledger_sum_tokens=values["ledger_sum_tokens"],
             credited_tokens=values["credited_tokens"],
             clawed_back_tokens=values["clawed_back_tokens"])
     return accounts
+
+
+def _status(status: Any, statuses: Mapping[str, str]) -> str | None:
+    if status is None:
+        return None
+    if not statuses:
+        return str(status)
+    return statuses.get(str(status))
 
 
 def _totals(row: Mapping[str, Any], *, where: str) -> Totals:

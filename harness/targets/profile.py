@@ -58,6 +58,7 @@ from harness.targets.idempotency import (
     parse_replay,
 )
 from harness.targets.pricing import REFERENCE_PRICING, Pricing, parse_pricing
+from harness.targets.settle_profile import SettleSpec, parse_settle
 from harness.targets.toml_table import METHODS, Table, Template, placeholders
 
 __all__ = [
@@ -92,8 +93,8 @@ BUNDLED_PROFILES = ("reference", "seed")
 # by the op's ``<role>`` value; ``call_id`` the id the target gave the call; the rest are
 # the op's own arguments (logical names included) and its idempotency key.
 TEMPLATE_VARIABLES: Mapping[F, frozenset[str]] = {
-    F.PURCHASE: frozenset({"user", "user_id", "purchase", "amount_tokens", "payment_method",
-                           "idempotency_key"}),
+    F.PURCHASE: frozenset({"user", "user_id", "purchase", "amount_tokens", "package",
+                           "payment_method", "idempotency_key"}),
     F.TIP: frozenset({"sender", "sender_id", "recipient", "recipient_id", "amount_tokens",
                       "idempotency_key"}),
     F.CALL_OPEN: frozenset({"user", "user_id", "creator", "creator_id", "call",
@@ -230,6 +231,7 @@ class AdminHttpObserverSpec:
     account_fields: Mapping[str, str]  # AccountState field -> dotted path in one item
     totals_path: str | None = None
     totals_fields: Mapping[str, str] = field(default_factory=dict)  # Totals field -> path
+    statuses: Mapping[str, str] = field(default_factory=dict)  # target's word -> ACCOUNT_STATUSES
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -251,6 +253,7 @@ class SqlObserverSpec:
     accounts_query: str  # columns: user_id, balance_tokens, and optional AccountState fields
     totals_query: str | None = None  # one row with Totals columns
     schema: SchemaNames | None = None  # None: the profile names no tables; schema not checked
+    statuses: Mapping[str, str] = field(default_factory=dict)  # target's word -> ACCOUNT_STATUSES
 
 
 ObserverSpec = AdminHttpObserverSpec | SqlObserverSpec
@@ -274,6 +277,7 @@ class Profile:
     environment: Environment | None = None  # None: only loopback addresses may be loaded
     pricing: Pricing = REFERENCE_PRICING  # [pricing]: the packages scenarios buy
     faults: FaultsSpec = field(default_factory=FaultsSpec)  # [faults]: commands, Toxiproxy
+    settle: SettleSpec | None = None  # [settle]: how to tell nothing is pending; None: never
 
     def __post_init__(self) -> None:
         for f, spec in self.ops.items():
@@ -321,7 +325,7 @@ def parse_profile(data: Mapping[str, Any], *, source: str, folder: Path | None =
     environ = os.environ if environ is None else environ
     root = Table(data, source=source, where="")
     root.only("target", "auth", "metadata", "responses", "ops", "provisioning", "observer",
-              "pricing", "faults")
+              "pricing", "faults", "settle")
     target = root.table("target")
     target.only("name", "base_url", "base_url_env", "admin_key", "admin_key_env", "health_path",
                 "environment")
@@ -351,11 +355,36 @@ def parse_profile(data: Mapping[str, Any], *, source: str, folder: Path | None =
     observer = _parse_observer(observer_table, environ) if observer_table else None
     faults = parse_faults(root.opt_table("faults"), source=source, health_path=health_path,
                           folder=folder, environ=environ)
-    return Profile(name=name, source=source, base_url=base_url.rstrip("/"), admin_key=admin_key,
-                   health_path=health_path, auth=auth, metadata=metadata, ops=ops,
-                   provisioning=provisioning, observer=observer,
-                   error_code_path=error_code_path, environment=environment,
-                   pricing=parse_pricing(data.get("pricing"), where=source), faults=faults)
+    return _check_package_names(Profile(
+        name=name, source=source, base_url=base_url.rstrip("/"), admin_key=admin_key,
+        health_path=health_path, auth=auth, metadata=metadata, ops=ops,
+        provisioning=provisioning, observer=observer, error_code_path=error_code_path,
+        environment=environment, pricing=parse_pricing(data.get("pricing"), where=source),
+        faults=faults, settle=_parse_settle(root.opt_table("settle"), observer, environ)))
+
+
+def _check_package_names(profile: Profile) -> Profile:
+    """A purchase that sends ``{package}`` needs the service's name of every package."""
+    spec = profile.ops.get(F.PURCHASE)
+    if spec is None or "package" not in spec.variables:
+        return profile
+    unnamed = [package.tokens for package in profile.pricing.packages if package.name is None]
+    if unnamed:
+        raise UsageError(f"profile {profile.source}: [ops.purchase] sends {{package}}, and "
+                         f"the package(s) of {unnamed} tokens have no name; add name = "
+                         '"<the service\'s bundle name>" to each [pricing] package')
+    return profile
+
+
+def _parse_settle(table: Table | None, observer: ObserverSpec | None,
+                  environ: Mapping[str, str]) -> SettleSpec | None:
+    if table is None:
+        return None
+    spec = parse_settle(table, headers=_plain_headers(table, environ))
+    if spec.mode == "stable" and observer is None:
+        raise table.error("mode", spec.mode, "reads the end state, and the profile has no "
+                          '[observer]; add one, or use mode = "pending"')
+    return spec
 
 
 # ---------------------------------------------------------------------------------------
@@ -497,7 +526,16 @@ def _parse_provisioning(table: Table, folder: Path | None,
                             kinds=kinds)
 
 
-def _provisioning_headers(table: Table, environ: Mapping[str, str]) -> dict[str, str]:
+def _plain_headers(table: Table, environ: Mapping[str, str]) -> dict[str, str]:
+    """``headers`` of a control-plane call: text, each ``{env:NAME}`` read from the environment."""
+    headers: dict[str, str] = {}
+    for name, text in _provisioning_headers(table, environ, allowed=frozenset()).items():
+        headers[name] = text.replace("{{", "{").replace("}}", "}")
+    return headers
+
+
+def _provisioning_headers(table: Table, environ: Mapping[str, str], *,
+                          allowed: frozenset[str] = PROVISIONING_VARIABLES) -> dict[str, str]:
     """Extra headers of the creation call, each ``{env:NAME}`` replaced by that variable now."""
     headers: dict[str, str] = {}
     for name, text in table.text_table("headers").items():
@@ -510,7 +548,7 @@ def _provisioning_headers(table: Table, environ: Mapping[str, str]) -> dict[str,
                                   "before the run (its value is never written in the profile)")
             literal = value.replace("{", "{{").replace("}", "}}")  # a value, not a template
             rendered = rendered.replace(f"{{env:{variable}}}", literal)
-        table.check_template(f"headers.{name}", rendered, PROVISIONING_VARIABLES)
+        table.check_template(f"headers.{name}", rendered, allowed)
         headers[name] = rendered
     return headers
 
@@ -545,7 +583,7 @@ def _parse_observer(table: Table, environ: Mapping[str, str]) -> ObserverSpec:
     kind = table.choice("kind", ("admin_http", "sql"))
     if kind == "sql":
         table.only("kind", "database_url", "database_url_env", "accounts_query", "totals_query",
-                   *_SCHEMA_KEYS)
+                   "statuses", *_SCHEMA_KEYS)
         written_url = table.opt_text("database_url")
         url = _from_env(table, "database_url", environ) or written_url
         env_name = table.opt_text("database_url_env")
@@ -556,8 +594,10 @@ def _parse_observer(table: Table, environ: Mapping[str, str]) -> ObserverSpec:
         totals_query = table.opt_text("totals_query")
         return SqlObserverSpec(database_url=url, database_url_env=env_name,
                                accounts_query=accounts_query, totals_query=totals_query,
-                               schema=_parse_schema_names(table))
-    table.only("kind", "accounts_path", "accounts_list", "account", "totals_path", "totals")
+                               schema=_parse_schema_names(table),
+                               statuses=_parse_statuses(table))
+    table.only("kind", "accounts_path", "accounts_list", "account", "totals_path", "totals",
+               "statuses")
     accounts_path = table.path("accounts_path", frozenset())
     accounts_list_path = table.opt_text("accounts_list", "", empty_ok=True) or ""
     account_fields = table.text_table("account")
@@ -570,7 +610,23 @@ def _parse_observer(table: Table, environ: Mapping[str, str]) -> ObserverSpec:
     return AdminHttpObserverSpec(accounts_path=accounts_path,
                                  accounts_list_path=accounts_list_path,
                                  account_fields=account_fields, totals_path=totals_path,
-                                 totals_fields=totals_fields)
+                                 totals_fields=totals_fields, statuses=_parse_statuses(table))
+
+
+ACCOUNT_STATUSES = ("active", "debt")  # the harness's words for an account's status
+
+
+def _parse_statuses(table: Table) -> dict[str, str]:
+    """``statuses = { OWING = "debt", OK = "active" }``: the target's status words, in ours."""
+    statuses = table.text_table("statuses")
+    for word, ours in statuses.items():
+        if ours not in ACCOUNT_STATUSES:
+            raise table.error(f"statuses.{word}", ours,
+                              f"must be one of {', '.join(ACCOUNT_STATUSES)}")
+    if statuses and "debt" not in statuses.values():
+        raise table.error("statuses", dict(statuses), 'names no word for "debt"; add the '
+                          'status the service gives an account that owes, e.g. OWING = "debt"')
+    return statuses
 
 
 _SCHEMA_KEYS = ("balances_table", "balance_column", "intents_table", "intent_column")

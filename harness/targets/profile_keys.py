@@ -214,6 +214,11 @@ PROFILE_KEYS: tuple[ProfileKey, ...] = (
     ProfileKey(section="observer", key="totals", default="{}", when=_ADMIN, meaning=(
         "Table `[observer.totals]`: total to dotted path; all five when `totals_path` is "
         "given.")),
+    ProfileKey(section="observer", key="statuses", default="{} (statuses taken as written)",
+               meaning=(
+                   'The service\'s status words in the harness\'s: `{ OWING = "debt", OK = '
+                   '"active" }`; a word it does not name is not judged. Needs a word for '
+                   "`debt`.")),
     ProfileKey(section="observer", key="database_url", default="none", when=_SQL,
                meaning="A read-only connection string. Prefer `database_url_env`."),
     ProfileKey(section="observer", key="database_url_env", default="none", when=_SQL,
@@ -235,6 +240,26 @@ PROFILE_KEYS: tuple[ProfileKey, ...] = (
     ProfileKey(section="observer", key="intent_column", default="none", when=_SQL, meaning=(
         "Its intent id column: must be UNIQUE by a constraint or index that is not "
         "DEFERRABLE (PostgreSQL refuses a deferrable one as an ON CONFLICT arbiter).")),
+    # [settle]
+    ProfileKey(section="settle", key="mode", default="no [settle]: observed once delivered",
+               meaning=(
+                   '`"pending"`: GET `path` until the count at `pending` is 0; `"stable"`: '
+                   "read the end state until it stops changing. For a service that applies "
+                   "webhooks or other work later: asked before every observation, and a "
+                   "service still unsettled at `timeout_s` is not judged on its end state.")),
+    ProfileKey(section="settle", key="path", when='mode = "pending"',
+               meaning="GET path (admin key and `headers` sent) of the pending count."),
+    ProfileKey(section="settle", key="pending", when='mode = "pending"',
+               meaning='Dotted path of the count in its JSON answer, e.g. "inbox.pending".'),
+    ProfileKey(section="settle", key="headers", default="{}", when='mode = "pending"',
+               meaning="Extra headers; `{env:NAME}` parts are read from the environment."),
+    ProfileKey(section="settle", key="stable_ms", default="1000", when='mode = "stable"',
+               meaning="How long the end state must stay unchanged (10 to 60000)."),
+    ProfileKey(section="settle", key="interval_ms", default="100",
+               meaning="Time between polls (10 to 10000)."),
+    ProfileKey(section="settle", key="timeout_s", default="30",
+               meaning="The longest wait (0.1 to 600); the wait is in each scenario's stats "
+                       "(`settle_wait_ms`, `settle_polls_count`, `settle_timeouts_count`)."),
 )
 
 TEMPLATE_VARIABLE_MEANINGS: Mapping[str, str] = {
@@ -248,6 +273,9 @@ TEMPLATE_VARIABLE_MEANINGS: Mapping[str, str] = {
     "creator_id": "the creator's id",
     "purchase": "the purchase's logical name (`p_3`)",
     "amount_tokens": "the tokens of the op (a package size for a purchase)",
+    "package": "the service's own name of the package a purchase buys (its `[pricing]` "
+               "package's `name`, which every package then needs): for a service that sells "
+               "named bundles",
     "payment_method": "the provider's test payment method (`pm_card_visa`, ...)",
     "idempotency_key": "the op's idempotency key (a retry sends the same one)",
     "call": "the call's logical name (`c_1`)",
@@ -282,12 +310,13 @@ OBSERVER_FIELDS: tuple[ObserverField, ...] = (
                   without="the observer is refused when the profile loads"),
     ObserverField(name="debt_tokens", meaning="what the account owes after clawbacks "
                   "(default 0)", needed_by=("non_negative", "conservation", "reconciliation",
-                                            "refunds"),
+                                            "refunds", "debt"),
                   without="read as 0: a service that records debt elsewhere looks like it "
                           "lost the shortfall"),
-    ObserverField(name="status", meaning="the account's status (`debt` when it owes; default "
-                  "`active`)", needed_by=("refunds",),
-                  without='read as "active"; an account in debt then fails `refunds`'),
+    ObserverField(name="status", meaning="the account's status (`debt` when it owes, else "
+                  "`active`; `[observer] statuses` maps the service's own words)",
+                  needed_by=("debt",),
+                  without="`debt` judges balances and debts only, not the status"),
     ObserverField(name="ledger_sum_tokens", meaning="the sum of the account's ledger entries",
                   needed_by=("ledger_drift",), without="`ledger_drift` is unknown"),
     ObserverField(name="credited_tokens", meaning="tokens credited by purchases, all time "

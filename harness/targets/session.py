@@ -24,6 +24,7 @@ from harness.protocol import PROVIDER_API_KEY_DEFAULT, Credentials, Endpoints
 from harness.targets.observers import Observer, make_observer
 from harness.targets.profile import Profile
 from harness.targets.provisioning import provision
+from harness.targets.settle import Settler
 
 __all__ = ["TargetSession", "make_client", "make_ops_client"]
 
@@ -43,6 +44,7 @@ class TargetSession:
     provider_api_key: str = PROVIDER_API_KEY_DEFAULT
     # Users of each kind taken from a users file so far: each scenario gets the next ones.
     users_taken: Counter[str] = field(default_factory=Counter)
+    settler: Settler | None = None  # the profile's [settle]; None: observed when delivered
 
     @classmethod
     @asynccontextmanager
@@ -58,13 +60,17 @@ class TargetSession:
         """
         url = (base_url or profile.base_url).rstrip("/")
         async with make_client(limits) as client, make_ops_client(limits) as ops_client:
-            observer = make_observer(profile, client=client, base_url=url,
-                                     admin_key=admin_key or profile.admin_key,
+            key = admin_key or profile.admin_key
+            observer = make_observer(profile, client=client, base_url=url, admin_key=key,
                                      database_url=database_url, timeout_s=limits.op_timeout_s)
+            settler = None
+            if profile.settle is not None:
+                headers = {profile.auth.header: profile.auth.value(key)} if key else {}
+                settler = Settler(profile.settle, client=client, base_url=url, headers=headers)
             yield cls(profile=profile, base_url=url, client=client, observer=observer,
-                      ops_client=ops_client,
-                      admin_key=admin_key or profile.admin_key,
-                      provider_url=provider_url.rstrip("/") if provider_url else None)
+                      ops_client=ops_client, admin_key=key,
+                      provider_url=provider_url.rstrip("/") if provider_url else None,
+                      settler=settler)
 
     @property
     def endpoints(self) -> Endpoints:

@@ -59,6 +59,10 @@ async def test_correct_foreign_service_passes_the_smoke_suite(
         seed: int, pg_admin_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     outcome = await _run(pg_admin_url, tmp_path, monkeypatch, seed=seed)
     assert outcome.exit_code == 0, _findings(outcome)
+    stats = [s.stats for s in outcome.record.scenarios if s.not_run_reason is None]
+    assert all("settle_polls_count" in s for s in stats), "[settle] was not asked"
+    assert sum(int(s["settle_wait_ms"]) for s in stats) > 0, "the inbox was never late"
+    assert not any(s.get("settle_timeouts_count") for s in stats)
 
 
 @pytest.mark.parametrize("name", list(FLAWS))

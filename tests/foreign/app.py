@@ -1,11 +1,14 @@
 """The foreign service's Starlette app: routes that parse, call one operation, and answer.
 
 Its API is deliberately unlike the reference service's: a bare API key in ``X-Api-Key``,
-text owner ids, a ``clientKey`` in the body of purchases and minute charges (none on
-tips), 200 on success everywhere but account creation, 409 for a tip the balance does not
-cover and 422 for such a minute, balances as JSON strings, a replayed minute answered
-``{"billed": false}`` and a replayed purchase with ``Idempotent-Replayed: true``, and
-accounts created by ``POST /admin/accounts`` with an ``X-Staging-Token``.
+text owner ids, purchases of named bundles (``{"bundle": "plus"}``), a ``clientKey`` in
+the body of purchases and minute charges (none on tips), 200 on success everywhere but
+account creation, 409 for a tip the balance does not cover and 422 for such a minute,
+balances as JSON strings, a replayed minute answered
+``{"billed": false}`` and a replayed purchase with ``Idempotent-Replayed: true``,
+accounts created by ``POST /admin/accounts`` with an ``X-Staging-Token``, and webhooks
+answered 202 and applied later from an inbox (``inbox``; ``GET /admin/inbox`` says how
+many are pending).
 
 Every operation is looked up in the registry the app was made with (``create_app``'s
 ``flaws`` replace entries of it), and every operation runs in Starlette's thread pool:
@@ -15,11 +18,14 @@ they use psycopg's blocking API. Request parsing lives here; money lives in
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 import secrets
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any
 
 import psycopg
@@ -31,8 +37,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from tests.foreign import inbox
 from tests.foreign.flaws import install
-from tests.foreign.operations import OPERATIONS, Facts
+from tests.foreign.operations import OPERATIONS, Facts, apply_facts
 from tests.foreign.parsing import Refused, text, whole
 from tests.foreign.replies import Reply, error
 from tests.foreign.wallets import BUNDLES, TOKENS_MAX
@@ -42,6 +49,7 @@ __all__ = ["BODY_BYTES_MAX", "create_app"]
 log = logging.getLogger(__name__)
 
 BODY_BYTES_MAX = 16 * 1024
+BUNDLE_TOKENS = {bundle.name: tokens for tokens, bundle in BUNDLES.items()}  # bought by name
 _MINUTE_MAX = 100_000
 _SCHEMA_LOCK_ID = 80_421_337  # an advisory lock: instances starting at once migrate in turn
 
@@ -65,9 +73,13 @@ def create_app(*, database_url: str, provider_url: str, webhook_secret: str,
                                                    timeout=30.0, open=False)
         await run_in_threadpool(_open, pool)
         app.state.pool = pool
+        worker = asyncio.create_task(inbox.run_worker(pool, partial(_apply, ops)))
         try:
             yield
         finally:
+            worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await worker
             await run_in_threadpool(pool.close)
 
     app = Starlette(routes=_routes(), lifespan=lifespan)
@@ -93,6 +105,7 @@ def _routes() -> list[Route]:
     return [
         Route("/status", _status, methods=["GET"]),
         Route("/admin/accounts", _admin_accounts, methods=["POST"]),
+        Route("/admin/inbox", _admin_inbox, methods=["GET"]),
         Route("/me", _me, methods=["GET"]),
         Route("/purchases", _purchases, methods=["POST"]),
         Route("/tips", _tips, methods=["POST"]),
@@ -178,10 +191,22 @@ async def _status(request: Request) -> Reply:
     return Reply(status=200, body={"ok": True})
 
 
+def _staff(request: Request) -> bool:
+    given = request.headers.get("x-staging-token", "")
+    return secrets.compare_digest(given.encode(), request.app.state.staging_token.encode())
+
+
+@_handler
+async def _admin_inbox(request: Request) -> Reply:
+    if not _staff(request):
+        return error(403, "forbidden", "the inbox needs the X-Staging-Token")
+    pending = await _call(request, "count_pending")
+    return Reply(status=200, body={"inbox": {"pending": pending}})
+
+
 @_handler
 async def _admin_accounts(request: Request) -> Reply:
-    given = request.headers.get("x-staging-token", "")
-    if not secrets.compare_digest(given.encode(), request.app.state.staging_token.encode()):
+    if not _staff(request):
         return error(403, "forbidden", "creating accounts needs the X-Staging-Token")
     body = await _json_body(request)
     is_creator = body.get("isCreator")
@@ -202,10 +227,11 @@ async def _me(request: Request) -> Reply:
 async def _purchases(request: Request) -> Reply:
     owner = await _owner(request)
     body = await _json_body(request)
-    tokens = whole(body, "tokens", low=1, high=TOKENS_MAX)
-    if tokens not in BUNDLES:
-        return error(400, "no_such_bundle", f"{tokens} is not a bundle; bundles: "
-                     f"{sorted(BUNDLES)}")
+    name = text(body, "bundle")
+    tokens = BUNDLE_TOKENS.get(name or "")
+    if tokens is None:
+        return error(400, "no_such_bundle", f"{name!r} is not a bundle; bundles: "
+                     f"{', '.join(sorted(BUNDLE_TOKENS))}")
     payment_method = text(body, "paymentMethod")
     client_key = text(body, "clientKey", optional=True)
     reply: Reply = await _call(request, "buy", ops=request.app.state.ops, owner_id=owner,
@@ -274,8 +300,13 @@ async def _stripe_events(request: Request) -> Reply:
     facts = _facts(event)
     if facts is None:
         return Reply(status=200, body={"received": True, "applied": False})
-    reply: Reply = await _call(request, "apply_event", ops=ops, facts=facts)
-    return reply
+    await run_in_threadpool(inbox.queue_event, request.app.state.pool, facts)
+    return Reply(status=202, body={"received": True, "queued": True})
+
+
+def _apply(ops: Mapping[str, Callable[..., Any]], conn: psycopg.Connection[Any],
+           facts: Facts) -> bool:
+    return apply_facts(conn, ops=ops, facts=facts)
 
 
 def _facts(event: Mapping[str, Any]) -> Facts | None:

@@ -16,6 +16,7 @@ import psycopg
 from psycopg_pool import ConnectionPool
 
 from tests.foreign import operations as correct
+from tests.foreign.inbox import INBOX_DELAY_MS
 from tests.foreign.parsing import Refused, text
 from tests.foreign.replies import Reply, error
 from tests.foreign.wallets import book, book_clawback, book_credit, lock_wallets
@@ -82,6 +83,22 @@ def _tip_lost_update(pool: ConnectionPool[Any], *, from_owner: str, to_owner: st
                                    "balance": str(sender_balance - tokens)})
 
 
+def _tip_to_nobody_debits(pool: ConnectionPool[Any], *, from_owner: str, to_owner: str,
+                          tokens: int) -> Reply:
+    """A tip to an account that does not exist debits the sender, and is then refused."""
+    with pool.connection() as conn:
+        wallets = lock_wallets(conn, [from_owner, to_owner])
+        sender, recipient = wallets[from_owner], wallets.get(to_owner)
+        if sender.balance < tokens:
+            return error(409, "insufficient_funds",
+                         f"balance {sender.balance} does not cover {tokens}")
+        if recipient is None:
+            book(conn, sender, reason="tip_out", balance_delta=-tokens, owed_delta=0,
+                 ref=f"tip-to:{to_owner}")
+            return error(404, "no_such_account", f"no account {to_owner}")
+        return correct.move_tip(conn, sender, recipient, tokens)
+
+
 def _credit_every_delivery(conn: psycopg.Connection[Any], *, order: Any) -> None:
     """Credit on every webhook delivery: the intent is never checked for an earlier credit."""
     conn.execute("INSERT INTO intent_credits (intent_id, order_no, tokens) VALUES (%s, %s, %s)"
@@ -89,6 +106,29 @@ def _credit_every_delivery(conn: psycopg.Connection[Any], *, order: Any) -> None
                  (order.intent_id, order.order_no, order.minted_tokens))
     wallet = lock_wallets(conn, [order.owner_id])[order.owner_id]
     book_credit(conn, wallet, tokens=order.minted_tokens, reason="purchase", ref=order.intent_id)
+
+
+def _credit_ignores_owed(conn: psycopg.Connection[Any], *, order: Any) -> None:
+    """A purchase credit ignores what is owed: the whole credit reaches the balance."""
+    row = conn.execute("INSERT INTO intent_credits (intent_id, order_no, tokens)"
+                       " VALUES (%s, %s, %s) ON CONFLICT (intent_id) DO NOTHING RETURNING 1",
+                       (order.intent_id, order.order_no, order.minted_tokens)).fetchone()
+    if row is None:
+        return
+    wallet = lock_wallets(conn, [order.owner_id])[order.owner_id]
+    wallet = book(conn, wallet, reason="purchase", balance_delta=order.minted_tokens,
+                  owed_delta=0, ref=order.intent_id)
+    correct.settle(conn, order, wallet)
+
+
+def _inbox_counts_due_only(pool: ConnectionPool[Any]) -> int:
+    """The inbox reports only events already due as pending: it says settled too early."""
+    with pool.connection() as conn:
+        row = conn.execute("SELECT count(*) FROM webhook_inbox WHERE applied_at IS NULL"
+                           " AND received_at <= clock_timestamp() - make_interval(secs => %s)",
+                           (INBOX_DELAY_MS / 1000,)).fetchone()
+    assert row is not None
+    return int(row[0])
 
 
 def _refund_not_idempotent(conn: psycopg.Connection[Any], *, order: Any,
@@ -176,10 +216,20 @@ _ALL = (
     Flaw(name="tip_lost_update", operation="send_tip", replacement=_tip_lost_update,
          caught_by=("conservation", "reconciliation"),
          description=_tip_lost_update.__doc__ or ""),
+    Flaw(name="tip_to_nobody_debits", operation="send_tip", replacement=_tip_to_nobody_debits,
+         caught_by=("conservation", "reconciliation"),
+         description=_tip_to_nobody_debits.__doc__ or ""),
     Flaw(name="credit_every_delivery", operation="credit_intent",
          replacement=_credit_every_delivery,
          caught_by=("conservation", "exactly_once_credit", "reconciliation"),
          description=_credit_every_delivery.__doc__ or ""),
+    Flaw(name="credit_ignores_owed", operation="credit_intent",
+         replacement=_credit_ignores_owed, caught_by=("debt",),
+         description=_credit_ignores_owed.__doc__ or ""),
+    Flaw(name="inbox_counts_due_only", operation="count_pending",
+         replacement=_inbox_counts_due_only,
+         caught_by=("exactly_once_credit", "reconciliation"),
+         description=_inbox_counts_due_only.__doc__ or ""),
     Flaw(name="refund_not_idempotent", operation="record_refund",
          replacement=_refund_not_idempotent,
          caught_by=("refunds", "conservation", "reconciliation"),

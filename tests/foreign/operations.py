@@ -39,7 +39,8 @@ from tests.foreign.wallets import (
     taken_target_tokens,
 )
 
-__all__ = ["OPERATIONS", "Facts", "Reply", "Stored", "error"]
+__all__ = ["OPERATIONS", "Facts", "Reply", "Stored", "apply_facts", "error", "move_tip",
+           "settle"]
 
 Operation = Callable[..., Any]
 CURRENCY = "usd"
@@ -253,10 +254,10 @@ def send_tip(pool: ConnectionPool[Any], *, from_owner: str, to_owner: str,
         if sender.balance < tokens:
             return error(409, "insufficient_funds",
                          f"balance {sender.balance} does not cover {tokens}")
-        return _move_tip(conn, sender, recipient, tokens)
+        return move_tip(conn, sender, recipient, tokens)
 
 
-def _move_tip(conn: psycopg.Connection[Any], sender: Wallet, recipient: Wallet,
+def move_tip(conn: psycopg.Connection[Any], sender: Wallet, recipient: Wallet,
               tokens: int) -> Reply:
     row = conn.execute("INSERT INTO tips (from_owner, to_owner, tokens) VALUES (%s, %s, %s)"
                        " RETURNING tip_no", (sender.owner_id, recipient.owner_id, tokens)
@@ -391,20 +392,36 @@ class _Order:
     credited: bool
 
 
+def count_pending(pool: ConnectionPool[Any]) -> int:
+    """Events in the inbox not yet applied (``inbox``): what ``GET /admin/inbox`` reports."""
+    with pool.connection() as conn:
+        row = conn.execute("SELECT count(*) FROM webhook_inbox WHERE applied_at IS NULL"
+                           ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
 def apply_event(pool: ConnectionPool[Any], *, ops: Mapping[str, Operation],
                 facts: Facts) -> Reply:
     """Apply one event to its order in one transaction; an order not ours changes nothing."""
     with pool.connection() as conn:
-        order = _lock_order(conn, facts)
-        if order is None:
-            return Reply(status=200, body={"received": True, "applied": False})
-        if facts.event_type == "payment_intent.succeeded":
-            ops["credit_intent"](conn, order=order)
-        elif facts.event_type == "charge.refunded":
-            ops["record_refund"](conn, order=order, refunded_cents=facts.refunded_cents)
-        elif facts.dispute_state is not None:
-            _record_dispute(conn, order=order, state=facts.dispute_state)
-    return Reply(status=200, body={"received": True, "applied": True})
+        applied = apply_facts(conn, ops=ops, facts=facts)
+    return Reply(status=200, body={"received": True, "applied": applied})
+
+
+def apply_facts(conn: psycopg.Connection[Any], *, ops: Mapping[str, Operation],
+                facts: Facts) -> bool:
+    """Apply one event within the caller's transaction; False: the order is not ours."""
+    order = _lock_order(conn, facts)
+    if order is None:
+        return False
+    if facts.event_type == "payment_intent.succeeded":
+        ops["credit_intent"](conn, order=order)
+    elif facts.event_type == "charge.refunded":
+        ops["record_refund"](conn, order=order, refunded_cents=facts.refunded_cents)
+    elif facts.dispute_state is not None:
+        _record_dispute(conn, order=order, state=facts.dispute_state)
+    return True
 
 
 def _lock_order(conn: psycopg.Connection[Any], facts: Facts) -> _Order | None:
@@ -447,7 +464,7 @@ def credit_intent(conn: psycopg.Connection[Any], *, order: _Order) -> None:
     wallet = lock_wallets(conn, [order.owner_id])[order.owner_id]
     wallet = book_credit(conn, wallet, tokens=order.minted_tokens, reason="purchase",
                          ref=order.intent_id)
-    _settle(conn, order, wallet)
+    settle(conn, order, wallet)
 
 
 def record_refund(conn: psycopg.Connection[Any], *, order: _Order, refunded_cents: int) -> None:
@@ -457,7 +474,7 @@ def record_refund(conn: psycopg.Connection[Any], *, order: _Order, refunded_cent
                      (refunded_cents, order.order_no))
         order = _replace(order, refunded_cents=refunded_cents)
     if order.credited:
-        _settle(conn, order, lock_wallets(conn, [order.owner_id])[order.owner_id])
+        settle(conn, order, lock_wallets(conn, [order.owner_id])[order.owner_id])
 
 
 def _record_dispute(conn: psycopg.Connection[Any], *, order: _Order, state: str) -> None:
@@ -468,7 +485,7 @@ def _record_dispute(conn: psycopg.Connection[Any], *, order: _Order, state: str)
                      (state, order.order_no))
         order = _replace(order, dispute_state=state)
     if order.credited:
-        _settle(conn, order, lock_wallets(conn, [order.owner_id])[order.owner_id])
+        settle(conn, order, lock_wallets(conn, [order.owner_id])[order.owner_id])
 
 
 def _replace(order: _Order, **changes: Any) -> _Order:
@@ -476,7 +493,7 @@ def _replace(order: _Order, **changes: Any) -> _Order:
     return _Order(**{**fields, **changes})
 
 
-def _settle(conn: psycopg.Connection[Any], order: _Order, wallet: Wallet) -> None:
+def settle(conn: psycopg.Connection[Any], order: _Order, wallet: Wallet) -> None:
     """Move the wallet by (what should be taken) − (what was taken)."""
     target = taken_target_tokens(minted_tokens=order.minted_tokens,
                                  price_cents=order.price_cents,
@@ -507,6 +524,7 @@ OPERATIONS: Mapping[str, Operation] = {
     "close_session": close_session,
     "verify_event": verify_event,
     "apply_event": apply_event,
+    "count_pending": count_pending,
     "credit_intent": credit_intent,
     "record_refund": record_refund,
     "read_tip": read_tip,

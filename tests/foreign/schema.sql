@@ -91,3 +91,14 @@ CREATE TABLE IF NOT EXISTS session_minutes (
     billed_at  TIMESTAMPTZ NOT NULL DEFAULT now(),
     PRIMARY KEY (session_id, minute_no)
 );
+
+-- Verified webhook events, answered 202 when stored and applied later, in arrival order,
+-- by the service's inbox worker: one transaction applies an event and marks it applied.
+CREATE TABLE IF NOT EXISTS webhook_inbox (
+    inbox_no    BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    facts       JSONB NOT NULL,
+    received_at TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp(),
+    applied_at  TIMESTAMPTZ
+);
+CREATE INDEX IF NOT EXISTS webhook_inbox_pending ON webhook_inbox (inbox_no)
+    WHERE applied_at IS NULL;

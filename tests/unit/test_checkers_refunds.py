@@ -97,17 +97,6 @@ def test_refunds_flag_a_shortfall_not_recorded_as_debt() -> None:
     assert {a.kind for a in verdict.anomalies} == {"wrong_clawback", "missing_debt"}
 
 
-def test_refunds_flag_debt_without_debt_status() -> None:
-    h = _history()
-    h.tip("fan_0", "creator_0", 800)
-    verdict = check_refunds(h.input(observe({"fan_0": (0, 800), "creator_0": 800},
-                                            clawed={"fan_0": 1000},
-                                            status={"fan_0": "active"}),
-                                    _refunded(5000).build()))
-    assert verdict.valid is False
-    assert [a.kind for a in verdict.anomalies] == ["debt_status"]
-
-
 def test_refunds_hold_for_a_refund_delivered_before_the_success() -> None:
     truth = (T().intent("pi_1", "fan_0", 1000, refunded_cents=2500)
              .deliver("evt_r", REFUNDED, "pi_1").deliver("evt_s", SUCCEEDED, "pi_1").build())

@@ -15,7 +15,7 @@ from harness.model import Anomaly, F, Kind, Verdict
 from tests.unit.conftest import H, T, observe
 
 NAMES = ("non_negative", "conservation", "exactly_once_credit", "reconciliation",
-         "idempotency", "ledger_drift", "refunds", "calls", "webhook_auth", "refusals",
+         "idempotency", "ledger_drift", "refunds", "debt", "calls", "webhook_auth", "refusals",
          "key_scope", "durability", "errors", "coverage")
 FORBIDDEN_MODULES = {"httpx", "psycopg", "psycopg_pool", "asyncio", "random", "time",
                      "datetime", "socket", "subprocess", "threading"}

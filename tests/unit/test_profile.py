@@ -460,3 +460,73 @@ def test_provisioning_mistakes_are_caught_when_the_profile_loads(
     if body.startswith("path"):
         text = text.replace('path = "/users"\n', "")
     assert expected in _error(tmp_path, text)
+
+
+_ADMIN_OBSERVER = ('\n[observer]\nkind = "admin_http"\naccounts_path = "/a"\n{statuses}'
+                   '[observer.account]\nuser_id = "id"\nbalance_tokens = "balance"\n')
+
+
+def test_observer_statuses_map_the_services_words_to_ours(tmp_path: Path) -> None:
+    text = MINIMAL + _ADMIN_OBSERVER.format(statuses='statuses = { OWING = "debt", OK = '
+                                                     '"active" }\n')
+    observer = _load(tmp_path, text).observer
+    assert isinstance(observer, AdminHttpObserverSpec)
+    assert observer.statuses == {"OWING": "debt", "OK": "active"}
+    assert _load(tmp_path, MINIMAL + _ADMIN_OBSERVER.format(statuses="")).observer is not None
+
+
+def test_observer_statuses_are_refused_outside_our_words_or_without_debt(
+        tmp_path: Path) -> None:
+    wrong = MINIMAL + _ADMIN_OBSERVER.format(statuses='statuses = { OWING = "owing" }\n')
+    assert "statuses.OWING = 'owing' must be one of active, debt" in _error(tmp_path, wrong)
+    no_debt = MINIMAL + _ADMIN_OBSERVER.format(statuses='statuses = { OK = "active" }\n')
+    assert 'names no word for "debt"' in _error(tmp_path, no_debt)
+
+
+_SETTLE = '\n[settle]\nmode = "pending"\npath = "/inbox"\npending = "pending"\n'
+
+
+def test_settle_reads_its_mode_its_bounds_and_headers_from_the_environment(
+        tmp_path: Path) -> None:
+    text = MINIMAL + _SETTLE + ('headers = { "X-Staging-Token" = "{env:STAGING}" }\n'
+                                "interval_ms = 50\ntimeout_s = 12.5\n")
+    settle = _load(tmp_path, text, environ={"STAGING": "s3{c}ret"}).settle
+    assert settle is not None
+    assert (settle.mode, settle.path, settle.pending) == ("pending", "/inbox", "pending")
+    assert settle.headers == {"X-Staging-Token": "s3{c}ret"}
+    assert (settle.interval_ms, settle.timeout_s) == (50, 12.5)
+    assert _load(tmp_path, MINIMAL).settle is None
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    ("interval_ms = 0\n", "interval_ms = 0 must be an integer from 10 to 10000"),
+    ("interval_ms = 2.5\n", "interval_ms = 2.5 must be an integer"),
+    ('timeout_s = "soon"\n', "timeout_s = 'soon' must be a number from 0.1 to 600"),
+    ("stable_ms = 100\n", "stable_ms = 100 is not a known key here"),
+    ('headers = { "X-T" = "{env:UNSET}" }\n', "reads the environment variable UNSET"),
+    ('headers = { "X-T" = "{user_id}" }\n', "headers.X-T"),
+])
+def test_settle_refuses_what_it_cannot_use(tmp_path: Path, extra: str, message: str) -> None:
+    assert message in _error(tmp_path, MINIMAL + _SETTLE + extra)
+
+
+def test_settle_by_a_stable_end_state_needs_an_observer(tmp_path: Path) -> None:
+    text = MINIMAL + '\n[settle]\nmode = "stable"\nstable_ms = 500\n'
+    assert '[settle] mode = \'stable\' reads the end state, and the profile has no [observer]' \
+        in _error(tmp_path, text)
+    spec = _load(tmp_path, text + _ADMIN_OBSERVER.format(statuses="")).settle
+    assert spec is not None and spec.stable_ms == 500
+
+
+_PURCHASE_BY_NAME = ('\n[ops.purchase]\npath = "/purchases"\nbody = { bundle = "{package}" }\n'
+                     'status_ok = [201]\nresult = { intent_id = "intent" }\n')
+
+
+def test_a_purchase_by_bundle_name_needs_a_name_for_every_package(tmp_path: Path) -> None:
+    priced = ('\n[pricing]\ncents_per_token = 1\npackages = [{ tokens = 250, cents = 250, '
+              'name = "starter" }, { tokens = 1000, cents = 1000%s }]\n')
+    named = _load(tmp_path, MINIMAL + _PURCHASE_BY_NAME + priced % ', name = "plus"')
+    assert "package" in named.ops[F.PURCHASE].variables
+    message = _error(tmp_path, MINIMAL + _PURCHASE_BY_NAME + priced % "")
+    assert "[ops.purchase] sends {package}, and the package(s) of [1000] tokens have no " \
+           "name" in message

@@ -6,6 +6,7 @@ import dataclasses
 import json
 import urllib.parse
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -595,3 +596,20 @@ def test_a_webhook_answered_5xx_keeps_its_body() -> None:
 def test_body_excerpt_cuts_characters_not_bytes() -> None:
     assert body_excerpt("é".encode() * 600) == "é" * BODY_EXCERPT_CHARS_MAX
     assert body_excerpt(b"") == ""
+
+
+FOREIGN = load_profile(Path(__file__).parents[1] / "foreign" / "foreign.toml",
+                       environ={"FOREIGN_STAGING_TOKEN": "staging"})
+
+
+@pytest.mark.parametrize(("tokens", "bundle"), [(250, "starter"), (1000, "plus"), (4000, "mega")])
+def test_a_purchase_sends_the_services_name_of_its_package(tokens: int, bundle: str) -> None:
+    op = dataclasses.replace(PURCHASE, value={**PURCHASE.value, "amount_tokens": tokens})
+    request = op_flow(op, _ctx(FOREIGN)).send(None)
+    assert json.loads(request.body)["bundle"] == bundle
+
+
+def test_a_purchase_of_no_package_is_unresolved_where_the_profile_sends_its_name() -> None:
+    op = dataclasses.replace(PURCHASE, value={**PURCHASE.value, "amount_tokens": 300})
+    with pytest.raises(Unresolved, match=r"300 tokens is not a package.*sends \{package\}"):
+        op_flow(op, _ctx(FOREIGN)).send(None)

@@ -20,13 +20,13 @@ DESIGN_ORDER = (
     "parallel-spend", "concurrent-tips", "hot-creator", "tip-cycle", "duplicate-purchase",
     "three-d-secure", "webhook-replay", "webhook-reorder", "refund-after-spend",
     "partial-refunds", "dispute", "mid-call-refund", "retry-storm", "forged-webhooks",
-    "mixed-chaos", "bad-input", "key-collision", "crash-during-spends", "database-restart",
-    "stalled-lock-holder", "webhook-partition", "slow-database",
+    "mixed-chaos", "bad-input", "key-collision", "missing-recipient", "crash-during-spends",
+    "database-restart", "stalled-lock-holder", "webhook-partition", "slow-database",
 )
 FULL_ONLY = ("stalled-lock-holder", "webhook-partition", "slow-database")
 CHECKER_NAMES = frozenset({
     "non_negative", "conservation", "exactly_once_credit", "reconciliation", "idempotency",
-    "ledger_drift", "refunds", "calls", "webhook_auth", "errors", "coverage", "refusals",
+    "ledger_drift", "refunds", "debt", "calls", "webhook_auth", "errors", "coverage", "refusals",
     "key_scope", "durability",
 })
 ALWAYS_CHECKED = ("non_negative", "conservation", "reconciliation", "errors")
