@@ -22,8 +22,8 @@ from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-__all__ = ["Candidate", "Groups", "ShrinkFlow", "ShrinkResult", "ops_count", "shrink_flow",
-           "shrink_sync"]
+__all__ = ["Candidate", "Groups", "ShrinkFlow", "ShrinkResult", "ops_count", "reruns_for",
+           "shrink_flow", "shrink_sync"]
 
 T = TypeVar("T")
 Groups = tuple[tuple[T, ...], ...]
@@ -82,6 +82,30 @@ def shrink_flow(groups: Groups[T], *, candidates_max: int) -> ShrinkFlow[T]:
         if state.best == before:
             return state.result(exhausted=True)
     raise AssertionError(f"shrinking did not settle in {ROUNDS_MAX} rounds")
+
+
+# Reruns for a candidate, as a multiple of the replays a failure has taken to show: with a
+# failure rate p, a failing candidate holds through k/p replays with probability about
+# e**-k, so a factor of 4 misses about one failing candidate in 55.
+RERUNS_PER_EXPECTED_FAILURE = 4
+
+
+def reruns_for(*, failures_count: int, replays_to_fail_count: int, runs_max: int) -> int:
+    """How many replays a candidate gets before it counts as holding.
+
+    ``failures_count`` failing candidates took ``replays_to_fail_count`` replays in all
+    to show their failure (counting the one that failed): their mean estimates 1/p. A
+    race that shows on the first replay every time is given a few replays, a rare one
+    up to ``runs_max``; with no evidence yet, ``runs_max``.
+    """
+    assert runs_max >= 1, runs_max
+    assert replays_to_fail_count >= failures_count >= 0, (replays_to_fail_count,
+                                                          failures_count)
+    if failures_count == 0:
+        return runs_max
+    # ceil(k * mean replays to fail), in integers
+    wanted = -(-RERUNS_PER_EXPECTED_FAILURE * replays_to_fail_count // failures_count)
+    return max(1, min(runs_max, wanted))
 
 
 def shrink_sync(groups: Groups[T], fails: Callable[[Groups[T]], bool], *,

@@ -7,8 +7,11 @@ with the same flaws, or the same remote target) and runs a recorded schedule on 
 scenario of its own, each time with fresh users, judged by the one checker that broke.
 ``shrink_recorded`` drives ``harness.shrink.ddmin`` with it: each candidate is rerun up
 to ``runs_max`` times (a race is probabilistic) and counts as failing at its first run
-that breaks the same checker with the same anomaly kind; the final schedule is then run
-``confirm_runs`` more times, all of them, for its "fails k of n".
+that breaks the same checker with the same anomaly kind; how many reruns a candidate
+gets before it counts as holding follows how many replays the failures so far took to
+show (``ddmin.reruns_for``: a few for a race that shows every time, up to ``runs_max``
+for a rare one). The final schedule is then run ``confirm_runs`` more times, all of
+them, for its "fails k of n".
 
 Every loop here is bounded by the candidates, the reruns and a wall-clock deadline.
 """
@@ -35,7 +38,7 @@ from harness.model import Op
 from harness.report.record import RunRecord, ScenarioRecord
 from harness.runner import RunDeadlineExceeded, run_scenario
 from harness.scenario import Scenario, ScenarioParams, traits_of
-from harness.shrink.ddmin import Groups, ops_count, shrink_flow
+from harness.shrink.ddmin import Groups, ops_count, reruns_for, shrink_flow
 from harness.shrink.schedule_json import Recorded, recorded_from_steps
 
 __all__ = ["Confirmation", "ReplaySpec", "Replayer", "ShrinkBounds", "ShrinkOutcome",
@@ -186,6 +189,8 @@ class Replayer:
         self.plan = spec.plan(base, report_dir)
         self.runs_count = 0
         self.last_explanation: str | None = None  # of the last run that broke the checker
+        # (schedules that failed, replays they took to): how rare the failure is
+        self.evidence = (0, 0)
         self._stack = contextlib.AsyncExitStack()
 
     async def __aenter__(self) -> Replayer:
@@ -240,6 +245,8 @@ class Replayer:
             if await self.fails_once(recorded, deadline_s=deadline_s, writer=writer):
                 failed += 1
                 if stop_at_first:
+                    failures_count, replays_count = self.evidence
+                    self.evidence = (failures_count + 1, replays_count + ran)
                     break
         return failed, ran
 
@@ -345,6 +352,7 @@ async def _search(replayer: Replayer, recorded: Recorded, *, bounds: ShrinkBound
     flow = shrink_flow(ids, candidates_max=bounds.candidates_max)
     best = ids
     asked_count = 0
+    evidence = replayer.evidence
     try:
         candidate = next(flow)
         while True:
@@ -354,8 +362,10 @@ async def _search(replayer: Replayer, recorded: Recorded, *, bounds: ShrinkBound
             try:
                 if clock() >= deadline_s:
                     raise RunDeadlineExceeded("the search's time is up")
+                runs = reruns_for(failures_count=evidence[0], replays_to_fail_count=evidence[1],
+                                  runs_max=bounds.runs_max)
                 failed, ran = await replayer.failures(
-                    schedule, runs=bounds.runs_max, stop_at_first=True, deadline_s=deadline_s)
+                    schedule, runs=runs, stop_at_first=True, deadline_s=deadline_s)
             except RunDeadlineExceeded:
                 say(f"shrink: the time limit ({bounds.time_limit_s:g} s) ended the search")
                 return ops_of(best), asked_count - 1, False, "time"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 
-from harness.shrink.ddmin import Groups, ops_count, shrink_flow, shrink_sync
+from harness.shrink.ddmin import Groups, ops_count, reruns_for, shrink_flow, shrink_sync
 
 
 def _schedule(batches: int = 8, per_batch: int = 6) -> Groups[int]:
@@ -100,3 +100,11 @@ def test_shrink_with_a_flaky_race_and_one_run_never_loses_the_failure() -> None:
 
     result = shrink_sync(_schedule(), flaky, candidates_max=200, runs_max=1)
     assert race(result.groups)
+
+
+def test_reruns_follow_how_rare_the_failure_was() -> None:
+    assert reruns_for(failures_count=0, replays_to_fail_count=0, runs_max=10) == 10
+    assert reruns_for(failures_count=5, replays_to_fail_count=5, runs_max=10) == 4
+    assert reruns_for(failures_count=2, replays_to_fail_count=7, runs_max=10) == 10
+    assert reruns_for(failures_count=4, replays_to_fail_count=6, runs_max=10) == 6
+    assert reruns_for(failures_count=5, replays_to_fail_count=5, runs_max=2) == 2
