@@ -197,12 +197,16 @@ class Replayer:
         from harness.targets.profile import load_profile
 
         profile = load_profile(self.plan.profile)
-        self.session, self.provider, self.target, self.nemesis = \
-            await self._stack.enter_async_context(open_target(self.plan, profile))
-        self.params = self.spec.params.for_target(
-            traits_of(self.session.profile, nemesis=self.nemesis))
-        scratch = Path(self._stack.enter_context(tempfile.TemporaryDirectory()))
-        self.writer = self._stack.enter_context(HistoryWriter(scratch / "history.jsonl"))
+        try:
+            self.session, self.provider, self.target, self.nemesis = \
+                await self._stack.enter_async_context(open_target(self.plan, profile))
+            self.params = self.spec.params.for_target(
+                traits_of(self.session.profile, nemesis=self.nemesis))
+            scratch = Path(self._stack.enter_context(tempfile.TemporaryDirectory()))
+            self.writer = self._stack.enter_context(HistoryWriter(scratch / "history.jsonl"))
+        except BaseException:
+            await self._stack.aclose()  # whatever started stops, even a half-started stack
+            raise
         return self
 
     async def __aexit__(self, *exc: object) -> None:
