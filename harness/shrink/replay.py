@@ -356,7 +356,6 @@ async def _search(replayer: Replayer, recorded: Recorded, *, bounds: ShrinkBound
     flow = shrink_flow(ids, candidates_max=bounds.candidates_max)
     best = ids
     asked_count = 0
-    evidence = replayer.evidence
     try:
         candidate = next(flow)
         while True:
@@ -366,8 +365,9 @@ async def _search(replayer: Replayer, recorded: Recorded, *, bounds: ShrinkBound
             try:
                 if clock() >= deadline_s:
                     raise RunDeadlineExceeded("the search's time is up")
-                runs = reruns_for(failures_count=evidence[0], replays_to_fail_count=evidence[1],
-                                  runs_max=bounds.runs_max)
+                failures_count, replays_count = replayer.evidence  # as of now, not at start
+                runs = reruns_for(failures_count=failures_count,
+                                  replays_to_fail_count=replays_count, runs_max=bounds.runs_max)
                 failed, ran = await replayer.failures(
                     schedule, runs=runs, stop_at_first=True, deadline_s=deadline_s)
             except RunDeadlineExceeded:

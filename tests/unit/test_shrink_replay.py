@@ -12,13 +12,22 @@ import pytest
 
 from harness.cli import _print_outcome
 from harness.errors import UsageError
+from harness.history import HistoryWriter
 from harness.model import Anomaly, F, Op, Verdict
 from harness.report.html import render_html
 from harness.report.record import RunRecord, ScenarioRecord, TargetInfo
 from harness.scenario import ScenarioParams
 from harness.schedule import Batch, Inject, Settle
 from harness.shrink.command import shrink_command, shrunk_links
-from harness.shrink.replay import broken_anomaly, choose_scenario, replay_spec
+from harness.shrink.ddmin import reruns_for
+from harness.shrink.replay import (
+    Replayer,
+    ShrinkBounds,
+    broken_anomaly,
+    choose_scenario,
+    replay_spec,
+    shrink_recorded,
+)
 from harness.shrink.schedule_json import (
     Recorded,
     recorded_from_json,
@@ -185,3 +194,67 @@ def test_run_prints_the_shrink_command_beside_reproduce(
     assert f"shrink: {shrink_command(tmp_path / 'r1', 'tip-cycle')}" in out
     assert "--scenario dispute" not in out.split("shrink:")[-1]
     assert out.count("shrink: tokenchaos shrink") == 1
+
+
+class _FakeReplayer(Replayer):
+    """A replayer whose target is a function: the race of two tips, showing with ``p``."""
+
+    def __init__(self, race: tuple[int, int], p: float) -> None:
+        from harness.shrink.replay import ReplaySpec
+
+        super().__init__(ReplaySpec(scenario="concurrent-tips", params=ScenarioParams()),
+                         get_scenario("concurrent-tips"), report_dir=Path("unused"))
+        self.race, self.p, self.rng = race, p, random.Random(5)
+        self.replays_per_candidate: list[int] = []
+        self.evidence_seen: list[tuple[int, int]] = []
+
+    async def fails_once(self, recorded: Recorded, *, deadline_s: float,
+                         writer: HistoryWriter | None = None) -> bool:
+        self.runs_count += 1
+        together = any({self.race[0], self.race[1]} <= {op.id for op in ops}
+                       for ops in recorded.batches())
+        return together and self.rng.random() < self.p
+
+    async def failures(self, recorded: Recorded, *, runs: int, stop_at_first: bool,
+                       deadline_s: float, writer: HistoryWriter | None = None
+                       ) -> tuple[int, int]:
+        self.replays_per_candidate.append(runs)
+        self.evidence_seen.append(self.evidence)
+        return await super().failures(recorded, runs=runs, stop_at_first=stop_at_first,
+                                      deadline_s=deadline_s, writer=writer)
+
+
+def _race_ops(recorded: Recorded) -> tuple[int, int]:
+    tips = next(ops for ops in recorded.batches() if sum(op.f == F.TIP for op in ops) > 4)
+    return tips[0].id, tips[1].id
+
+
+def test_shrink_of_a_flaky_race_reaches_its_two_ops_with_reruns_by_the_evidence() -> None:
+    import asyncio
+
+    recorded = _recorded()
+    replayer = _FakeReplayer(_race_ops(recorded), p=0.8)
+    outcome = asyncio.run(shrink_recorded(replayer, recorded, bounds=ShrinkBounds(),
+                                          say=lambda line: None))
+    assert outcome.shrunk.ops_count == 2
+    assert outcome.exhausted
+    assert outcome.confirmation.runs_count == 10
+    assert 1 <= outcome.confirmation.failed_count <= 10
+    assert outcome.runs_count == replayer.runs_count
+    # Each candidate gets the replays the failures until then call for.
+    searched = zip(replayer.replays_per_candidate[1:-1], replayer.evidence_seen[1:-1],
+                   strict=True)
+    assert all(runs == reruns_for(failures_count=failures, replays_to_fail_count=replays,
+                                  runs_max=10) for runs, (failures, replays) in searched)
+    assert min(replayer.replays_per_candidate[1:-1]) < 10
+
+
+def test_shrink_of_a_schedule_that_does_not_fail_on_replay_is_refused() -> None:
+    import asyncio
+
+    recorded = _recorded()
+    replayer = _FakeReplayer(_race_ops(recorded), p=0.0)
+    with pytest.raises(UsageError, match="did not break conservation"):
+        asyncio.run(shrink_recorded(replayer, recorded, bounds=ShrinkBounds(runs_max=3),
+                                    say=lambda line: None))
+    assert replayer.runs_count == 3
