@@ -258,3 +258,38 @@ def test_shrink_of_a_schedule_that_does_not_fail_on_replay_is_refused() -> None:
         asyncio.run(shrink_recorded(replayer, recorded, bounds=ShrinkBounds(runs_max=3),
                                     say=lambda line: None))
     assert replayer.runs_count == 3
+
+
+def _shrink_cli(monkeypatch: pytest.MonkeyPatch, *args: str) -> int:
+    from harness import cli
+
+    monkeypatch.setattr("sys.argv", ["tokenchaos", "shrink", *args])
+    with pytest.raises(SystemExit) as exited:
+        cli.main()
+    assert isinstance(exited.value.code, int)
+    return exited.value.code
+
+
+def test_shrink_of_a_run_that_held_exits_2_before_starting_anything(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        tmp_path: Path) -> None:
+    from harness.report.record import write_run_json
+
+    write_run_json(_record(_scenario("tip-cycle", {"errors": Verdict(valid=True)})),
+                   tmp_path / "run.json")
+    assert _shrink_cli(monkeypatch, str(tmp_path)) == 2
+    assert "broke no invariant" in capsys.readouterr().err
+
+
+def test_shrink_of_a_directory_without_a_run_exits_2(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        tmp_path: Path) -> None:
+    assert _shrink_cli(monkeypatch, str(tmp_path)) == 2
+    assert "holds no run.json" in capsys.readouterr().err
+
+
+def test_shrink_bounds_out_of_range_exit_2(monkeypatch: pytest.MonkeyPatch,
+                                           capsys: pytest.CaptureFixture[str],
+                                           tmp_path: Path) -> None:
+    assert _shrink_cli(monkeypatch, str(tmp_path), "--runs", "0") == 2
+    assert "--runs 0: give 1 to 100" in capsys.readouterr().err
