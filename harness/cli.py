@@ -707,6 +707,43 @@ def check(
     raise typer.Exit(exit_code_for(validities))
 
 
+@app.command()
+def shrink(
+    report: Annotated[Path, typer.Argument(help="The directory of a failing run: "
+                                                "reports/<run-id>/.")],
+    scenario: Annotated[str | None, typer.Option(
+        help="The scenario to shrink (default: the run's first that broke).")] = None,
+    candidates: Annotated[int, typer.Option(help="Candidate schedules to try, at most.")] = 200,
+    runs: Annotated[int, typer.Option(
+        help="Replays of one candidate, at most; it fails at its first failing one.")] = 10,
+    confirm_runs: Annotated[int, typer.Option(
+        help="Replays of the final schedule, for its 'fails k of n'.")] = 10,
+    time_limit: Annotated[float, typer.Option(
+        help="Seconds for the search (the confirmation replays come after).")] = 180.0,
+) -> None:
+    """Shrink a failing scenario to the fewest concurrent requests that still break it.
+
+    Replays the scenario's schedule on a fresh target like the run's (the local stack with
+    the same flaws, or the same profile), removes batches then ops inside a batch (delta
+    debugging; ops never leave their batch), rerunning each candidate, until nothing more
+    can go. Writes a pytest file and a plain httpx script beside the report and links them
+    from index.html. Exit 0 when a smaller failing schedule was written, 2 otherwise.
+    """
+    from harness.runner import run_loop
+    from harness.shrink.command import shrink_report
+    from harness.shrink.replay import ShrinkBounds
+
+    bounds = ShrinkBounds(candidates_max=candidates, runs_max=runs,
+                          confirm_runs=confirm_runs, time_limit_s=time_limit)
+    result = run_loop(shrink_report(report, scenario=scenario, bounds=bounds,
+                                    say=lambda line: typer.echo(line, err=True)))
+    typer.echo(result.reason)
+    typer.echo(f"pytest file: {result.reproducers.pytest_file}")
+    typer.echo(f"httpx script: {result.reproducers.script_file}")
+    typer.echo(f"summary: {result.summary_file}; report: {report / 'index.html'}")
+    raise typer.Exit(result.exit_code)
+
+
 @app.command("list")
 def list_() -> None:
     """List scenarios, suites, checkers and flaws, one line each."""
@@ -998,6 +1035,7 @@ def _print_outcome(record: RunRecord, report_dir: Path, *, details: bool = True)
     from rich.table import Table
 
     from harness.runner import not_sent_summary
+    from harness.shrink.command import shrink_command
 
     console = Console(stderr=False, highlight=False)
     findings = [f for f in map(_credit_finding, record.scenarios) if f is not None]
@@ -1028,6 +1066,9 @@ def _print_outcome(record: RunRecord, report_dir: Path, *, details: bool = True)
         else:
             console.print(f"{scenario.name} (seed {scenario.seed}): {_word(scenario.valid)}; "
                           f"reproduce: {scenario.reproduce}", markup=False, soft_wrap=True)
+        if scenario.valid is False:
+            console.print(f"  shrink: {shrink_command(report_dir, scenario.name)}",
+                          markup=False, soft_wrap=True)
     _print_performance(console, record)
     _print_durability(console, record)
     console.print(f"\nverdict: {_word(record.valid)}; report: {report_dir / 'index.html'}")

@@ -9,12 +9,21 @@ starts the local stack; otherwise a profile name or file), ``--tokenchaos-target
         outcome = tokenchaos_run("tip-cycle", seed=3)
         assert outcome.valid is True, outcome.summary
 
-and ``tokenchaos_machine``, which explores the same target with the Hypothesis state
+``tokenchaos_machine``, which explores the same target with the Hypothesis state
 machine (``harness.stateful``) under a settings profile::
 
     def test_no_program_breaks_an_invariant(tokenchaos_machine):
         result = tokenchaos_machine(profile="ci")
         assert result.valid is True, result.program + result.anomaly
+
+and ``tokenchaos_schedule``, which replays a recorded schedule (what ``tokenchaos shrink``
+writes into the pytest files it generates) a few times, as races do not show every time::
+
+    def test_shrunk_concurrent_tips_holds(tokenchaos_schedule):
+        outcome = tokenchaos_schedule(SCHEDULE, runs=10)
+        assert outcome.held, outcome.summary
+
+``--tokenchaos-flaw NAME`` (repeatable) installs a flaw of the zoo in the local stack.
 
 Each call runs one scenario through the same path as ``tokenchaos run`` (stack, runner,
 checkers, report) and writes its report under the report directory, in a folder of its
@@ -37,7 +46,8 @@ from harness.model import Validity
 if TYPE_CHECKING:
     from harness.stateful import MachineResult
 
-__all__ = ["ScenarioOutcome", "pytest_addoption", "tokenchaos_machine", "tokenchaos_run"]
+__all__ = ["ScenarioOutcome", "ScheduleOutcome", "pytest_addoption", "tokenchaos_machine",
+           "tokenchaos_run", "tokenchaos_schedule"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -49,6 +59,20 @@ class ScenarioOutcome:
     not_held: Mapping[str, Validity]
     report_dir: Path
     summary: str  # the anomalies in words, and the command that reproduces the run
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ScheduleOutcome:
+    """A recorded schedule's replays: how many broke its checker, out of how many."""
+
+    broken_count: int
+    runs_count: int
+    summary: str
+
+    @property
+    def held(self) -> bool:
+        """No replay broke the schedule's checker."""
+        return self.broken_count == 0
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -64,6 +88,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="that provider's control key (default $TOKENCHAOS_PROVIDER_KEY)")
     group.addoption("--tokenchaos-report-dir", default="reports",
                     help="where scenario reports are written")
+    group.addoption("--tokenchaos-flaw", action="append", default=[],
+                    help="install this flaw of the zoo in the local stack (repeatable)")
 
 
 @pytest.fixture
@@ -78,12 +104,14 @@ def tokenchaos_run(request: pytest.FixtureRequest) -> Callable[..., ScenarioOutc
     worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
     report_dir = Path(str(config.getoption("--tokenchaos-report-dir"))) / f"pytest-{worker}"
 
+    flaws = _flaws(config, local=target == "local")
+
     def _run(name: str, *, seed: int = 1, scale: int = 1,
              concurrency: int = 32) -> ScenarioOutcome:
         params = ScenarioParams(seed=seed, scale=scale, concurrency=concurrency)
         plan = RunPlan(runs=((get_scenario(name), params),), suite=None,
                        profile="reference" if target == "local" else target,
-                       local=target == "local",
+                       local=target == "local", flaws=flaws,
                        target_url=config.getoption("--tokenchaos-target-url"),
                        provider_url=config.getoption("--tokenchaos-provider-url"),
                        provider_key=config.getoption("--tokenchaos-provider-key"),
@@ -112,13 +140,57 @@ def tokenchaos_machine(request: pytest.FixtureRequest) -> Callable[..., MachineR
     worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
     report_dir = Path(str(config.getoption("--tokenchaos-report-dir"))) / f"pytest-{worker}"
 
+    local = target == "local"
+    flaws = _flaws(config, local=local)
+
     def _explore(*, profile: str = "ci") -> MachineResult:
-        local = target == "local"
         plan = machine_plan(profile="reference" if local else target, local=local,
-                            report_dir=report_dir,
+                            flaws=flaws, report_dir=report_dir,
                             target_url=config.getoption("--tokenchaos-target-url"),
                             provider_url=config.getoption("--tokenchaos-provider-url"),
                             provider_key=config.getoption("--tokenchaos-provider-key"))
         return run_machine(plan, profile=profile)
 
     return _explore
+
+
+@pytest.fixture
+def tokenchaos_schedule(request: pytest.FixtureRequest) -> Callable[..., ScheduleOutcome]:
+    """Replay a recorded schedule (JSON values) against the configured target."""
+    from harness.scenario import ScenarioParams
+    from harness.shrink.replay import ReplaySpec, replay_schedule
+    from harness.shrink.schedule_json import recorded_from_json
+
+    config = request.config
+    target = str(config.getoption("--tokenchaos-target"))
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    report_dir = Path(str(config.getoption("--tokenchaos-report-dir"))) / f"pytest-{worker}"
+    local = target == "local"
+    spec = ReplaySpec(scenario="", params=ScenarioParams(),
+                      profile="reference" if local else target, local=local,
+                      flaws=_flaws(config, local=local),
+                      target_url=config.getoption("--tokenchaos-target-url"),
+                      provider_url=config.getoption("--tokenchaos-provider-url"),
+                      provider_key=None if local else config.getoption(
+                          "--tokenchaos-provider-key"))
+
+    def _replay(schedule: Mapping[str, object], *, runs: int = 10) -> ScheduleOutcome:
+        recorded = recorded_from_json(schedule)
+        broken, ran, explanation = asyncio.run(
+            replay_schedule(spec, recorded, runs=runs, report_dir=report_dir))
+        summary = (f"{recorded.scenario}: {recorded.checker} ({recorded.anomaly_kind}) "
+                   f"broke in {broken} of {ran} replays of {recorded.ops_count} ops")
+        if explanation:
+            summary += f"\n{explanation}"
+        return ScheduleOutcome(broken_count=broken, runs_count=ran, summary=summary)
+
+    return _replay
+
+
+def _flaws(config: pytest.Config, *, local: bool) -> tuple[str, ...]:
+    """``--tokenchaos-flaw`` names, refused with a remote target: a flag never ignored."""
+    flaws = tuple(config.getoption("--tokenchaos-flaw") or ())
+    if flaws and not local:
+        raise pytest.UsageError("--tokenchaos-flaw installs a flaw in the local stack; "
+                                "leave it out with --tokenchaos-target")
+    return flaws

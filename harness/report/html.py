@@ -43,7 +43,7 @@ from harness.report.record import (
     write_run_json,
 )
 
-__all__ = ["ReportPaths", "ScenarioRunLike", "render_html", "write_report"]
+__all__ = ["ReportPaths", "ScenarioRunLike", "Shrunk", "render_html", "write_report"]
 
 _HERE = Path(__file__).parent
 _SYMBOLS = {"true": "✓", "false": "✗", "unknown": "?", "none": "·"}
@@ -60,7 +60,11 @@ class ReportPaths:
     index_html: Path
 
 
-def write_report(record: RunRecord, history_path: Path | None, out_dir: Path) -> ReportPaths:
+Shrunk = Sequence[tuple[str, str, Sequence[str]]]  # (scenario, sentence, files beside)
+
+
+def write_report(record: RunRecord, history_path: Path | None, out_dir: Path, *,
+                 shrunk: Shrunk = ()) -> ReportPaths:
     """Write ``run.json``, ``junit.xml`` and ``index.html`` for a run into ``out_dir``.
 
     Args:
@@ -68,6 +72,8 @@ def write_report(record: RunRecord, history_path: Path | None, out_dir: Path) ->
         history_path: its ``history.jsonl``; when None or missing, the page is drawn from
             the record alone (no throughput, latency or timelines).
         out_dir: created if missing; usually ``reports/<run-id>/``.
+        shrunk: the scenarios ``tokenchaos shrink`` shrank, each with its one-sentence
+            result and the files it wrote beside the report, to link.
 
     Returns:
         The paths written.
@@ -81,11 +87,12 @@ def write_report(record: RunRecord, history_path: Path | None, out_dir: Path) ->
                         index_html=out_dir / "index.html")
     write_run_json(record, paths.run_json)
     write_junit(record, paths.junit_xml)
-    paths.index_html.write_text(render_html(record, runs), encoding="utf-8")
+    paths.index_html.write_text(render_html(record, runs, shrunk=shrunk), encoding="utf-8")
     return paths
 
 
-def render_html(record: RunRecord, runs: Sequence[ScenarioRunLike] = ()) -> str:
+def render_html(record: RunRecord, runs: Sequence[ScenarioRunLike] = (), *,
+                shrunk: Shrunk = ()) -> str:
     """The report page for ``record``, with plots and timelines from ``runs`` where given.
 
     Args:
@@ -93,6 +100,7 @@ def render_html(record: RunRecord, runs: Sequence[ScenarioRunLike] = ()) -> str:
         runs: the scenarios as the history recorded them (anything with ``name``, ``seed``,
             ``events``, ``truth`` and ``initial``); each is matched to the record's
             scenario of the same name and seed, in order.
+        shrunk: see ``write_report``.
 
     Returns:
         A complete HTML document.
@@ -113,6 +121,7 @@ def render_html(record: RunRecord, runs: Sequence[ScenarioRunLike] = ()) -> str:
         "<main>",
         _schema_section(record),
         _verdict_table(record),
+        _shrunk_section(shrunk),
         _not_run_summary(record),
         *sections,
         "</main>",
@@ -121,6 +130,21 @@ def render_html(record: RunRecord, runs: Sequence[ScenarioRunLike] = ()) -> str:
         "</footer>",
         f"<script>{script}</script></body></html>\n",
     ])
+
+
+def _shrunk_section(shrunk: Shrunk) -> str:
+    """Links to the shrunk reproducers written beside the page (relative, so the folder
+    can be moved or archived whole)."""
+    if not shrunk:
+        return ""
+    items = []
+    for scenario, sentence, files in shrunk:
+        links = " · ".join(f'<a href="{escape(name, quote=True)}">{escape(name)}</a>'
+                           for name in files)
+        items.append(f"<li><strong>{escape(scenario)}</strong>: {escape(sentence)}<br>"
+                     f"{links}</li>")
+    return (f'<section class="card shrunk"><h2>Shrunk reproducers</h2><ul>{"".join(items)}'
+            "</ul></section>")
 
 
 @contextmanager

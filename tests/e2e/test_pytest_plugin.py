@@ -52,4 +52,4 @@ def test_options_are_prefixed_tokenchaos(pytester: pytest.Pytester) -> None:
                if line.strip().startswith("--tokenchaos")]
     assert set(options) == {"--tokenchaos-target", "--tokenchaos-target-url",
                             "--tokenchaos-provider-url", "--tokenchaos-provider-key",
-                            "--tokenchaos-report-dir"}
+                            "--tokenchaos-report-dir", "--tokenchaos-flaw"}
