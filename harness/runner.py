@@ -385,13 +385,10 @@ class _Execution:
         self.free_processes.append(process)
 
     async def _drive(self, flow: Flow) -> Outcome:
-        try:
-            async with asyncio.timeout(self.limits.op_timeout_s):
-                return await drive_async(flow, self.ops_client, self.limits,
-                                         on_response=self._on_response)
-        except TimeoutError:
-            flow.close()
-            return Outcome(kind=Kind.INFO, error="read_timeout")
+        """The op's flow under its bound: past ``op_timeout_s`` it is INFO read_timeout."""
+        return await drive_async(flow, self.ops_client, self.limits,
+                                 on_response=self._on_response,
+                                 timeout_s=self.limits.op_timeout_s)
 
     def _on_response(self, request: HttpRequest, response: HttpResponse | None,
                      elapsed_ns: int) -> None:
