@@ -31,6 +31,7 @@ import asyncio
 import ssl
 from collections import deque
 from types import TracebackType
+from typing import cast
 
 from harness.protocol import HttpRequest, HttpResponse
 from harness.targets.http_wire import MalformedResponse, ResponseReader, encode_request, split_url
@@ -287,8 +288,8 @@ class _Connection(asyncio.Protocol):
     # -- asyncio.Protocol ----------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # uvloop's transports are no asyncio.Transport subclasses, and have its methods.
+        self._transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         reader = self._reader

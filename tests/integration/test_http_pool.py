@@ -2,7 +2,8 @@
 
 What matters most here: a request is never sent twice. A connection the server closed
 while it sat idle is replaced before a byte is written on it; once a byte was written,
-a lost connection is the request's outcome (INFO), never a resend.
+a lost connection is the request's outcome (INFO), never a resend. Every test runs on
+asyncio's own loop and on uvloop, which the runner uses.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
+import uvloop
 
 from harness.limits import Limits
 from harness.model import Kind, Outcome
@@ -18,12 +20,22 @@ from harness.protocol import Flow, HttpRequest
 from harness.targets.http_async import drive_async
 from harness.targets.http_pool import HttpPool, PoolConnectError, PoolConnectionReset
 
-pytestmark = pytest.mark.integration
+# The loop is chosen per test by overriding ``event_loop_policy``: the hook pytest-asyncio
+# now prefers would change the loop of every test in the suite, not of these alone.
+pytestmark = [pytest.mark.integration, pytest.mark.filterwarnings(
+    "ignore:Overriding the \"event_loop_policy\" fixture:DeprecationWarning")]
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 LIMITS = Limits(op_timeout_s=2.0, connect_timeout_s=1.0, response_body_bytes_max=1000)
 POLLS_MAX = 2000  # event-loop turns a test waits for a close to reach the client
 OK_ANSWER = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}"
+
+
+@pytest.fixture(params=["asyncio", "uvloop"])
+def event_loop_policy(request: pytest.FixtureRequest) -> asyncio.AbstractEventLoopPolicy:
+    if request.param == "uvloop":
+        return uvloop.EventLoopPolicy()
+    return asyncio.DefaultEventLoopPolicy()
 
 
 def _pool(connections_max: int = 4) -> HttpPool:
