@@ -290,6 +290,7 @@ class _Execution:
                 self.progress.step_started(_describe(step))
             self.stats["steps_count"] += 1
             await self._bounded(self._step(step), f"running step {step_index} ({_describe(step)})")
+            self.writer.flush()  # a step's events are on disk when the next step starts
 
     async def _step(self, step: Step) -> None:
         if isinstance(step, Batch):

@@ -124,16 +124,18 @@ class HttpPool:
         if deadline is not None and deadline < read_deadline:
             read_deadline = deadline
         connection = await self._acquire(origin, loop, now=now, deadline=read_deadline)
-        reader = ResponseReader(body_bytes_max=body_bytes_max)
         try:
-            response = await connection.exchange(data, reader, loop, deadline=read_deadline)
+            response = await connection.exchange(data, body_bytes_max, loop,
+                                                 deadline=read_deadline)
         except BaseException:
             connection.abort()
-            self._release(origin, None)
+            self._release(origin, None, now=now)
             raise
-        if not reader.keep_alive:
+        if connection.keep_alive:
+            self._release(origin, connection, now=loop.time())
+        else:
             connection.abort()  # Connection: close, a body cut at the bound, or ended by EOF
-        self._release(origin, connection if reader.keep_alive else None)
+            self._release(origin, None, now=now)
         return response
 
     # -- the free list -------------------------------------------------------------------
@@ -169,7 +171,7 @@ class HttpPool:
             except BaseException as exc:
                 # Handed one just as the bound hit (or the task was cancelled): pass it on.
                 if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
-                    self._pass_on(origin, waiter.result())
+                    self._pass_on(origin, waiter.result(), now=now)
                 waiter.cancel()
                 if isinstance(exc, TimeoutError):
                     raise PoolConnectError(f"no connection of {self.connections_max} came "
@@ -181,10 +183,11 @@ class HttpPool:
         try:
             return await self._connect(origin, loop, deadline=deadline)
         except BaseException:
-            self._release(origin, None)
+            self._release(origin, None, now=now)
             raise
 
-    def _release(self, origin: _Origin, connection: _Connection | None) -> None:
+    def _release(self, origin: _Origin, connection: _Connection | None, *,
+                 now: float) -> None:
         """Give back a connection (None: it was closed, and its slot is free)."""
         if connection is None:
             origin.open_count -= 1
@@ -199,14 +202,14 @@ class HttpPool:
                 waiter.set_result(connection)  # None: the waiter connects in the free slot
                 return
         if connection is not None:
-            connection.idle_since = asyncio.get_running_loop().time()
+            connection.idle_since = now
             origin.idle.append(connection)
 
-    def _pass_on(self, origin: _Origin, handed: _Connection | None) -> None:
+    def _pass_on(self, origin: _Origin, handed: _Connection | None, *, now: float) -> None:
         """A waiter that cannot use what it was handed gives it to the next one."""
         if handed is None:
             origin.open_count += 1  # the slot it was given, freed again below
-        self._release(origin, handed)
+        self._release(origin, handed, now=now)
 
     async def _connect(self, origin: _Origin, loop: asyncio.AbstractEventLoop, *,
                        deadline: float) -> _Connection:
@@ -251,34 +254,44 @@ class _Origin:
 class _Connection(asyncio.Protocol):
     """One keep-alive connection: at most one request on it at a time."""
 
-    __slots__ = ("_reader", "_transport", "_waiter", "closed", "idle_since")
+    __slots__ = ("_reader", "_reading", "_transport", "_waiter", "closed", "idle_since")
 
     def __init__(self) -> None:
         self._transport: asyncio.Transport | None = None
-        self._reader: ResponseReader | None = None
+        self._reader: ResponseReader | None = None  # one parser for every answer
+        self._reading = False  # a request is out and its answer not complete
         self._waiter: asyncio.Future[HttpResponse] | None = None
         self.closed = False
         self.idle_since = 0.0
+
+    @property
+    def keep_alive(self) -> bool:
+        """The last answer leaves the connection fit for another request."""
+        return self._reader is not None and self._reader.keep_alive and not self.closed
 
     def usable(self, fresh_since: float) -> bool:
         """Known open, and idle since no earlier than ``fresh_since``."""
         return (not self.closed and self._transport is not None
                 and not self._transport.is_closing() and self.idle_since >= fresh_since)
 
-    async def exchange(self, data: bytes, reader: ResponseReader,
+    async def exchange(self, data: bytes, body_bytes_max: int,
                        loop: asyncio.AbstractEventLoop, *, deadline: float) -> HttpResponse:
         """Write one request, await its answer; one timer bounds the whole exchange."""
         assert self._transport is not None
-        assert self._waiter is None
+        assert not self._reading
+        if self._reader is None:
+            self._reader = ResponseReader(body_bytes_max=body_bytes_max)
+        else:
+            self._reader.expect_next(body_bytes_max=body_bytes_max)
         waiter: asyncio.Future[HttpResponse] = loop.create_future()
-        self._reader, self._waiter = reader, waiter
+        self._waiter, self._reading = waiter, True
         timer = loop.call_at(deadline, self._fail, PoolReadTimeout, "no complete answer in time")
         try:
             self._transport.write(data)
             return await waiter
         finally:
             timer.cancel()
-            self._reader = self._waiter = None
+            self._waiter, self._reading = None, False
 
     def abort(self) -> None:
         self.closed = True
@@ -293,7 +306,7 @@ class _Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         reader = self._reader
-        if reader is None:  # bytes nobody asked for: this connection cannot be trusted
+        if reader is None or not self._reading:  # bytes nobody asked for: not to be trusted
             self.abort()
             return
         try:
@@ -307,7 +320,7 @@ class _Connection(asyncio.Protocol):
     def eof_received(self) -> bool:
         self.closed = True
         reader = self._reader
-        if reader is not None:
+        if reader is not None and self._reading:
             if reader.feed_eof():
                 self._answer(reader)
             else:
@@ -319,6 +332,7 @@ class _Connection(asyncio.Protocol):
         self._fail(PoolConnectionReset, f"the connection was lost: {exc or 'closed'}")
 
     def _answer(self, reader: ResponseReader) -> None:
+        self._reading = False  # any byte from here on is one nobody asked for
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(reader.response())

@@ -96,9 +96,17 @@ class ResponseReader:
                  "_headers", "_parser", "_status", "keep_alive")
 
     def __init__(self, *, body_bytes_max: int) -> None:
-        assert body_bytes_max >= 1
-        self._body_bytes_max = body_bytes_max
         self._parser = httptools.HttpResponseParser(self)
+        self._done = True
+        self.keep_alive = True
+        self.expect_next(body_bytes_max=body_bytes_max)
+
+    def expect_next(self, *, body_bytes_max: int) -> None:
+        """Read the next answer on the same connection (one parser serves them all)."""
+        assert body_bytes_max >= 1
+        assert self._done, "the answer before is not complete"
+        assert self.keep_alive, "the connection cannot carry another answer"
+        self._body_bytes_max = body_bytes_max
         self._headers: list[tuple[str, str]] = []
         self._body: list[bytes] = []
         self._body_size = 0

@@ -168,3 +168,18 @@ def test_bytes_after_a_complete_answer_are_malformed() -> None:
     reader = _read(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
     with pytest.raises(MalformedResponse, match="after the end"):
         reader.feed(b"HTTP/1.1 200 OK\r\n")
+
+
+def test_one_reader_reads_answer_after_answer_on_a_kept_connection() -> None:
+    reader = ResponseReader(body_bytes_max=100)
+    assert reader.feed(b"HTTP/1.1 201 OK\r\nContent-Length: 1\r\n\r\na")
+    reader.expect_next(body_bytes_max=100)
+    assert reader.feed(b"HTTP/1.1 402 X\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nb\r\n0\r\n\r\n")
+    assert (reader.response().status_code, reader.response().body) == (402, b"b")
+    assert reader.response().headers == (("transfer-encoding", "chunked"),)
+
+
+def test_a_reader_after_connection_close_cannot_expect_another_answer() -> None:
+    reader = _read(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+    with pytest.raises(AssertionError):
+        reader.expect_next(body_bytes_max=100)
