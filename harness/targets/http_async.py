@@ -52,6 +52,7 @@ __all__ = ["OUTCOME_BY_EXCEPTION", "OnResponse", "OpsClient", "drive_async",
 
 TransportException = PoolError | httpx.HTTPError | aiohttp.ClientError
 OpsClient = HttpPool | httpx.AsyncClient | aiohttp.ClientSession
+_TRANSPORT_ERRORS = (PoolError, httpx.HTTPError, aiohttp.ClientError)
 
 # Most specific first: ConnectTimeout and PoolTimeout are TimeoutExceptions, not
 # ConnectErrors, and must be matched before any broader class; aiohttp's
@@ -105,7 +106,7 @@ def map_transport_errors() -> Iterator[_Mapped]:
     mapped = _Mapped()
     try:
         yield mapped
-    except (PoolError, httpx.HTTPError, aiohttp.ClientError) as exc:
+    except _TRANSPORT_ERRORS as exc:
         mapped.outcome = outcome_for_exception(exc)
 
 
@@ -141,15 +142,16 @@ async def _drive(flow: Flow, send: Callable[[HttpRequest], Awaitable[HttpRespons
     request = next(flow)
     for _ in range(FLOW_STEPS_MAX):
         started_ns = time.monotonic_ns()
-        response: HttpResponse | None = None
-        with map_transport_errors() as mapped:
+        # ``map_transport_errors``, inlined: a context manager per request costs more here.
+        try:
             response = await send(request)
+        except _TRANSPORT_ERRORS as exc:
+            if on_response is not None:
+                on_response(request, None, time.monotonic_ns() - started_ns)
+            flow.close()
+            return outcome_for_exception(exc)
         if on_response is not None:
             on_response(request, response, time.monotonic_ns() - started_ns)
-        if mapped.outcome is not None:
-            flow.close()
-            return mapped.outcome
-        assert response is not None
         try:
             request = flow.send(response)
         except StopIteration as stop:

@@ -28,6 +28,9 @@ __all__ = ["HEADERS_COUNT_MAX", "HEAD_BYTES_MAX", "InvalidRequest", "MalformedRe
 HEAD_BYTES_MAX = 64 * 1024  # status line and headers of one answer
 HEADERS_COUNT_MAX = 128  # header lines of one answer
 _NO_BODY_STATUSES = frozenset({204, 304})
+_METHODS_SENT = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE"})
+_WITH_LENGTH = frozenset({"POST", "PUT", "PATCH"})
+_TRANSPORT_HEADERS = frozenset({"host", "content-length", "transfer-encoding"})
 
 
 class InvalidRequest(ValueError):
@@ -61,27 +64,34 @@ def encode_request(request: HttpRequest, *, host: str, target: str) -> bytes:
     Raises:
         InvalidRequest: a method, target or header that would not be one request.
     """
-    if not request.method.isalpha() or request.method == "HEAD":
+    method = request.method
+    if method not in _METHODS_SENT:
         # HEAD's answer has a Content-Length and no body: no op sends one.
-        raise InvalidRequest(f"not an HTTP method the ops send: {request.method!r}")
-    lines = [f"{request.method} {target} HTTP/1.1", f"Host: {host}"]
-    given = set()
+        raise InvalidRequest(f"not an HTTP method the ops send: {method!r}")
+    parts = [method, " ", target, " HTTP/1.1\r\nHost: ", host]
+    identity = True
+    breaks_count = 1 + len(request.headers)  # one CR LF before each line after the first
     for name, value in request.headers:
-        lines.append(f"{name}: {value}")
-        given.add(name.lower())
-    if "accept-encoding" not in given:
-        lines.append("Accept-Encoding: identity")
-    if request.body or request.method in ("POST", "PUT", "PATCH"):
-        lines.append(f"Content-Length: {len(request.body)}")
-    head = "\r\n".join(lines)
-    breaks_count = len(lines) - 1  # the CR LF between lines, and no other CR, LF or NUL
+        lowered = name.lower()
+        if lowered in _TRANSPORT_HEADERS:
+            raise InvalidRequest("Host, Content-Length and Transfer-Encoding are the "
+                                 "transport's to write")
+        if lowered == "accept-encoding":
+            identity = False
+        parts += ("\r\n", name, ": ", value)
+    if identity:
+        parts.append("\r\nAccept-Encoding: identity")
+        breaks_count += 1
+    body = request.body
+    if body or method in _WITH_LENGTH:
+        parts += ("\r\nContent-Length: ", str(len(body)))
+        breaks_count += 1
+    head = "".join(parts)
+    # The CR LF between lines, and no other CR, LF or NUL: nothing may split the request.
     if head.count("\n") != breaks_count or head.count("\r") != breaks_count or "\0" in head:
-        raise InvalidRequest(f"CR, LF or NUL in the request head of {request.method} "
+        raise InvalidRequest(f"CR, LF or NUL in the request head of {method} "
                              f"{target[:200]!r}")
-    if "content-length" in given or "transfer-encoding" in given or "host" in given:
-        raise InvalidRequest("Host, Content-Length and Transfer-Encoding are the "
-                             "transport's to write")
-    return head.encode("latin-1") + b"\r\n\r\n" + request.body
+    return head.encode("latin-1") + b"\r\n\r\n" + body
 
 
 class ResponseReader:

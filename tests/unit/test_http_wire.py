@@ -183,3 +183,15 @@ def test_a_reader_after_connection_close_cannot_expect_another_answer() -> None:
     reader = _read(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
     with pytest.raises(AssertionError):
         reader.expect_next(body_bytes_max=100)
+
+
+@pytest.mark.parametrize("method", ["HEAD", "CONNECT", "G\r\nET", ""])
+def test_a_method_the_ops_never_send_is_refused(method: str) -> None:
+    with pytest.raises(InvalidRequest):
+        encode_request(HttpRequest(method=method, url="http://h/"), host="h", target="/")
+
+
+def test_a_target_with_a_line_break_is_refused() -> None:
+    with pytest.raises(InvalidRequest):
+        encode_request(HttpRequest(method="GET", url="http://h/"), host="h",
+                       target="/a HTTP/1.1\r\nX: y")
