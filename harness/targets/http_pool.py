@@ -34,7 +34,13 @@ from types import TracebackType
 from typing import cast
 
 from harness.protocol import HttpRequest, HttpResponse
-from harness.targets.http_wire import MalformedResponse, ResponseReader, encode_request, split_url
+from harness.targets.http_wire import (
+    InvalidRequest,
+    MalformedResponse,
+    ResponseReader,
+    encode_request,
+    split_url,
+)
 
 __all__ = ["ORIGINS_MAX", "HttpPool", "PoolConnectError", "PoolConnectionReset", "PoolError",
            "PoolReadTimeout"]
@@ -234,13 +240,15 @@ class _Origin:
     def __init__(self, url: str, ssl_context: ssl.SSLContext | None) -> None:
         scheme, _, authority = url.partition("://")
         secure = scheme.lower() == "https"
-        host, port = authority, 443 if secure else 80
+        host, number = authority, ""
         if authority.startswith("["):  # an IPv6 literal
-            literal, _, rest = authority[1:].partition("]")
-            host, port = literal, int(rest[1:]) if rest.startswith(":") else port
+            host, _, rest = authority[1:].partition("]")
+            number = rest[1:] if rest.startswith(":") else ""
         elif ":" in authority:
-            name, _, number = authority.rpartition(":")
-            host, port = name, int(number)
+            host, _, number = authority.rpartition(":")
+        if (number and not (number.isdigit() and 0 < int(number) < 65536)) or not host:
+            raise InvalidRequest(f"no host and port in {url[:200]!r}")
+        port = int(number) if number else 443 if secure else 80
         self.url = url
         self.host = host
         self.port = port

@@ -19,6 +19,7 @@ from harness.model import Kind, Outcome
 from harness.protocol import Flow, HttpRequest
 from harness.targets.http_async import drive_async
 from harness.targets.http_pool import HttpPool, PoolConnectError, PoolConnectionReset
+from harness.targets.http_wire import InvalidRequest
 
 # The loop is chosen per test by overriding ``event_loop_policy``: the hook pytest-asyncio
 # now prefers would change the loop of every test in the suite, not of these alone.
@@ -249,3 +250,11 @@ async def test_a_peer_that_answers_garbage_is_a_reset(serve) -> None:
             await pool.request(HttpRequest(method="GET", url=server.url + "/"),
                                body_bytes_max=100)
         assert pool.idle_count(server.url) == 0
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:0x50/", "http://127.0.0.1:99999/",
+                                 "http://:80/", "http://[::1]:port/"])
+async def test_an_origin_without_a_host_and_port_is_refused_unsent(url: str) -> None:
+    async with _pool() as pool:
+        with pytest.raises(InvalidRequest):
+            await pool.request(HttpRequest(method="GET", url=url), body_bytes_max=100)
