@@ -294,6 +294,7 @@ class _Execution:
                 self.progress.step_started(_describe(step))
             self.stats["steps_count"] += 1
             await self._bounded(self._step(step), f"running step {step_index} ({_describe(step)})")
+            self.writer.flush()  # a step's events are on disk when the next step starts
 
     async def _step(self, step: Step) -> None:
         if isinstance(step, Batch):
@@ -390,13 +391,10 @@ class _Execution:
         self.free_processes.append(process)
 
     async def _drive(self, flow: Flow) -> Outcome:
-        try:
-            async with asyncio.timeout(self.limits.op_timeout_s):
-                return await drive_async(flow, self.ops_client, self.limits,
-                                         on_response=self._on_response)
-        except TimeoutError:
-            flow.close()
-            return Outcome(kind=Kind.INFO, error="read_timeout")
+        """The op's flow under its bound: past ``op_timeout_s`` it is INFO read_timeout."""
+        return await drive_async(flow, self.ops_client, self.limits,
+                                 on_response=self._on_response,
+                                 timeout_s=self.limits.op_timeout_s)
 
     def _on_response(self, request: HttpRequest, response: HttpResponse | None,
                      elapsed_ns: int) -> None:

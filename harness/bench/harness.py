@@ -9,7 +9,7 @@ subprocess, ``locust -f _locustfile.py --headless``, ``concurrency`` users, no w
   the runner's workers, history and all; its fans are provisioned and funded first, and
   only the batch is measured.
 - ``healthz``: GET the health path, the transport alone: ``drive_async`` over the ops'
-  aiohttp session from ``concurrency`` tasks, against locust's client doing the same.
+  connection pool from ``concurrency`` tasks, against locust's client doing the same.
 
 Each side's figures are its op rate and its own process CPU time per op (ours from
 ``resource.getrusage`` around the batch, locust's from inside its process between

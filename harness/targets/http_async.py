@@ -1,30 +1,35 @@
-"""The asyncio transport: runs a sans-IO flow over aiohttp (the runner's ops) or httpx.
+"""The asyncio transport: runs a sans-IO flow over the ops' HTTP pool, aiohttp or httpx.
 
 It sends, times, caps the body it reads, and maps transport exceptions to outcomes in one
 table (``OUTCOME_BY_EXCEPTION``), through one context manager, as httpx maps httpcore's.
 It never judges an answer: that is ``harness.protocol``'s job.
 
-    nothing was sent         httpx ConnectError, ConnectTimeout, PoolTimeout;
+    nothing was sent         PoolConnectError (http_pool);
+                             httpx ConnectError, ConnectTimeout, PoolTimeout;
                              aiohttp ClientConnectorError, ConnectionTimeoutError
                              (connecting, or waiting for a pooled connection) -> FAIL connect_error
-    it may have been applied httpx ReadTimeout, WriteTimeout, ReadError, WriteError,
+    it may have been applied PoolReadTimeout -> read_timeout, PoolConnectionReset;
+                             httpx ReadTimeout, WriteTimeout, ReadError, WriteError,
                              RemoteProtocolError; aiohttp SocketTimeoutError (no byte read
                              within the read timeout: aiohttp has no write timeout, so a
                              stalled write ends here too), ServerDisconnectedError,
                              ClientOSError, ClientPayloadError, ClientResponseError;
                              any other httpx or aiohttp error              -> INFO
 
-The runner's ops go over ``aiohttp.ClientSession`` (``session.make_ops_client``): its cost
-per request does not grow with the pool, where httpcore's pool assignment does (every
-request scans every connection, and asks anyio for each socket's state). The control
-plane (provisioning, observers, health checks, ``doctor``) stays on ``httpx.AsyncClient``,
-and ``drive_async`` takes either.
+The runner's ops go over ``http_pool.HttpPool`` (``session.make_ops_client``): keep-alive
+HTTP/1.1 over httptools, about a quarter of aiohttp's CPU per request, and a cost per
+request that does not grow with the pool, where httpcore's pool assignment does (every
+request scans every connection). The control plane (provisioning, observers, health
+checks, ``doctor``) stays on ``httpx.AsyncClient``; ``drive_async`` takes any of the three.
+A flow's own bound (``timeout_s``) is one timer per request over the pool, and an
+``asyncio.timeout`` around the flow over the others.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -34,17 +39,29 @@ import httpx
 from harness.limits import Limits
 from harness.model import Kind, Outcome
 from harness.protocol import FLOW_STEPS_MAX, Flow, HttpRequest, HttpResponse
+from harness.targets.http_pool import (
+    HttpPool,
+    PoolConnectError,
+    PoolConnectionReset,
+    PoolError,
+    PoolReadTimeout,
+)
 
 __all__ = ["OUTCOME_BY_EXCEPTION", "OnResponse", "OpsClient", "drive_async",
            "map_transport_errors", "outcome_for_exception"]
 
-TransportException = httpx.HTTPError | aiohttp.ClientError
-OpsClient = httpx.AsyncClient | aiohttp.ClientSession
+TransportException = PoolError | httpx.HTTPError | aiohttp.ClientError
+OpsClient = HttpPool | httpx.AsyncClient | aiohttp.ClientSession
+_TRANSPORT_ERRORS = (PoolError, httpx.HTTPError, aiohttp.ClientError)
 
 # Most specific first: ConnectTimeout and PoolTimeout are TimeoutExceptions, not
 # ConnectErrors, and must be matched before any broader class; aiohttp's
 # ConnectionTimeoutError is a ServerTimeoutError, matched before the read timeouts.
 OUTCOME_BY_EXCEPTION: tuple[tuple[type[BaseException], Kind, str], ...] = (
+    (PoolConnectError, Kind.FAIL, "connect_error"),
+    (PoolReadTimeout, Kind.INFO, "read_timeout"),
+    (PoolConnectionReset, Kind.INFO, "connection_reset"),
+    (PoolError, Kind.INFO, "transport_error"),
     (httpx.ConnectTimeout, Kind.FAIL, "connect_error"),
     (httpx.PoolTimeout, Kind.FAIL, "connect_error"),
     (httpx.ConnectError, Kind.FAIL, "connect_error"),
@@ -85,35 +102,56 @@ class _Mapped:
 
 @contextmanager
 def map_transport_errors() -> Iterator[_Mapped]:
-    """Turn an httpx or aiohttp error raised in the block into ``mapped.outcome``."""
+    """Turn a pool, httpx or aiohttp error raised in the block into ``mapped.outcome``."""
     mapped = _Mapped()
     try:
         yield mapped
-    except (httpx.HTTPError, aiohttp.ClientError) as exc:
+    except _TRANSPORT_ERRORS as exc:
         mapped.outcome = outcome_for_exception(exc)
 
 
 async def drive_async(flow: Flow, client: OpsClient, limits: Limits, *,
-                      on_response: OnResponse | None = None) -> Outcome:
+                      on_response: OnResponse | None = None,
+                      timeout_s: float | None = None) -> Outcome:
     """Run ``flow`` over ``client``; return its Outcome, or the one a transport error means.
 
     Bodies are read up to one byte past ``limits.response_body_bytes_max`` and no further,
     so the protocol can see that an answer was too large without us holding all of it.
-    Timeouts are the client's (set them from ``Limits``; see ``TargetSession``).
+    Each request's timeouts are the client's (set from ``Limits``; see ``TargetSession``);
+    ``timeout_s`` bounds the whole flow, past which it is INFO ``read_timeout``.
     """
+    body_bytes_max = limits.response_body_bytes_max + 1
+    if isinstance(client, HttpPool):
+        deadline = None
+        if timeout_s is not None:
+            deadline = asyncio.get_running_loop().time() + timeout_s
+        return await _drive(flow, lambda request: client.request(
+            request, body_bytes_max=body_bytes_max, deadline=deadline), on_response)
     send = _send_aiohttp if isinstance(client, aiohttp.ClientSession) else _send_httpx
+    try:
+        async with asyncio.timeout(timeout_s):
+            return await _drive(flow, lambda request: send(client, request, body_bytes_max),
+                                on_response)
+    except TimeoutError:
+        flow.close()
+        return Outcome(kind=Kind.INFO, error="read_timeout")
+
+
+async def _drive(flow: Flow, send: Callable[[HttpRequest], Awaitable[HttpResponse]],
+                 on_response: OnResponse | None) -> Outcome:
     request = next(flow)
     for _ in range(FLOW_STEPS_MAX):
         started_ns = time.monotonic_ns()
-        response: HttpResponse | None = None
-        with map_transport_errors() as mapped:
-            response = await send(client, request, limits.response_body_bytes_max + 1)
+        # ``map_transport_errors``, inlined: a context manager per request costs more here.
+        try:
+            response = await send(request)
+        except _TRANSPORT_ERRORS as exc:
+            if on_response is not None:
+                on_response(request, None, time.monotonic_ns() - started_ns)
+            flow.close()
+            return outcome_for_exception(exc)
         if on_response is not None:
             on_response(request, response, time.monotonic_ns() - started_ns)
-        if mapped.outcome is not None:
-            flow.close()
-            return mapped.outcome
-        assert response is not None
         try:
             request = flow.send(response)
         except StopIteration as stop:

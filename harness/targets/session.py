@@ -1,9 +1,9 @@
 """A session with one target: its profile, where it answers, one HTTP client, one observer.
 
 ``TargetSession.open`` builds two clients with every option written out from ``Limits``
-(pool size, timeouts, no redirects, no proxies from the environment): an
-``aiohttp.ClientSession`` for the scenario's ops (``make_ops_client``; its cost per request
-does not grow with the pool) and an ``httpx.AsyncClient`` for the control plane
+(pool size, timeouts, no redirects, no proxies from the environment): an ``HttpPool`` of
+keep-alive HTTP/1.1 connections for the scenario's ops (``make_ops_client``; its cost per
+request does not grow with the pool) and an ``httpx.AsyncClient`` for the control plane
 (provisioning, observers, health checks), and the observer the profile names. The runner
 borrows all of it; nothing here judges answers.
 """
@@ -15,12 +15,12 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
-import aiohttp
 import httpx
 
 from harness.errors import TargetUnreachable
 from harness.limits import Limits
 from harness.protocol import PROVIDER_API_KEY_DEFAULT, Credentials, Endpoints
+from harness.targets.http_pool import HttpPool
 from harness.targets.observers import Observer, make_observer
 from harness.targets.profile import Profile
 from harness.targets.provisioning import provision
@@ -38,7 +38,7 @@ class TargetSession:
     client: httpx.AsyncClient
     observer: Observer | None
     # The scenario's ops go here; None: over ``client`` (a session built by hand).
-    ops_client: aiohttp.ClientSession | None = None
+    ops_client: HttpPool | None = None
     admin_key: str | None = None
     provider_url: str | None = None  # for provider ops and webhook envelopes
     provider_api_key: str = PROVIDER_API_KEY_DEFAULT
@@ -125,31 +125,14 @@ def make_client(limits: Limits) -> httpx.AsyncClient:
     )
 
 
-def make_ops_client(limits: Limits) -> aiohttp.ClientSession:
-    """The ops' aiohttp session, sized and timed by ``limits`` as ``make_client`` is.
+def make_ops_client(limits: Limits) -> HttpPool:
+    """The ops' connection pool, sized and timed by ``limits`` as ``make_client`` is.
 
-    ``connect`` bounds waiting for a pooled connection plus connecting (httpx's pool and
-    connect timeouts: past it nothing was sent, FAIL); ``sock_read`` bounds the wait for
-    each read (httpx's read timeout: INFO). No total: the runner bounds each op itself.
-    Cookies are not kept: one session carries many users, each with its own credentials.
-    Call it with a running event loop; close it with ``await`` or ``async with``.
+    ``connections_max`` per origin, one per op in flight, so no op waits for one;
+    ``connect_timeout_s`` bounds connecting (past it nothing was sent, FAIL), and
+    ``op_timeout_s`` each request's answer (INFO). It keeps no cookies, follows no
+    redirects, reads no proxy from the environment, and never resends a request.
     """
-    session = aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=limits.connections_max,
-                                       limit_per_host=limits.connections_max,
-                                       keepalive_timeout=KEEPALIVE_S, force_close=False,
-                                       enable_cleanup_closed=False),
-        timeout=aiohttp.ClientTimeout(total=None, connect=limits.op_timeout_s,
-                                      sock_connect=limits.connect_timeout_s,
-                                      sock_read=limits.op_timeout_s),
-        cookie_jar=aiohttp.DummyCookieJar(),
-        trust_env=False,  # a proxy from the environment must not stand between us and it
-        auto_decompress=True,  # as httpx decodes a Content-Encoding
-        raise_for_status=False,
-    )
-    # aiohttp resends an idempotent method (GET, PUT, DELETE) once when a kept-alive
-    # connection turns out closed; httpx never does. An op is sent as many times as the
-    # scenario says, no more: a PUT a service treats as a spend must not land twice.
-    # (aiohttp's own test client turns it off the same way.)
-    session._retry_connection = False
-    return session
+    return HttpPool(connections_max=limits.connections_max,
+                    connect_timeout_s=limits.connect_timeout_s,
+                    read_timeout_s=limits.op_timeout_s, keepalive_s=KEEPALIVE_S)

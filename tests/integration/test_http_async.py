@@ -1,7 +1,7 @@
 """The async transport over real loopback sockets: body bound, refused, reset, silent peers.
 
-Each behaviour holds over both clients ``drive_async`` takes: the ops' aiohttp session and
-the control plane's httpx client.
+Each behaviour holds over every client ``drive_async`` takes: the ops' connection pool, an
+aiohttp session and the control plane's httpx client.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import asyncio
 import dataclasses
 from collections.abc import AsyncIterator, Awaitable, Callable
 
+import aiohttp
 import pytest
 
 from harness.limits import Limits
@@ -23,12 +24,24 @@ pytestmark = pytest.mark.integration
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 LIMITS = Limits(op_timeout_s=0.5, connect_timeout_s=0.5, response_body_bytes_max=1000)
-MAKERS = {"aiohttp": make_ops_client, "httpx": make_client}
+
+
+def _aiohttp(limits: Limits) -> aiohttp.ClientSession:
+    session = aiohttp.ClientSession(
+        timeout=aiohttp.ClientTimeout(total=None, sock_connect=limits.connect_timeout_s,
+                                      sock_read=limits.op_timeout_s),
+        cookie_jar=aiohttp.DummyCookieJar())
+    session._retry_connection = False  # as httpx and the pool: never resend
+    return session
+
+
+MAKERS: dict[str, Callable[[Limits], OpsClient]] = {
+    "pool": make_ops_client, "aiohttp": _aiohttp, "httpx": make_client}
 
 
 @pytest.fixture(params=sorted(MAKERS))
 def make(request: pytest.FixtureRequest) -> Callable[[Limits], OpsClient]:
-    """Each test runs over both clients."""
+    """Each test runs over every client."""
     maker: Callable[[Limits], OpsClient] = MAKERS[request.param]
     return maker
 

@@ -342,11 +342,23 @@ def test_any_corrupted_line_is_a_usage_error_naming_it(case: tuple[list[str], in
     assert f"history.jsonl:{line_number}: " in str(caught.value)
 
 
-def test_writer_flushes_every_line_as_it_happens(tmp_path: Path) -> None:
+def test_writer_flushes_lines_other_than_events_at_once(tmp_path: Path) -> None:
     path = tmp_path / "history.jsonl"
     writer = HistoryWriter(path)
     writer.begin(name="a", seed=1, params={}, users={}, target_ids={})
     writer.event(ev(0, Kind.INVOKE))
+    writer.observation(OBSERVATION)
+    assert [json.loads(line)["type"] for line in path.read_text().splitlines()] == \
+        ["scenario", "event", "observation"]
+    writer.close()
+
+
+def test_writer_flush_puts_buffered_events_in_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "history.jsonl"
+    writer = HistoryWriter(path)
+    writer.begin(name="a", seed=1, params={}, users={}, target_ids={})
+    writer.event(ev(0, Kind.INVOKE))
+    writer.flush()
     assert [json.loads(line)["type"] for line in path.read_text().splitlines()] == \
         ["scenario", "event"]
     writer.close()

@@ -1,4 +1,4 @@
-"""The async transport's exception table covers every exception httpx and aiohttp export."""
+"""The async transport's exception table covers every error the pool, httpx and aiohttp export."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from harness.model import Kind
+from harness.targets import http_pool
 from harness.targets.http_async import map_transport_errors, outcome_for_exception
 
 # What each httpx exception must mean. A new httpx exception fails this test until it is
@@ -154,4 +155,29 @@ def test_each_aiohttp_exception_maps_as_the_table_says(name: str) -> None:
     assert (outcome.kind, outcome.error) == expected
     with map_transport_errors() as mapped:
         raise exc
+    assert mapped.outcome == outcome
+
+
+# What each of the ops' pool's errors must mean: its module draws the same tree.
+POOL_EXPECTED: dict[type[http_pool.PoolError], tuple[Kind, str]] = {
+    http_pool.PoolConnectError: (Kind.FAIL, "connect_error"),
+    http_pool.PoolReadTimeout: (Kind.INFO, "read_timeout"),
+    http_pool.PoolConnectionReset: (Kind.INFO, "connection_reset"),
+    http_pool.PoolError: (Kind.INFO, "transport_error"),
+}
+
+
+def test_every_pool_error_is_placed_in_the_table() -> None:
+    exported = {getattr(http_pool, name) for name in http_pool.__all__
+                if inspect.isclass(getattr(http_pool, name))
+                and issubclass(getattr(http_pool, name), BaseException)}
+    assert exported == set(POOL_EXPECTED)
+
+
+@pytest.mark.parametrize("cls", sorted(POOL_EXPECTED, key=lambda cls: cls.__name__))
+def test_each_pool_error_maps_as_the_table_says(cls: type[http_pool.PoolError]) -> None:
+    outcome = outcome_for_exception(cls("x"))
+    assert (outcome.kind, outcome.error) == POOL_EXPECTED[cls]
+    with map_transport_errors() as mapped:
+        raise cls("x")
     assert mapped.outcome == outcome
