@@ -157,10 +157,11 @@ def _first_pass(inp: CheckInput, counts: dict[str, int]) -> tuple[
             conflicts += 1
         if texts[key] == 1:
             once += 1
+            if replayed:
+                noted.append((pair, replayed))
         else:
             name = (invoke.f, sender_of(invoke.value), key)
             uses[name] = uses.get(name, 0) + 1
-        if replayed or texts[key] != 1:
             noted.append((pair, replayed))
         if invoke.f == _CHARGE:
             minute = _minute(invoke.f, invoke.value)

@@ -137,52 +137,52 @@ class _Fold:
     def run(self, history: Iterable[Event]) -> None:
         """Fold every event in order.
 
-        Most ops of a large run are tips whose key no other op carries: they take
-        ``_invoke_tip`` and ``_complete_tip``, which do what ``invoke`` and ``complete``
-        would (a test checks the two ways agree) without the group records.
+        Most ops of a large run are tips between two named accounts whose key no other op
+        carries: their invocations are taken here, their completions by ``_complete_tip``,
+        doing what ``invoke`` and ``complete`` would (a test checks the two ways agree)
+        without the group records.
         """
-        invoke, complete, invoke_tip, complete_tip = (self.invoke, self.complete,
-                                                      self._invoke_tip, self._complete_tip)
-        texts, tips_pop, invoke_kind, tip = self.key_texts.get, self.tips.pop, Kind.INVOKE, _TIP
+        invoke, complete, complete_tip, new_bounds = (self.invoke, self.complete,
+                                                      self._complete_tip, self._b)
+        texts, tips, tips_pop = self.key_texts.get, self.tips, self.tips.pop
+        groups, bounds, users_add, transfer_add = (self.groups, self.bounds, self.users.add,
+                                                   self.transfer_users.add)
+        invoke_kind, tip, taken = Kind.INVOKE, _TIP, 0
         for event in history:
-            if event.kind == invoke_kind:
-                key = event.idempotency_key
-                if (event.f is not tip or key is None or texts(key) != 1
-                        or not invoke_tip(event, key)):
-                    invoke(event)
+            if event.kind != invoke_kind:
+                in_flight = tips_pop(event.op_id, None)
+                if in_flight is None:
+                    complete(event)
+                else:
+                    complete_tip(in_flight, event)
                 continue
-            in_flight = tips_pop(event.op_id, None)
-            if in_flight is None:
-                complete(event)
-            else:
-                complete_tip(in_flight, event)
-
-    def _invoke_tip(self, event: Event, key_text: str) -> bool:
-        """``invoke`` of a tip whose key no other op carries, between two named accounts;
-        False (nothing done) for any other tip."""
-        value = event.value
-        sender, recipient = value.get("sender"), value.get("recipient")
-        amount = value.get("amount_tokens")
-        if (type(sender) is not str or type(recipient) is not str or type(amount) is not int
-                or amount <= 0 or sender == recipient):
-            return False
-        users, transfer_users, bounds = self.users, self.transfer_users, self.bounds
-        users.add(sender)
-        users.add(recipient)
-        transfer_users.add(sender)
-        transfer_users.add(recipient)
-        key = ("tip", sender, key_text)
-        self.groups[key] = IN_FLIGHT
-        self.logical_ops_count += 1
-        payer = bounds.get(sender) or self._b(sender)
-        payer.possible_down += amount
-        (bounds.get(recipient) or self._b(recipient)).possible_up += amount
-        self.tips[event.op_id] = (event, key, sender, recipient, amount, payer.sure_up,
-                                  payer.sure_down)
-        return True
+            key_text = event.idempotency_key
+            if event.f is not tip or key_text is None or texts(key_text) != 1:
+                invoke(event)
+                continue
+            value = event.value
+            sender, recipient = value.get("sender"), value.get("recipient")
+            amount = value.get("amount_tokens")
+            if (type(sender) is not str or type(recipient) is not str
+                    or type(amount) is not int or amount <= 0 or sender == recipient):
+                invoke(event)
+                continue
+            users_add(sender)
+            users_add(recipient)
+            transfer_add(sender)
+            transfer_add(recipient)
+            key = ("tip", sender, key_text)
+            groups[key] = IN_FLIGHT
+            taken += 1
+            payer = bounds.get(sender) or new_bounds(sender)
+            payer.possible_down += amount
+            (bounds.get(recipient) or new_bounds(recipient)).possible_up += amount
+            tips[event.op_id] = (event, key, sender, recipient, amount, payer.sure_up,
+                                 payer.sure_down)
+        self.logical_ops_count += taken
 
     def _complete_tip(self, tip: TipInFlight, event: Event) -> None:
-        """``complete`` of a tip ``_invoke_tip`` took."""
+        """``complete`` of a tip ``run`` took."""
         invoke, key, sender, recipient, amount, sure_up, sure_down = tip
         kind, bounds = event.kind, self.bounds
         payer, payee = bounds[sender], bounds[recipient]
@@ -218,7 +218,7 @@ class _Fold:
 
     @staticmethod
     def _tip_group(tip: TipInFlight) -> Group:
-        """The group ``invoke`` would have made for a tip ``_invoke_tip`` took."""
+        """The group ``invoke`` would have made for a tip ``run`` took."""
         invoke, _, sender, recipient, amount, _, _ = tip
         group = Group(((sender, -amount), (recipient, amount)), _TIP, invoke.index,
                        invoke.value, True)

@@ -1,6 +1,6 @@
 """The ledger fold's quick way for tips whose key no other op carries equals the general way.
 
-The fold takes most tips of a large run through ``_invoke_tip`` and ``_complete_tip``;
+The fold takes most tips of a large run through its own quick way (``run``, ``_complete_tip``);
 on generated histories (keys sent once and reused, odd amounts and accounts, answers in
 and out of bounds, refusals, timeouts, ops never answered, reads, a call) its result must
 be the one that ``invoke`` and ``complete`` alone give, in every field and every order.
