@@ -209,12 +209,18 @@ class _Fold:
                                   event, self._tip_group(tip))
         payer.sure_down += amount
         payee.sure_up += amount
-        recent, index, args = self.recent, invoke.index, invoke.value
-        for user, delta in ((sender, -amount), (recipient, amount)):
-            kept = recent.get(user)
-            if kept is None:
-                kept = recent[user] = deque(maxlen=RECENT_OPS_PER_USER_MAX)
-            kept.append((index, _TIP, args, delta))
+        recent = self.recent
+        kept = recent.get(sender) or self._recent(sender)
+        kept.append((invoke.index, _TIP, invoke.value, -amount))
+        kept = recent.get(recipient) or self._recent(recipient)
+        kept.append((invoke.index, _TIP, invoke.value, amount))
+
+    def _recent(self, user: str) -> deque[tuple[int, F, Value, int]]:
+        """The acknowledged ops of ``user`` kept so far, a new record the first time."""
+        kept = self.recent.get(user)
+        if kept is None:
+            kept = self.recent[user] = deque(maxlen=RECENT_OPS_PER_USER_MAX)
+        return kept
 
     @staticmethod
     def _tip_group(tip: TipInFlight) -> Group:
