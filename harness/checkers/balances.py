@@ -31,12 +31,18 @@ def check_non_negative(inp: CheckInput) -> Verdict:
     sampler = Sampler()
     answers_checked = 0
     for pair in op_pairs(inp):
-        if pair.kind != _OK or pair.f not in _ANSWERS_WITH_BALANCE:
+        completion = pair.completion  # (read once: the pair's properties cost a call each)
+        if (completion is None or completion.kind != _OK
+                or pair.invoke.f not in _ANSWERS_WITH_BALANCE):
             continue
-        value = pair.value
+        value = completion.value
         if "balance_tokens" not in value:
             continue
         answers_checked += 1
+        balance, debt = value["balance_tokens"], value.get("debt_tokens")
+        if (type(balance) is int and balance >= 0
+                and (debt is None or (type(debt) is int and debt >= 0))):
+            continue  # the usual answer, plain and not below zero: nothing to read further
         for field_name, kind in (("balance_tokens", "negative_balance"),
                                  ("debt_tokens", "negative_debt")):
             amount = value_int(value, field_name)

@@ -123,9 +123,9 @@ class OpPair:
     """One op: its invocation and its completion (``None`` if the history ends first).
 
     Not keyword-only, unlike the model's records: the pairing makes one per op, and
-    ``OpPair(invoke, completion)`` costs half what the keyword call does.
+    ``OpPair(invoke, completion)`` costs half what the keyword call does (the shared
+    pairing goes further, ``_pair_history``).
     """
-
     invoke: Event
     completion: Event | None
 
@@ -182,6 +182,11 @@ def pairs(history: Sequence[Event]) -> Iterator[OpPair]:
         yield OpPair(invoke=invoke, completion=None)
 
 
+# The setters of OpPair's two slots (``_pair_history``).
+_SET_INVOKE: Callable[[OpPair, Event], None] = OpPair.__dict__["invoke"].__set__
+_SET_COMPLETION: Callable[[OpPair, Event | None], None] = OpPair.__dict__["completion"].__set__
+
+
 def op_pairs(inp: CheckInput) -> Sequence[OpPair]:
     """``pairs(inp.history)``, paired once per input and shared by the checkers.
 
@@ -190,46 +195,50 @@ def op_pairs(inp: CheckInput) -> Sequence[OpPair]:
     into the history), not a checker's state: a checker still keeps no more than its
     accounts, keys and indeterminate ops.
     """
-    return memoised(inp, "pairs", _pair_history)
-
-
-def _pair_history(inp: CheckInput) -> list[OpPair]:
-    """``list(pairs(inp.history))``, as one loop (a test checks that they agree)."""
-    outstanding: dict[int, Event] = {}
-    result: list[OpPair] = []
-    append, pop, invoke_kind = result.append, outstanding.pop, Kind.INVOKE
-    for event in inp.history:
-        if event.kind == invoke_kind:
-            assert event.op_id not in outstanding, f"op {event.op_id} invoked twice"
-            outstanding[event.op_id] = event
-            continue
-        invoke = pop(event.op_id, None)
-        assert invoke is not None, f"completion #{event.index} of op {event.op_id} has no invoke"
-        assert invoke.f == event.f, (invoke.f, event.f)
-        append(OpPair(invoke, event))
-    for invoke in outstanding.values():
-        append(OpPair(invoke, None))
-    return result
+    return memoised(inp, "pairing", _pair_history)[0]
 
 
 def key_uses(inp: CheckInput) -> Mapping[str, int]:
     """How many invocations carry each idempotency key (its text, whatever the op or the
-    sender), counted once per input and shared.
+    sender), counted once per input, in the pass that pairs it, and shared.
 
     A key sent once can be no retry, no reuse and no key of two accounts: the checkers
     that group ops by key skip it.
     """
-    return memoised(inp, "key_uses", _count_keys)
+    return memoised(inp, "pairing", _pair_history)[1]
 
 
-def _count_keys(inp: CheckInput) -> dict[str, int]:
+def _pair_history(inp: CheckInput) -> tuple[list[OpPair], dict[str, int]]:
+    """``list(pairs(inp.history))`` and the uses of each key, as one loop (a test checks
+    that they agree with the pairs and a count over them).
+
+    Each pair is made by its slots' own setters: a frozen dataclass's ``__init__`` sets
+    each field through ``object.__setattr__``, more than twice the cost, for the same
+    record (equal, and as immutable afterwards).
+    """
+    outstanding: dict[int, Event] = {}
+    result: list[OpPair] = []
     uses: dict[str, int] = {}
-    get = uses.get
-    for pair in op_pairs(inp):
-        key = pair.invoke.idempotency_key
-        if key is not None:
-            uses[key] = get(key, 0) + 1
-    return uses
+    append, pop, count, invoke_kind = result.append, outstanding.pop, uses.get, Kind.INVOKE
+    make, set_invoke, set_completion = object.__new__, _SET_INVOKE, _SET_COMPLETION
+    for event in inp.history:
+        if event.kind == invoke_kind:
+            assert event.op_id not in outstanding, f"op {event.op_id} invoked twice"
+            outstanding[event.op_id] = event
+            key = event.idempotency_key
+            if key is not None:
+                uses[key] = count(key, 0) + 1
+            continue
+        invoke = pop(event.op_id, None)
+        assert invoke is not None, f"completion #{event.index} of op {event.op_id} has no invoke"
+        assert invoke.f == event.f, (invoke.f, event.f)
+        pair = make(OpPair)
+        set_invoke(pair, invoke)
+        set_completion(pair, event)
+        append(pair)
+    for invoke in outstanding.values():
+        append(OpPair(invoke, None))
+    return result, uses
 
 
 def fault_during(faults: Sequence[FaultWindow], pair: OpPair) -> FaultWindow | None:

@@ -16,13 +16,15 @@ the service answered as if it had seen the request, so it replayed another reque
 answer (a key deduplicated across accounts, or a stale cache) and applied nothing.
 
 Two passes: the first counts each key's uses (by sender only for a key whose text was
-sent twice, ``key_uses``), so the second remembers only reused keys (a few indexes per
-body); memory is bounded by the keys.
+sent twice, ``key_uses``) and notes the ops of such keys and the marked replays, so the
+second looks at those alone and remembers only reused keys (a few indexes per body);
+memory is bounded by the keys and the ops noted.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import cast
 
 from harness.checkers.base import (
     REPLAYED,
@@ -93,24 +95,16 @@ def check_idempotency(inp: CheckInput) -> Verdict:
     sampler = Sampler()
     counts = {"keys": 0, "keys_reused": 0, "replays_acknowledged": 0,
               "replays_recognised": 0, "conflicts_rejected": 0, "answers_without_id": 0}
-    ops = op_pairs(inp)
-    uses, minute_uses, counts["keys"] = _count_uses(inp)
+    uses, minute_uses, noted = _first_pass(inp, counts)
     keys: dict[tuple[F, str | None, str], _Key] = {}
-    for pair in ops:
-        invoke, completion = pair.invoke, pair.completion
-        key = invoke.idempotency_key
-        if key is None or invoke.f not in ANSWER_ID_FIELDS:
-            continue
-        name = (invoke.f, sender_of(invoke.value), key)
-        if (completion is not None and completion.kind == _FAIL
-                and completion.error == _CONFLICT):
-            counts["conflicts_rejected"] += 1
-        # (the membership test first: most answers carry no replay mark at all)
-        if completion is not None and REPLAYED in completion.value and is_replay(completion):
+    for pair, replayed in noted:
+        invoke = pair.invoke
+        name = (invoke.f, sender_of(invoke.value), cast(str, invoke.idempotency_key))
+        if replayed:
             counts["replays_recognised"] += 1
             # Only a request sent once can replay nothing: with two in flight, either
             # may get the first answer and the other its replay.
-            minute = _minute(pair.f, pair.invoke.value)
+            minute = _minute(pair.f, invoke.value)
             if uses.get(name, 1) == 1 and (minute is None or minute_uses[minute] == 1):
                 _replay_of_nothing(pair, name, sampler)
         if uses.get(name, 1) < 2:
@@ -134,34 +128,48 @@ def check_idempotency(inp: CheckInput) -> Verdict:
                     unknown_note=None if checked else "no idempotency key was used twice")
 
 
-def _count_uses(inp: CheckInput
-                ) -> tuple[dict[tuple[F, str | None, str], int], dict[tuple[str, str], int], int]:
-    """(uses of each reused (kind, sender, key), uses of each call minute, keys in all).
+def _first_pass(inp: CheckInput, counts: dict[str, int]) -> tuple[
+        dict[tuple[F, str | None, str], int], dict[tuple[str, str], int],
+        list[tuple[OpPair, bool]]]:
+    """(uses of each reused (kind, sender, key), uses of each call minute, the ops the
+    second pass looks at, in order, each with whether its answer is marked a replay);
+    counts ``keys`` and ``conflicts_rejected`` on the way.
 
     A key whose text was sent once (``key_uses``) is one (kind, sender, key) sent once,
     so only the others are counted by name; a name missing from the first dictionary was
-    used once.
+    used once. The second pass sees only ops of such keys and marked replays.
     """
     texts = key_uses(inp)
     uses: dict[tuple[F, str | None, str], int] = {}
     # A call minute may be deduplicated by the minute, whatever key it came with.
     minute_uses: dict[tuple[str, str], int] = {}
-    once = 0
+    noted: list[tuple[OpPair, bool]] = []
+    once = conflicts = 0
     for pair in op_pairs(inp):
-        invoke = pair.invoke
+        invoke, completion = pair.invoke, pair.completion
         key = invoke.idempotency_key
         if key is None or invoke.f not in ANSWER_ID_FIELDS:
             continue
+        # (the membership test first: most answers carry no replay mark at all)
+        replayed = (completion is not None and REPLAYED in completion.value
+                    and is_replay(completion))
+        if completion is not None and completion.kind == _FAIL and completion.error == _CONFLICT:
+            conflicts += 1
         if texts[key] == 1:
             once += 1
+            if replayed:
+                noted.append((pair, replayed))
         else:
             name = (invoke.f, sender_of(invoke.value), key)
             uses[name] = uses.get(name, 0) + 1
+            noted.append((pair, replayed))
         if invoke.f == _CHARGE:
             minute = _minute(invoke.f, invoke.value)
             assert minute is not None
             minute_uses[minute] = minute_uses.get(minute, 0) + 1
-    return uses, minute_uses, once + len(uses)
+    counts["keys"] = once + len(uses)
+    counts["conflicts_rejected"] = conflicts
+    return uses, minute_uses, noted
 
 
 def answer_id(f: F, value: Value) -> str | None:

@@ -217,10 +217,14 @@ def model_intents(inp: CheckInput) -> Intents | None:
     raw_webhooks: list[tuple[int, str | None, str | None, str | None, str, Kind]] = []
     webhook = F.WEBHOOK  # (an Enum member is slow to look up, once per op)
     for pair in op_pairs(inp):
-        value = pair.value
-        purchase = value_str(value, "purchase")
-        if purchase is None and pair.f != webhook:
+        completion = pair.completion  # (read once: the pair's properties cost a call each)
+        value = pair.invoke.value if completion is None else completion.value
+        purchase = value.get("purchase")
+        if purchase is None and pair.invoke.f != webhook:
             continue  # a tip, a read, a call: nothing about intents
+        purchase = purchase if isinstance(purchase, str) else None  # as value_str reads it
+        if purchase is None and pair.f != webhook:
+            continue
         if pair.f == F.PURCHASE and purchase is not None:
             user = value_str(value, "user")
             if user is not None:

@@ -30,8 +30,7 @@ Credits come from the provider's truth (``intents.py``), not from here.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
 
 from harness.checkers.base import (
     CheckInput,
@@ -44,135 +43,30 @@ from harness.checkers.base import (
     value_str,
 )
 from harness.checkers.intents import Credit, Intents, model_intents
+from harness.checkers.ledger_records import (
+    IN_FLIGHT,
+    Bounds,
+    Group,
+    GroupKey,
+    Ledger,
+    Pending,
+    Recent,
+    TipInFlight,
+    Unknown,
+    transfer_effects,
+)
 from harness.model import Anomaly, Event, F, Kind, Value
 
 __all__ = ["Ledger", "Recent", "Unknown", "account_model", "fold_ledger", "transfer_effects"]
 
 RECENT_OPS_PER_USER_MAX = 8  # acknowledged ops kept per account, to name in prose
 _GROUP_INDEXES_MAX = 16  # history indexes one logical op keeps, to name in prose
-GroupKey = tuple[object, ...]
 
 # Enum members read once per op, as module constants: ``Kind.OK`` is an attribute
 # lookup on an Enum class, several times slower than reading a global.
 _OK, _INFO = Kind.OK, Kind.INFO
 _TIP, _CHARGE, _READ = F.TIP, F.CALL_CHARGE, F.READ_BALANCE
 _TRANSFER_FS = frozenset({F.TIP, F.CALL_CHARGE})
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Unknown:
-    """One indeterminate logical op: applied entirely, or not at all."""
-
-    label: str  # "tip #12 (fan_0 → creator_0, 300 tokens)"
-    effects: tuple[tuple[str, int], ...]  # (user, tokens added to its net), non-zero
-    event_indexes: tuple[int, ...]
-
-    def delta_for(self, user: str) -> int:
-        return sum(delta for who, delta in self.effects if who == user)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Recent:
-    """An acknowledged op touching an account, kept to name in anomaly prose."""
-
-    index: int
-    f: F
-    value: Value  # the op's arguments (shared with the history, not copied)
-    delta_tokens: int
-
-    @property
-    def label(self) -> str:
-        return describe_op(self.f, self.index, self.value)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Ledger:
-    """The fold's result: sure transfer totals per account and the indeterminate ops."""
-
-    sure_tokens: Mapping[str, int]  # per user: net of the acknowledged transfers
-    unknowns: tuple[Unknown, ...]
-    users: frozenset[str]  # every user the history names in a transfer or purchase
-    transfer_users: frozenset[str]  # users named by any tip or call charge
-    recent: Mapping[str, tuple[Recent, ...]]
-    logical_ops_count: int
-    reads_checked_count: int
-    reads: Sampler  # impossible reads found on the way (merge it, do not add to it)
-
-
-@dataclass(slots=True)
-class _Bounds:
-    sure_up: int = 0
-    sure_down: int = 0
-    possible_up: int = 0
-    possible_down: int = 0
-    clawback_possible: bool = False
-
-
-@dataclass(slots=True)
-class _Group:
-    """One logical op being assembled from its ops.
-
-    Made once per op, positionally (``_Group(effects, f, index, value, keyed)``): keyword
-    arguments cost several times as much in a generated ``__init__``.
-    """
-
-    effects: tuple[tuple[str, int], ...]
-    f: F
-    index: int  # the first op's invoke index
-    value: Value  # the first op's arguments (shared with the history, not copied)
-    keyed: bool  # more ops may join it later (same key, or same call minute)
-    is_purchase: bool = False
-    invoked_count: int = 0
-    outstanding_count: int = 0
-    ok: bool = False
-    info_count: int = 0
-    counted: bool = False  # its effects are in the possible bounds
-    once: bool = False  # no other op carries its key: nothing to remember once settled
-    event_indexes: list[int] = field(default_factory=list)
-
-    @property
-    def label(self) -> str:
-        return describe_op(self.f, self.index, self.value)
-
-
-@dataclass(slots=True)
-class _Pending:
-    """An op between its invocation and its completion; made positionally, as ``_Group``."""
-
-    invoke: Event
-    group: GroupKey | None
-    user: str | None  # the payer or reader whose bounds are checked
-    sure_up: int
-    sure_down: int
-    first: bool  # the first op of its logical op (a later one may get a cached answer)
-
-
-def transfer_effects(f: F, value: Value,
-                     calls: Mapping[str, tuple[str | None, str | None, int]]
-                     ) -> tuple[str | None, tuple[tuple[str, int], ...]]:
-    """(payer, effects) of a tip or call charge: the payer loses, the payee gains."""
-    amount = value_int(value, "amount_tokens", -1)
-    if f == _TIP:
-        sender, recipient = value.get("sender"), value.get("recipient")
-        if isinstance(sender, str) and isinstance(recipient, str):  # the usual tip, at once
-            amount = max(amount, 0)
-            if sender == recipient or amount == 0:
-                return sender, ()
-            return sender, ((sender, -amount), (recipient, amount))
-        payer = sender if isinstance(sender, str) else None
-        payee = recipient if isinstance(recipient, str) else None
-    else:
-        call = calls.get(value_str(value, "call") or "", (None, None, 0))
-        payer = value_str(value, "user") or call[0]
-        payee = value_str(value, "creator") or call[1]
-        if amount < 0:
-            amount = call[2]
-    amount = max(amount, 0)
-    net: dict[str, int] = {}
-    for user, delta in ((payer, -amount), (payee, amount)):
-        if user is not None:
-            net[user] = net.get(user, 0) + delta
-    return payer, tuple((user, delta) for user, delta in net.items() if delta != 0)
 
 
 def fold_ledger(inp: CheckInput, intents: Intents | None) -> Ledger:
@@ -184,12 +78,7 @@ def fold_ledger(inp: CheckInput, intents: Intents | None) -> Ledger:
             refunds may take back; ``None`` when there is no truth (bounds get looser).
     """
     fold = _Fold(inp, intents)
-    invoke, complete, invoke_kind = fold.invoke, fold.complete, Kind.INVOKE
-    for event in inp.history:
-        if event.kind == invoke_kind:
-            invoke(event)
-        else:
-            complete(event)
+    fold.run(inp.history)
     return fold.result()
 
 
@@ -214,10 +103,11 @@ class _Fold:
         self.inp = inp
         self.intents = intents
         self.sampler = Sampler()
-        self.bounds: dict[str, _Bounds] = {}
-        self.groups: dict[GroupKey, _Group] = {}
+        self.bounds: dict[str, Bounds] = {}
+        self.groups: dict[GroupKey, Group] = {}
         self.done: dict[GroupKey, Value] = {}  # acknowledged keyed logical ops, settled
-        self.pending: dict[int, _Pending] = {}
+        self.pending: dict[int, Pending] = {}
+        self.tips: dict[int, TipInFlight] = {}  # tips sent once, in flight, by op id
         self.calls: dict[str, tuple[str | None, str | None, int]] = {}
         self.disputes: dict[str, str] = {}  # logical dispute -> logical purchase
         self.clawed: set[str] = set()  # purchases whose clawback is in the bounds
@@ -238,11 +128,110 @@ class _Fold:
                     cap = self.cap_by_user.get(model.user, 0)
                     self.cap_by_user[model.user] = max(cap, model.minted_tokens)
 
-    def _b(self, user: str) -> _Bounds:
+    def _b(self, user: str) -> Bounds:
         bounds = self.bounds.get(user)
         if bounds is None:
-            bounds = self.bounds[user] = _Bounds()
+            bounds = self.bounds[user] = Bounds()
         return bounds
+
+    def run(self, history: Iterable[Event]) -> None:
+        """Fold every event in order.
+
+        Most ops of a large run are tips between two named accounts whose key no other op
+        carries: their invocations are taken here, their completions by ``_complete_tip``,
+        doing what ``invoke`` and ``complete`` would (a test checks the two ways agree)
+        without the group records.
+        """
+        invoke, complete, complete_tip, new_bounds = (self.invoke, self.complete,
+                                                      self._complete_tip, self._b)
+        texts, tips, tips_pop = self.key_texts.get, self.tips, self.tips.pop
+        groups, bounds, users_add, transfer_add = (self.groups, self.bounds, self.users.add,
+                                                   self.transfer_users.add)
+        invoke_kind, tip, taken = Kind.INVOKE, _TIP, 0
+        for event in history:
+            if event.kind != invoke_kind:
+                in_flight = tips_pop(event.op_id, None)
+                if in_flight is None:
+                    complete(event)
+                else:
+                    complete_tip(in_flight, event)
+                continue
+            key_text = event.idempotency_key
+            if event.f is not tip or key_text is None or texts(key_text) != 1:
+                invoke(event)
+                continue
+            value = event.value
+            sender, recipient = value.get("sender"), value.get("recipient")
+            amount = value.get("amount_tokens")
+            if (type(sender) is not str or type(recipient) is not str
+                    or type(amount) is not int or amount <= 0 or sender == recipient):
+                invoke(event)
+                continue
+            users_add(sender)
+            users_add(recipient)
+            transfer_add(sender)
+            transfer_add(recipient)
+            key = ("tip", sender, key_text)
+            groups[key] = IN_FLIGHT
+            taken += 1
+            payer = bounds.get(sender) or new_bounds(sender)
+            payer.possible_down += amount
+            (bounds.get(recipient) or new_bounds(recipient)).possible_up += amount
+            tips[event.op_id] = (event, key, sender, recipient, amount, payer.sure_up,
+                                 payer.sure_down)
+        self.logical_ops_count += taken
+
+    def _complete_tip(self, tip: TipInFlight, event: Event) -> None:
+        """``complete`` of a tip ``run`` took."""
+        invoke, key, sender, recipient, amount, sure_up, sure_down = tip
+        kind, bounds = event.kind, self.bounds
+        payer, payee = bounds[sender], bounds[recipient]
+        if kind == _INFO:
+            group = self.groups[key] = self._tip_group(tip)
+            group.event_indexes.append(event.index)
+            group.info_count = 1
+            return
+        del self.groups[key]  # no other op joins it: settled, it is never asked for again
+        if kind != _OK:
+            payer.possible_down -= amount
+            payee.possible_up -= amount
+            return
+        value = event.value
+        if "balance_tokens" in value:
+            balance = value["balance_tokens"]
+            start = self.starts.get(sender) or self._start(sender)
+            net = start[0] - start[1]
+            if (type(balance) is int and net + sure_up - payer.possible_down <= balance
+                    <= net + payer.possible_up - sure_down - amount):
+                self.reads_checked_count += 1
+            else:  # out of bounds, or not a plain int: the general check says what it is
+                self._check_spend(Pending(invoke, key, sender, sure_up, sure_down, True),
+                                  event, self._tip_group(tip))
+        payer.sure_down += amount
+        payee.sure_up += amount
+        recent = self.recent
+        kept = recent.get(sender) or self._recent(sender)
+        kept.append((invoke.index, _TIP, invoke.value, -amount))
+        kept = recent.get(recipient) or self._recent(recipient)
+        kept.append((invoke.index, _TIP, invoke.value, amount))
+
+    def _recent(self, user: str) -> deque[tuple[int, F, Value, int]]:
+        """The acknowledged ops of ``user`` kept so far, a new record the first time."""
+        kept = self.recent.get(user)
+        if kept is None:
+            kept = self.recent[user] = deque(maxlen=RECENT_OPS_PER_USER_MAX)
+        return kept
+
+    @staticmethod
+    def _tip_group(tip: TipInFlight) -> Group:
+        """The group ``invoke`` would have made for a tip ``run`` took."""
+        invoke, _, sender, recipient, amount, _, _ = tip
+        group = Group(((sender, -amount), (recipient, amount)), _TIP, invoke.index,
+                       invoke.value, True)
+        group.invoked_count = 1
+        group.counted = group.once = True
+        group.event_indexes.append(invoke.index)
+        return group
 
     # -- invocations ---------------------------------------------------------------
 
@@ -250,7 +239,7 @@ class _Fold:
         f = event.f
         user: str | None
         key: GroupKey | None = None
-        group: _Group | None = None
+        group: Group | None = None
         if f in _TRANSFER_FS:
             user, key, group = self._invoke_transfer(event)
         else:
@@ -272,11 +261,11 @@ class _Fold:
         else:
             sure_up = sure_down = 0
         # invoke, group, user, sure_up, sure_down, first
-        self.pending[event.op_id] = _Pending(event, key, user, sure_up, sure_down,
+        self.pending[event.op_id] = Pending(event, key, user, sure_up, sure_down,
                                              group is None or group.invoked_count == 1)
 
     def _invoke_transfer(self, event: Event
-                         ) -> tuple[str | None, GroupKey | None, _Group | None]:
+                         ) -> tuple[str | None, GroupKey | None, Group | None]:
         """(payer, group key, group) of a tip or charge; no group for a settled replay."""
         value = event.value
         payer, effects = transfer_effects(event.f, value, self.calls)
@@ -334,11 +323,11 @@ class _Fold:
         return reused, reused in self.done
 
     def _join(self, key: GroupKey, effects: tuple[tuple[str, int], ...], event: Event,
-              keyed: bool) -> _Group:
+              keyed: bool) -> Group:
         group = self.groups.get(key)
         if group is None:
             # effects, f, index, value, keyed
-            group = self.groups[key] = _Group(effects, event.f, event.index, event.value,
+            group = self.groups[key] = Group(effects, event.f, event.index, event.value,
                                               keyed)
             self.logical_ops_count += 1
         group.invoked_count += 1
@@ -408,7 +397,7 @@ class _Fold:
         elif event.f == _READ and event.kind == _OK:
             self._check_read(pending, event)
 
-    def _complete_group(self, pending: _Pending, event: Event) -> None:
+    def _complete_group(self, pending: Pending, event: Event) -> None:
         assert pending.group is not None
         group = self.groups[pending.group]
         group.outstanding_count -= 1
@@ -438,7 +427,7 @@ class _Fold:
             if not group.once:
                 self.done[pending.group] = group.value
 
-    def _apply_sure(self, group: _Group, index: int) -> None:
+    def _apply_sure(self, group: Group, index: int) -> None:
         bounds_by_user = self.bounds
         for user, delta in group.effects:
             bounds = bounds_by_user.get(user) or self._b(user)
@@ -451,7 +440,7 @@ class _Fold:
                 recent = self.recent[user] = deque(maxlen=RECENT_OPS_PER_USER_MAX)
             recent.append((index, group.f, group.value, delta))
 
-    def _uncount(self, group: _Group) -> None:
+    def _uncount(self, group: Group) -> None:
         if not group.counted:
             return
         group.counted = False
@@ -461,7 +450,7 @@ class _Fold:
             else:
                 self._b(user).possible_down += delta
 
-    def _refine_purchase(self, group: _Group, event: Event) -> None:
+    def _refine_purchase(self, group: Group, event: Event) -> None:
         """The intent is known now: bound the credit by what this intent may mint."""
         if group.ok or self.intents is None or not group.effects:
             return
@@ -473,7 +462,7 @@ class _Fold:
             self._b(user).possible_up += cap - counted
         group.effects = ((user, cap),)
 
-    def _close(self, group: _Group) -> None:
+    def _close(self, group: Group) -> None:
         """A logical op that can get no more ops: fold it away unless it is indeterminate."""
         if group.is_purchase or group.ok or not group.effects:
             return
@@ -483,7 +472,7 @@ class _Fold:
 
     # -- bound checks ----------------------------------------------------------------
 
-    def _check_read(self, pending: _Pending, event: Event) -> None:
+    def _check_read(self, pending: Pending, event: Event) -> None:
         if pending.user is None:
             return
         value = event.value
@@ -509,7 +498,7 @@ class _Fold:
         """No debt at the start and no clawback possible yet: balance equals net."""
         return not self._b(user).clawback_possible and self._start(user)[1] == 0
 
-    def _check_spend(self, pending: _Pending, event: Event, group: _Group) -> None:
+    def _check_spend(self, pending: Pending, event: Event, group: Group) -> None:
         if pending.user is None:
             return
         value = event.value
@@ -526,7 +515,7 @@ class _Fold:
                            shown=lambda: f"a balance of {balance} tokens after it",
                            upper_applies=None)
 
-    def _check_bounds(self, pending: _Pending, event: Event, *, observed: int, own_down: int,
+    def _check_bounds(self, pending: Pending, event: Event, *, observed: int, own_down: int,
                       shown: Callable[[], str], upper_applies: bool | None) -> None:
         """Check one answer against the bounds; the prose is written only for an anomaly.
 
@@ -556,7 +545,7 @@ class _Fold:
             self._add(pending, event, expected=f"<= {upper}", observed=observed, text=text,
                       badness=observed - upper)
 
-    def _add(self, pending: _Pending, event: Event, *, expected: str, observed: int, text: str,
+    def _add(self, pending: Pending, event: Event, *, expected: str, observed: int, text: str,
              badness: int) -> None:
         self.sampler.add(Anomaly(kind="impossible_read",
                                  event_indexes=(pending.invoke.index, event.index),
@@ -566,6 +555,9 @@ class _Fold:
     # -- the end -------------------------------------------------------------------
 
     def result(self) -> Ledger:
+        for tip in self.tips.values():  # never completed: indeterminate, in its place
+            group = self.groups[tip[1]] = self._tip_group(tip)
+            group.outstanding_count = group.info_count = 1
         for pending in self.pending.values():  # never completed: indeterminate
             if pending.group is not None and pending.group in self.groups:
                 self.groups[pending.group].info_count += 1

@@ -67,7 +67,7 @@ def check_webhook_auth(inp: CheckInput) -> Verdict:
                                                 delivery_indexes=(delivery.index,)))
     intents, _ = account_model(inp)
     for pair in op_pairs(inp):
-        if pair.f != "webhook":
+        if pair.invoke.f != "webhook":  # (the invocation's, as ``pair.f`` reads it, less a call)
             continue
         variant = parse_variant(value_str(pair.invoke.value, "variant"))
         if variant is None or not variant.forged:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import dataclasses
 import gc
 
+import pytest
+
 from harness.bench.checkers import synthetic_input
 from harness.checkers import check_all
-from harness.checkers.base import memoised, op_pairs, pairs
+from harness.checkers.base import key_uses, memoised, op_pairs, pairs
 from harness.checkers.ledger import account_model
 from harness.model import DeliveryVariant, F, Kind
 from tests.unit.conftest import H
@@ -38,6 +40,25 @@ def test_the_shared_pairing_gives_the_same_pairs_in_the_same_order() -> None:
     assert [p.completion is None for p in op_pairs(inp)][-2:] == [True, True]
     synthetic = synthetic_input(1_000, seed=4)
     assert list(op_pairs(synthetic)) == list(pairs(synthetic.history))
+    shared, made = op_pairs(inp)[0], next(pairs(h.events))
+    assert shared == made and repr(shared) == repr(made)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        shared.completion = None  # type: ignore[misc]
+
+
+def test_the_keys_counted_while_pairing_are_those_of_the_pairs() -> None:
+    h = _mixed_history()
+    h.tip("fan_1", "creator_0", 2, key="k1")
+    h.invoke(F.TIP, {"sender": "fan_0", "recipient": "creator_0", "amount_tokens": 1},
+             key="k9")  # never answered
+    for inp in (h.input(), synthetic_input(1_000, seed=4)):
+        naive: dict[str, int] = {}
+        for pair in pairs(inp.history):
+            key = pair.invoke.idempotency_key
+            if key is not None:
+                naive[key] = naive.get(key, 0) + 1
+        assert dict(key_uses(inp)) == naive
+    assert key_uses(h.input())["k1"] == 3 and key_uses(h.input())["k9"] == 1
 
 
 def test_the_pairing_is_built_once_per_input_and_again_for_a_longer_history() -> None:
