@@ -21,7 +21,9 @@ import pytest
 
 from harness.provider.client import ProviderClient
 from tests.foreign.app import BODY_BYTES_MAX
+from tests.foreign.inbox import INBOX_DELAY_MS
 from tests.foreign.stack import WEBHOOK_PATH, ForeignStack, foreign_stack
+from tests.foreign.wallets import BUNDLES
 
 pytestmark = pytest.mark.integration
 
@@ -58,7 +60,9 @@ class Foreign:
 
     async def buy(self, who: Account, tokens: int, *, key: str | None = None,
                   payment_method: str = "pm_card_visa") -> httpx.Response:
-        body: dict[str, Any] = {"tokens": tokens, "paymentMethod": payment_method}
+        """Buy the bundle of ``tokens`` by its name (any other value is sent as the name)."""
+        bundle = BUNDLES[tokens].name if tokens in BUNDLES and type(tokens) is int else tokens
+        body: dict[str, Any] = {"bundle": bundle, "paymentMethod": payment_method}
         if key is not None:
             body["clientKey"] = key
         return await self.call(who, "POST", "/purchases", json=body)
@@ -78,7 +82,17 @@ class Foreign:
         return response.json()["balance"], response.json()["owed"]
 
     async def settle(self) -> None:
+        """Every webhook delivered, then applied from the service's inbox."""
         await self.provider.wait_quiescent(_QUIESCENCE_TIMEOUT_S)
+        async with asyncio.timeout(_QUIESCENCE_TIMEOUT_S):
+            while await self.pending() > 0:
+                await asyncio.sleep(0.02)
+
+    async def pending(self) -> int:
+        response = await self.http.get("/admin/inbox",
+                                       headers={"X-Staging-Token": self.stack.staging_token})
+        assert response.status_code == 200, response.text
+        return int(response.json()["inbox"]["pending"])
 
     def rows(self, query: str, *params: Any) -> list[tuple[Any, ...]]:
         with psycopg.connect(self.stack.database_url) as conn:
@@ -165,7 +179,7 @@ async def test_a_purchase_credits_its_bundle_with_bonus_once_through_the_webhook
 async def test_a_purchase_that_is_not_a_bundle_is_refused_and_records_nothing(
         foreign: Foreign) -> None:
     fan = await foreign.account()
-    for tokens in (100, 0, -250, 250.5, "250", True, 10**30):
+    for tokens in (100, 0, -250, 250.5, "250", True, 10**30, "Plus", "", None):
         response = await foreign.buy(fan, tokens, key=uuid.uuid4().hex)  # type: ignore[arg-type]
         assert response.status_code == 400, (tokens, response.text)
     assert foreign.rows("SELECT count(*) FROM stripe_intents") == [(0,)]
@@ -201,7 +215,8 @@ async def test_a_redelivered_success_credits_once(foreign: Foreign) -> None:
     for _ in range(3):
         response = await foreign.http.post(WEBHOOK_PATH, content=envelope["body"],
                                            headers=envelope["headers"])
-        assert response.status_code == 200, response.text
+        assert response.status_code == 202, response.text  # queued, applied later
+    await foreign.settle()
     assert await foreign.balance(fan) == ("1000", "0")
 
 
@@ -256,7 +271,8 @@ async def test_partial_refunds_take_the_cumulative_share_and_the_shortfall_is_ow
                                                event_type="charge.refunded")
     replayed = await foreign.http.post(WEBHOOK_PATH, content=envelope["body"],
                                        headers=envelope["headers"])
-    assert replayed.status_code == 200
+    assert replayed.status_code == 202
+    await foreign.settle()
     assert await foreign.balance(fan) == ("0", "1800")
     await foreign.fund(fan, 1000)  # a credit repays what is owed first
     assert await foreign.balance(fan) == ("0", "800")
@@ -427,6 +443,7 @@ async def test_flaw_credit_every_delivery_credits_a_redelivery(pg_admin_url: str
         envelope = await foreign.provider.envelope(intent_id=intent_id,
                                                    event_type="payment_intent.succeeded")
         await foreign.http.post(WEBHOOK_PATH, content=envelope["body"], headers=envelope["headers"])
+        await foreign.settle()
         assert await foreign.balance(fan) == ("500", "0")
 
 
@@ -469,3 +486,19 @@ def test_every_flaw_has_the_signature_of_the_operation_it_replaces() -> None:
         buggy = inspect.signature(flaw.replacement).parameters
         assert list(buggy) == list(correct), flaw.name
         assert flaw.caught_by, flaw.name
+
+
+async def test_a_webhook_is_answered_at_once_and_applied_from_the_inbox_later(
+        foreign: Foreign) -> None:
+    fan = await foreign.account()
+    intent_id = await foreign.fund(fan, 250)
+    await foreign.provider.refund(intent_id, 100)
+    await foreign.settle()
+    assert await foreign.pending() == 0
+    assert await foreign.balance(fan) == ("150", "0")
+    waits = foreign.rows("SELECT (extract(epoch FROM applied_at - received_at) * 1000)::int"
+                         " FROM webhook_inbox ORDER BY inbox_no")
+    assert len(waits) == 2  # the success and the refund, each applied once
+    assert all(wait >= INBOX_DELAY_MS for (wait,) in waits), waits
+    inbox = await foreign.http.get("/admin/inbox")
+    assert inbox.status_code == 403
