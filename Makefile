@@ -17,7 +17,7 @@ run: $(STAMP)
 	$(BIN)/tokenchaos run
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -n 2 -q
+	$(BIN)/python -m pytest -n 2 --dist worksteal -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

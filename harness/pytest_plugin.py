@@ -101,8 +101,7 @@ def tokenchaos_run(request: pytest.FixtureRequest) -> Callable[..., ScenarioOutc
 
     config = request.config
     target = str(config.getoption("--tokenchaos-target"))
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
-    report_dir = Path(str(config.getoption("--tokenchaos-report-dir"))) / f"pytest-{worker}"
+    report_dir = _report_dir(config)
 
     flaws = _flaws(config, local=target == "local")
 
@@ -137,8 +136,7 @@ def tokenchaos_machine(request: pytest.FixtureRequest) -> Callable[..., MachineR
 
     config = request.config
     target = str(config.getoption("--tokenchaos-target"))
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
-    report_dir = Path(str(config.getoption("--tokenchaos-report-dir"))) / f"pytest-{worker}"
+    report_dir = _report_dir(config)
 
     local = target == "local"
     flaws = _flaws(config, local=local)
@@ -163,8 +161,7 @@ def tokenchaos_schedule(request: pytest.FixtureRequest) -> Callable[..., Schedul
 
     config = request.config
     target = str(config.getoption("--tokenchaos-target"))
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
-    report_dir = Path(str(config.getoption("--tokenchaos-report-dir"))) / f"pytest-{worker}"
+    report_dir = _report_dir(config)
     local = target == "local"
     spec = ReplaySpec(scenario="", params=ScenarioParams(),
                       profile="reference" if local else target, local=local,
@@ -194,3 +191,9 @@ def _flaws(config: pytest.Config, *, local: bool) -> tuple[str, ...]:
         raise pytest.UsageError("--tokenchaos-flaw installs a flaw in the local stack; "
                                 "leave it out with --tokenchaos-target")
     return flaws
+
+
+def _report_dir(config: pytest.Config) -> Path:
+    """The report directory, one folder per xdist worker: workers never share files."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    return Path(str(config.getoption("--tokenchaos-report-dir"))) / f"pytest-{worker}"

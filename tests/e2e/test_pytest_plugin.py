@@ -39,6 +39,10 @@ def test_tokenchaos_machine_fixture_explores_the_target_with_the_state_machine(
             result = tokenchaos_machine(profile="ci")
             assert result.valid is True, result.program + result.anomaly + result.note
             assert result.exit_code == 0
+            assert result.program == "" and result.anomaly == ""
+            assert set(result.checkers) >= {"conservation", "reconciliation", "idempotency",
+                                            "calls"}
+            assert result.programs_count >= 30  # every program of the ci profile ran
             assert result.history_path.is_file()
     """)
     result = pytester.runpytest_subprocess(
