@@ -46,6 +46,7 @@ from harness.history import HistoryWriter
 from harness.judge import exit_code_for, judge
 from harness.limits import DEFAULT_LIMITS, Limits
 from harness.model import Validity, Verdict, merge_validity
+from harness.progress import Progress
 from harness.provider.client import ProviderClient
 from harness.report.html import write_report
 from harness.report.junit import write_junit
@@ -57,7 +58,7 @@ from harness.report.record import (
     iso_utc,
     write_run_json,
 )
-from harness.runner import Progress, run_scenario
+from harness.runner import run_scenario
 from harness.scenario import Scenario, ScenarioParams, traits_of
 from harness.stack import LocalStack, StackConfig
 from harness.targets.address import Address, check_remote_allowed, database_hosts, http_address

@@ -431,7 +431,8 @@ def run(
     The first line printed names the address the run is about to load.
     """
     from harness.campaign import RunPlan, run_plan
-    from harness.runner import make_progress, run_loop
+    from harness.progress import make_progress
+    from harness.runner import run_loop
 
     check_flags_apply("run", _given_flags(ctx), _run_traits(target), target=target)
     from scenarios import get_suite
@@ -1034,7 +1035,7 @@ def _print_outcome(record: RunRecord, report_dir: Path, *, details: bool = True)
     from rich.markup import escape
     from rich.table import Table
 
-    from harness.runner import not_sent_summary
+    from harness.progress import not_sent_summary
     from harness.shrink.command import shrink_command
 
     console = Console(stderr=False, highlight=False)

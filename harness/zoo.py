@@ -43,8 +43,8 @@ from harness.errors import UsageError
 from harness.history import ScenarioRun, load
 from harness.limits import DEFAULT_LIMITS, Limits
 from harness.model import Kind, Validity
+from harness.progress import Progress
 from harness.report.record import RunRecord, ScenarioRecord
-from harness.runner import Progress
 from reference_impl.flaws import FLAWS
 
 __all__ = [

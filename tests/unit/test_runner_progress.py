@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 
 from harness.model import Event, F, Kind
-from harness.runner import PlainProgress, RichProgress, make_progress, not_sent_summary
+from harness.progress import PlainProgress, RichProgress, make_progress, not_sent_summary
 
 
 class _Terminal(io.StringIO):
