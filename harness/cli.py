@@ -1036,7 +1036,8 @@ def _print_outcome(record: RunRecord, report_dir: Path, *, details: bool = True)
     from rich.table import Table
 
     from harness.progress import not_sent_summary
-    from harness.shrink.command import shrink_command
+    from harness.shrink.command import not_shrinkable, shrink_command
+    from scenarios import SCENARIOS
 
     console = Console(stderr=False, highlight=False)
     findings = [f for f in map(_credit_finding, record.scenarios) if f is not None]
@@ -1068,8 +1069,12 @@ def _print_outcome(record: RunRecord, report_dir: Path, *, details: bool = True)
             console.print(f"{scenario.name} (seed {scenario.seed}): {_word(scenario.valid)}; "
                           f"reproduce: {scenario.reproduce}", markup=False, soft_wrap=True)
         if scenario.valid is False:
-            console.print(f"  shrink: {shrink_command(report_dir, scenario.name)}",
-                          markup=False, soft_wrap=True)
+            known = SCENARIOS.get(scenario.name)
+            why_not = not_shrinkable(scenario.reproduce,
+                                     injects_faults=known is not None and bool(known.faults))
+            shrink = shrink_command(report_dir, scenario.name) if why_not is None \
+                else f"not available: {why_not}"
+            console.print(f"  shrink: {shrink}", markup=False, soft_wrap=True)
     _print_performance(console, record)
     _print_durability(console, record)
     console.print(f"\nverdict: {_word(record.valid)}; report: {report_dir / 'index.html'}")

@@ -58,6 +58,17 @@ class ShrinkReport:
     reason: str  # one sentence: what was shrunk to what, or why it did not count
 
 
+def not_shrinkable(reproduce: str, *, injects_faults: bool) -> str | None:
+    """Why a broken scenario cannot be shrunk (None: it can), so ``run`` never prints a
+    shrink command that would only exit 2: a shrunk schedule is replayed by ``tokenchaos
+    run``'s path, and without faults."""
+    if not reproduce.startswith("tokenchaos run "):
+        return "only a scenario of tokenchaos run is shrunk"
+    if injects_faults:
+        return "it injects faults, and a shrunk schedule is replayed without them"
+    return None
+
+
 def shrink_command(report_dir: Path | str, scenario: str) -> str:
     """The command that shrinks ``scenario`` of the run reported in ``report_dir``."""
     import shlex

@@ -4,6 +4,7 @@ anomaly it keeps, the schedule's JSON, the reproducers, and the report's links."
 from __future__ import annotations
 
 import ast
+import dataclasses
 import json
 import random
 from pathlib import Path
@@ -293,3 +294,15 @@ def test_shrink_bounds_out_of_range_exit_2(monkeypatch: pytest.MonkeyPatch,
                                            tmp_path: Path) -> None:
     assert _shrink_cli(monkeypatch, str(tmp_path), "--runs", "0") == 2
     assert "--runs 0: give 1 to 100" in capsys.readouterr().err
+
+
+def test_run_prints_no_shrink_command_that_would_only_exit_2(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    faulted = _scenario("database-restart", {"durability": _BROKEN})
+    load = dataclasses.replace(_scenario("load", {"conservation": _BROKEN}),
+                               reproduce="tokenchaos load -- --run-time 60s")
+    _print_outcome(_record(faulted, load), tmp_path / "r1", details=False)
+    out = capsys.readouterr().out
+    assert "shrink: tokenchaos shrink" not in out
+    assert "shrink: not available: it injects faults" in out
+    assert "shrink: not available: only a scenario of tokenchaos run is shrunk" in out
