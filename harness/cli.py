@@ -162,6 +162,20 @@ async def _wait_for_signal() -> None:
     await stop.wait()
 
 
+# Options several commands take, written once.
+TargetUrlOption = Annotated[str | None, typer.Option(
+    help="Base URL of the target (overrides the profile's).")]
+ProviderUrlOption = Annotated[str | None, typer.Option(
+    help="The provider simulator your target uses (tokenchaos provider).")]
+ProviderKeyOption = Annotated[str | None, typer.Option(
+    help="The control key that provider printed (default: TOKENCHAOS_PROVIDER_KEY).")]
+DatabaseUrlOption = Annotated[str | None, typer.Option(
+    help="Read-only database URL for a profile with a SQL observer.")]
+AllowRemoteOption = Annotated[list[str] | None, typer.Option(
+    "--allow-remote", metavar="HOST",
+    help="Allow connecting to HOST, which is not loopback (repeatable), as for run.")]
+
+
 @app.command()
 def serve(
     flaw: Annotated[list[str] | None, typer.Option(
@@ -407,15 +421,12 @@ def run(
     report_dir: Annotated[Path | None, typer.Option(help="Where reports go.")] = None,
     flaw: Annotated[list[str] | None, typer.Option(
         "--flaw", help="Install this flaw in the local reference service (repeatable).")] = None,
-    target_url: Annotated[str | None, typer.Option(
-        help="Base URL of the target (overrides the profile's).")] = None,
-    provider_url: Annotated[str | None, typer.Option(
-        help="The provider simulator your target uses (tokenchaos provider).")] = None,
+    target_url: TargetUrlOption = None,
+    provider_url: ProviderUrlOption = None,
     provider_key: Annotated[str | None, typer.Option(
         help="The control key that provider printed (provider_key; default: "
              "TOKENCHAOS_PROVIDER_KEY).")] = None,
-    database_url: Annotated[str | None, typer.Option(
-        help="Read-only database URL for a profile with a SQL observer.")] = None,
+    database_url: DatabaseUrlOption = None,
     latency_bound_ms: Annotated[int | None, typer.Option(
         envvar="TOKENCHAOS_LATENCY_BOUND_MS", show_envvar=False,
         help="Fail the run when an op takes longer (default: slow ops are only reported; "
@@ -480,16 +491,10 @@ def load(
     report_dir: Annotated[Path | None, typer.Option(help="Where reports go.")] = None,
     flaw: Annotated[list[str] | None, typer.Option(
         "--flaw", help="Install this flaw in the local reference service (repeatable).")] = None,
-    target_url: Annotated[str | None, typer.Option(
-        help="Base URL of the target (overrides the profile's).")] = None,
-    provider_url: Annotated[str | None, typer.Option(
-        help="The provider simulator your target uses (tokenchaos provider).")] = None,
-    provider_key: Annotated[str | None, typer.Option(
-        help="The control key that provider printed (default: TOKENCHAOS_PROVIDER_KEY).")
-    ] = None,
-    allow_remote: Annotated[list[str] | None, typer.Option(
-        "--allow-remote", metavar="HOST",
-        help="Allow connecting to HOST, which is not loopback (repeatable).")] = None,
+    target_url: TargetUrlOption = None,
+    provider_url: ProviderUrlOption = None,
+    provider_key: ProviderKeyOption = None,
+    allow_remote: AllowRemoteOption = None,
 ) -> None:
     """Load the target with locust, then judge the whole run.
 
@@ -573,19 +578,11 @@ def machine(
         "--flaw", help="Install this flaw in the local reference service (repeatable).")] = None,
     report_dir: Annotated[Path | None, typer.Option(
         help="Where the programs' history goes.")] = None,
-    target_url: Annotated[str | None, typer.Option(
-        help="Base URL of the target (overrides the profile's).")] = None,
-    provider_url: Annotated[str | None, typer.Option(
-        help="The provider simulator your target uses (tokenchaos provider).")] = None,
-    provider_key: Annotated[str | None, typer.Option(
-        help="The control key that provider printed (default: TOKENCHAOS_PROVIDER_KEY).")
-    ] = None,
-    database_url: Annotated[str | None, typer.Option(
-        help="Read-only database URL for a profile with a SQL observer.")] = None,
-    allow_remote: Annotated[list[str] | None, typer.Option(
-        "--allow-remote", metavar="HOST",
-        help="Allow connecting to HOST, which is not loopback (repeatable), as for run.")
-    ] = None,
+    target_url: TargetUrlOption = None,
+    provider_url: ProviderUrlOption = None,
+    provider_key: ProviderKeyOption = None,
+    database_url: DatabaseUrlOption = None,
+    allow_remote: AllowRemoteOption = None,
 ) -> None:
     """Explore the target with a Hypothesis state machine; print a failing program.
 
@@ -621,19 +618,11 @@ def doctor(
     target: Annotated[str, typer.Option(
         help="A profile name or .toml file describing your service; 'local' examines the "
              "reference profile against the local stack it starts.")] = "local",
-    target_url: Annotated[str | None, typer.Option(
-        help="Base URL of the target (overrides the profile's).")] = None,
-    provider_url: Annotated[str | None, typer.Option(
-        help="The provider simulator your target uses (tokenchaos provider).")] = None,
-    provider_key: Annotated[str | None, typer.Option(
-        help="The control key that provider printed (default: TOKENCHAOS_PROVIDER_KEY).")
-    ] = None,
-    database_url: Annotated[str | None, typer.Option(
-        help="Read-only database URL for a profile with a SQL observer.")] = None,
-    allow_remote: Annotated[list[str] | None, typer.Option(
-        "--allow-remote", metavar="HOST",
-        help="Allow connecting to HOST, which is not loopback (repeatable), as for run.")
-    ] = None,
+    target_url: TargetUrlOption = None,
+    provider_url: ProviderUrlOption = None,
+    provider_key: ProviderKeyOption = None,
+    database_url: DatabaseUrlOption = None,
+    allow_remote: AllowRemoteOption = None,
 ) -> None:
     """Try each op of a profile once with two users; say what works and what it lacks.
 
