@@ -126,16 +126,23 @@ async def test_a_deadlock_is_retried_until_both_transactions_commit(
         migrated: AsyncConnectionPool) -> None:
     first, second = await _two_users(migrated)
     both_hold_one = asyncio.Barrier(2)
+    survivor_committed = asyncio.Event()
     attempts: list[tuple[int, int]] = []
 
     @db.retry_transient
     async def lock_in_order(one: int, other: int) -> None:
         attempts.append((one, other))
+        if len(attempts) > 2:
+            # The victim's rerun starts once the survivor has committed: started sooner, it
+            # can take its first lock before the survivor gets it and deadlock once more,
+            # as often as the scheduler lets it.
+            await survivor_committed.wait()
         async with migrated.connection() as conn, conn.transaction():
             await conn.execute("SELECT 1 FROM accounts WHERE id = %s FOR UPDATE", (one,))
             if len(attempts) <= 2:  # the first two attempts collide on purpose
                 await both_hold_one.wait()
             await conn.execute("SELECT 1 FROM accounts WHERE id = %s FOR UPDATE", (other,))
+        survivor_committed.set()
 
     await asyncio.wait_for(asyncio.gather(lock_in_order(first, second),
                                           lock_in_order(second, first)), timeout=60)
