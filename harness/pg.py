@@ -425,18 +425,27 @@ def _read_password(root: Path) -> str | None:
 
 
 def _system_user() -> pwd.struct_passwd | None:
-    """The OS user to run postgres as: None when we are not root, else a system user."""
+    """The OS user to run postgres as: None when we are not root, else a system user.
+
+    Creating it is serialized by a lock file: useradd run by several processes at once
+    (``pytest -n 2`` as root on a fresh machine) can hand one of them a uid that another
+    then rewrites away, and initdb fails with "could not look up effective user ID".
+    """
     if os.geteuid() != 0:
         return None
-    try:
+    with contextlib.suppress(KeyError):
         return pwd.getpwnam(_SYSTEM_USER)
-    except KeyError:
-        pass
-    result = subprocess.run(
-        ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", _SYSTEM_USER],
-        capture_output=True, text=True, check=False,
-    )
-    if result.returncode not in (0, 9):  # 9: created meanwhile by another process
+    lock_path = Path(tempfile.gettempdir()) / f"{_SYSTEM_USER}.useradd.lock"
+    with open(lock_path, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        with contextlib.suppress(KeyError):
+            return pwd.getpwnam(_SYSTEM_USER)  # created meanwhile by another process
+        result = subprocess.run(
+            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin",
+             _SYSTEM_USER],
+            capture_output=True, text=True, check=False,
+        )
+    if result.returncode not in (0, 9):  # 9: created meanwhile outside our lock
         raise StackError(
             f"running as root, and could not create the system user {_SYSTEM_USER!r} that "
             f"PostgreSQL must run as: {result.stderr.strip()}; create it, run as a normal "
