@@ -32,10 +32,8 @@ CATCHING_SCENARIOS: dict[str, tuple[str, ...]] = {
     "tip_to_nobody_debits": ("missing-recipient", "bad-input"),
     "credit_every_delivery": ("duplicate-purchase", "webhook-replay"),
     "credit_ignores_owed": ("refund-after-spend",),
-    # Caught when an event is younger than the inbox's delay as the end state is read: in
-    # some three of these five each run, never the same three.
-    "inbox_counts_due_only": ("refund-after-spend", "partial-refunds", "mid-call-refund",
-                              "retry-storm", "missing-recipient"),
+    # Its worker runs a second behind, so every scenario that buys shows it; two suffice.
+    "inbox_counts_due_only": ("duplicate-purchase", "refund-after-spend"),
     "refund_not_idempotent": ("webhook-replay", "partial-refunds"),
     "minute_billed_again": ("mid-call-refund",),
     "global_client_keys": ("key-collision",),

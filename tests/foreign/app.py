@@ -38,7 +38,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from tests.foreign import inbox
-from tests.foreign.flaws import install
+from tests.foreign.flaws import inbox_delay_ms, install
 from tests.foreign.operations import OPERATIONS, Facts, apply_facts
 from tests.foreign.parsing import Refused, text, whole
 from tests.foreign.replies import Reply, error
@@ -60,6 +60,7 @@ def create_app(*, database_url: str, provider_url: str, webhook_secret: str,
                webhook_tolerance_s: int = 300) -> Starlette:
     """The foreign token service, with the named flaws installed (none: correct)."""
     ops = install(dict(OPERATIONS), flaws)
+    delay_ms = inbox_delay_ms(flaws)
     if flaws:
         log.warning("foreign service with flaws: %s", ", ".join(flaws))
     # The classic module-level configuration of the SDK: one service per process.
@@ -73,7 +74,8 @@ def create_app(*, database_url: str, provider_url: str, webhook_secret: str,
                                                    timeout=30.0, open=False)
         await run_in_threadpool(_open, pool)
         app.state.pool = pool
-        worker = asyncio.create_task(inbox.run_worker(pool, partial(_apply, ops)))
+        worker = asyncio.create_task(inbox.run_worker(pool, partial(_apply, ops),
+                                                       delay_ms=delay_ms))
         try:
             yield
         finally:

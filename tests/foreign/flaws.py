@@ -21,7 +21,7 @@ from tests.foreign.parsing import Refused, text
 from tests.foreign.replies import Reply, error
 from tests.foreign.wallets import book, book_clawback, book_credit, lock_wallets
 
-__all__ = ["FLAWS", "FLAW_NAMES_ENV", "Flaw", "install"]
+__all__ = ["FLAWS", "FLAW_NAMES_ENV", "Flaw", "inbox_delay_ms", "install"]
 
 FLAW_NAMES_ENV = "FOREIGN_FLAWS"  # comma-separated flaw names for ``python -m tests.foreign``
 
@@ -35,6 +35,9 @@ class Flaw:
     replacement: Callable[..., Any]
     caught_by: tuple[str, ...]
     description: str
+    # How long the inbox's worker lets an event wait, where the bug needs a lagging worker
+    # to show (None: the service's own ``INBOX_DELAY_MS``).
+    inbox_delay_ms: int | None = None
 
 
 def install(registry: dict[str, Callable[..., Any]],
@@ -55,6 +58,12 @@ def install(registry: dict[str, Callable[..., Any]],
         replaced[flaw.operation] = name
         registry[flaw.operation] = flaw.replacement
     return registry
+
+
+def inbox_delay_ms(names: Iterable[str]) -> int:
+    """How long the inbox's worker lets events wait with these flaws installed."""
+    delays = [FLAWS[name].inbox_delay_ms for name in names]
+    return max((delay for delay in delays if delay is not None), default=INBOX_DELAY_MS)
 
 
 def _tip_lost_update(pool: ConnectionPool[Any], *, from_owner: str, to_owner: str,
@@ -121,12 +130,17 @@ def _credit_ignores_owed(conn: psycopg.Connection[Any], *, order: Any) -> None:
     correct.settle(conn, order, wallet)
 
 
+# The worker behind by a second, as under a backlog: the early answer then shows on every
+# run, not only when the end state happens to be read within the usual delay.
+_LAGGING_INBOX_DELAY_MS = 1000
+
+
 def _inbox_counts_due_only(pool: ConnectionPool[Any]) -> int:
-    """The inbox reports only events already due as pending: it says settled too early."""
+    """The inbox counts only overdue events as pending: it says settled while some wait."""
     with pool.connection() as conn:
         row = conn.execute("SELECT count(*) FROM webhook_inbox WHERE applied_at IS NULL"
                            " AND received_at <= clock_timestamp() - make_interval(secs => %s)",
-                           (INBOX_DELAY_MS / 1000,)).fetchone()
+                           (_LAGGING_INBOX_DELAY_MS / 1000,)).fetchone()
     assert row is not None
     return int(row[0])
 
@@ -229,7 +243,8 @@ _ALL = (
     Flaw(name="inbox_counts_due_only", operation="count_pending",
          replacement=_inbox_counts_due_only,
          caught_by=("exactly_once_credit", "reconciliation"),
-         description=_inbox_counts_due_only.__doc__ or ""),
+         description=_inbox_counts_due_only.__doc__ or "",
+         inbox_delay_ms=_LAGGING_INBOX_DELAY_MS),
     Flaw(name="refund_not_idempotent", operation="record_refund",
          replacement=_refund_not_idempotent,
          caught_by=("refunds", "conservation", "reconciliation"),

@@ -14,6 +14,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import asdict
+from functools import partial
 from typing import Any
 
 import psycopg
@@ -58,11 +59,13 @@ def apply_due(pool: ConnectionPool[Any], apply: Callable[[psycopg.Connection[Any
 
 
 async def run_worker(pool: ConnectionPool[Any],
-                     apply: Callable[[psycopg.Connection[Any], Facts], Any]) -> None:
+                     apply: Callable[[psycopg.Connection[Any], Facts], Any],
+                     *, delay_ms: int = INBOX_DELAY_MS) -> None:
     """Apply due events until cancelled; a failed pass is logged and retried."""
+    assert delay_ms >= 0, delay_ms
     while True:
         try:
-            count = await run_in_threadpool(apply_due, pool, apply)
+            count = await run_in_threadpool(partial(apply_due, pool, apply, delay_ms=delay_ms))
         except psycopg.Error:
             log.exception("the inbox worker failed; retrying")
             count = 0
