@@ -224,7 +224,7 @@ class TokenMachine(RuleBasedStateMachine):
         self.last = run = self._await(self.program.snapshot())
         inp = CheckInput(history=run.events, observation=run.observation, truth=run.truth,
                          initial=run.initial, latency_ms_max=ctx.limits.latency_ms_max,
-                         provokes=(), faults=())
+                         provokes=(), faults=(), fees=run.fees)
         verdicts = check_all(inp, ctx.checkers)
         ctx.note_verdicts(verdicts)
         broken = {name: v for name, v in verdicts.items() if v.valid is False}

@@ -394,7 +394,8 @@ def _addresses(plan: RunPlan, profile: Profile) -> tuple[Address, ...]:
 def _loading_line(plan: RunPlan, target: TargetInfo) -> str:
     where = "local stack" if plan.local else f"profile {plan.profile}"
     provider = f", provider {target.provider_url}" if target.provider_url else ""
-    return f"tokenchaos: loading {target.service_url} ({where}{provider})"
+    fees = "".join(f"; {f} fee {text}" for f, text in target.fees.items())
+    return f"tokenchaos: loading {target.service_url} ({where}{provider}{fees})"
 
 
 @contextlib.asynccontextmanager
@@ -440,8 +441,9 @@ async def open_target(plan: RunPlan, profile: Profile) -> AsyncIterator[
         nemesis = await stack.enter_async_context(
             local_nemesis(local_stack) if local_stack is not None
             else target_nemesis(profile, base_url=session.base_url))
-        yield session, provider, TargetInfo(profile=plan.profile, service_url=session.base_url,
-                                            provider_url=provider_url), nemesis
+        yield session, provider, TargetInfo(
+            profile=plan.profile, service_url=session.base_url, provider_url=provider_url,
+            fees={f.value: rule.describe() for f, rule in profile.fees.rules.items()}), nemesis
 
 
 def _run_id(started_ns: int) -> str:

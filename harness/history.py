@@ -43,6 +43,7 @@ from types import UnionType
 from typing import IO, Any, overload
 
 from harness.errors import UsageError
+from harness.fees import NO_FEES, Fees
 from harness.model import (
     BODY_EXCERPT_CHARS_MAX,
     AccountState,
@@ -179,6 +180,7 @@ class ScenarioRun:
     complete: bool = False  # the "end" line was read
     not_run: tuple[Mapping[str, Any], ...] = ()  # parts left out for the target, and why
     faults: tuple[FaultWindow, ...] = ()  # faults injected during the scenario, in order
+    fees: Fees = NO_FEES  # the fees the target declared it takes on transfers
 
     @property
     def events(self) -> Sequence[Event]:
@@ -227,11 +229,12 @@ class HistoryWriter:
 
     def begin(self, *, name: str, seed: int, params: Mapping[str, Any],
               users: Mapping[str, str], target_ids: Mapping[str, str],
-              not_run: Sequence[Mapping[str, Any]] = ()) -> None:
+              not_run: Sequence[Mapping[str, Any]] = (), fees: Fees = NO_FEES) -> None:
         """Open a scenario.
 
         ``not_run``: the parts left out for this target (``part``, ``reason``, and the
-        ``provokes`` and ``checkers`` only they had), so a re-judgement agrees with the run.
+        ``provokes`` and ``checkers`` only they had), so a re-judgement agrees with the run;
+        ``fees``, the target's fees, for the same reason.
         """
         assert self._scenario is None, f"scenario {self._scenario!r} is still open"
         self._scenario = name
@@ -242,6 +245,8 @@ class HistoryWriter:
                                 "target_ids": dict(target_ids)}
         if not_run:
             line["not_run"] = [dict(part) for part in not_run]
+        if fees:
+            line["fees"] = fees.record()
         self._line(line)
 
     def event(self, event: Event) -> None:
@@ -396,7 +401,15 @@ def _begin(record: Mapping[str, Any]) -> dict[str, Any]:
             "users": dict(record.get("users") or {}),
             "target_ids": dict(record.get("target_ids") or {}),
             "not_run": _not_run(record.get("not_run")),
+            "fees": _fees(record.get("fees")),
             "history": History()}
+
+
+def _fees(record: Any) -> Fees:
+    try:
+        return Fees.from_record(record)
+    except ValueError as exc:
+        raise _BadLine(f"scenario line: {exc}") from exc
 
 
 def _not_run(parts: Any) -> tuple[Mapping[str, Any], ...]:

@@ -12,6 +12,7 @@ from typing import Protocol
 
 from harness.checkers import check_all
 from harness.checkers.base import CheckInput
+from harness.fees import Fees
 from harness.model import (
     Event,
     FaultWindow,
@@ -48,6 +49,9 @@ class JudgedRun(Protocol):
     @property
     def faults(self) -> tuple[FaultWindow, ...]: ...
 
+    @property
+    def fees(self) -> Fees: ...
+
 
 def judge(scenario: Scenario, run: JudgedRun, *,
           latency_ms_max: int | None) -> dict[str, Verdict]:
@@ -57,7 +61,7 @@ def judge(scenario: Scenario, run: JudgedRun, *,
     """
     inp = CheckInput(history=run.events, observation=run.observation, truth=run.truth,
                      initial=run.initial, latency_ms_max=latency_ms_max,
-                     provokes=scenario.provokes, faults=tuple(run.faults))
+                     provokes=scenario.provokes, faults=tuple(run.faults), fees=run.fees)
     return check_all(inp, scenario.checkers)
 
 

@@ -217,7 +217,7 @@ async def run_load(plan: LoadPlan, *, announce: Callable[[str], None] | None = N
             await provider.reset()
             await provider.set_policy(DeliveryPolicy())
         hot_creators = await _provision_hot_creators(session, plan.mix)
-        initial = await _observe(session, {})
+        initial = await _observe(session, session.system_accounts)
         config = LoadConfig(report_dir=str(out_dir), profile=plan.profile,
                             target_url=session.base_url, admin_key=session.admin_key,
                             provider_url=target.provider_url,
@@ -298,7 +298,10 @@ async def judge_load_dir(config: LoadConfig, *, session: TargetSession,
             await provider.wait_quiescent(limits.quiescence_timeout_s)
         except TokenchaosError as exc:
             notes["end_not_quiescent"] = str(exc)
-    observation = await _observe(session, merged.target_ids, notes)
+    # A system account (fees) holds what earlier traffic left: its change is known only
+    # from a start read; without one it is not read, and what needs it says unknown.
+    system = session.system_accounts if initial is not None else {}
+    observation = await _observe(session, {**merged.target_ids, **system}, notes)
     truth = None if provider is None else await _truth(session, provider, merged)
     history_path = out_dir / "history.jsonl"
     history_path.unlink(missing_ok=True)
@@ -309,7 +312,8 @@ async def judge_load_dir(config: LoadConfig, *, session: TargetSession,
     with HistoryWriter(history_path) as writer:
         writer.begin(name="load", seed=config.seed,
                      params={"seed": config.seed, "mix": mix.text()},
-                     users=merged.users, target_ids=merged.target_ids)
+                     users=merged.users, target_ids=merged.target_ids,
+                     fees=session.profile.fees)
         for event in merged.history:
             writer.event(event)
         if initial is not None:
@@ -321,7 +325,8 @@ async def judge_load_dir(config: LoadConfig, *, session: TargetSession,
         writer.end(stats)
     run = ScenarioRun(name="load", seed=config.seed, params={}, users=merged.users,
                       target_ids=merged.target_ids, history=merged.history, initial=initial,
-                      observation=observation, truth=truth, complete=True)
+                      observation=observation, truth=truth, complete=True,
+                      fees=session.profile.fees)
     verdicts = judge(load_scenario(mix), run, latency_ms_max=config.latency_ms_max)
     record = _record(config, merged, verdicts, stats, target=target, started_ns=started_ns,
                      command=command, limits=limits, mix=mix)
@@ -438,7 +443,9 @@ async def _judge_standalone(out_dir: Path) -> int:
                 config.provider_url, control_key=config.provider_key,
                 timeout_s=limits.op_timeout_s))
         target = TargetInfo(profile=config.profile, service_url=session.base_url,
-                            provider_url=config.provider_url)
+                            provider_url=config.provider_url,
+                            fees={f.value: rule.describe()
+                                  for f, rule in profile.fees.rules.items()})
         outcome = await judge_load_dir(config, session=session, provider=provider,
                                        initial=None, target=target, started_ns=time.time_ns(),
                                        command="locust -f " + str(LOCUSTFILE), limits=limits)

@@ -206,7 +206,8 @@ class _Execution:
                    for part in self.scenario.not_run(self.params)]
         self.writer.begin(name=self.scenario.name, seed=self.params.seed,
                           params=self.params.record(), users=users,
-                          target_ids=target_ids, not_run=not_run)
+                          target_ids=target_ids, not_run=not_run,
+                          fees=self.session.profile.fees)
         try:
             return await self._run_begun(users, target_ids)
         except BaseException:
@@ -248,7 +249,7 @@ class _Execution:
                            params=self.params.record(), users=users,
                            target_ids=target_ids, history=self.history, initial=initial,
                            observation=observation, truth=truth, stats=stats, complete=True,
-                           faults=tuple(self.faults))
+                           faults=tuple(self.faults), fees=self.session.profile.fees)
 
     def now_ns(self) -> int:
         return time.monotonic_ns() - self.start_ns
@@ -460,17 +461,26 @@ class _Execution:
             self.notes.setdefault(f"{when}_not_settled", settled.note or "not settled")
         return settled.settled
 
+    def _observed_ids(self) -> dict[str, str]:
+        """The accounts the observer reads: the scenario's users and the system accounts."""
+        target_ids = {name: creds.target_id for name, creds in self.resolver.users.items()}
+        system = self.session.system_accounts
+        clash = sorted(set(system) & set(target_ids))
+        if clash:
+            raise UsageError(f"scenario {self.scenario.name} has a user named {clash[0]!r}, "
+                             "which is a system account of the profile; rename that account")
+        return {**target_ids, **system}
+
     async def _observe_for_settle(self) -> Observation:
         observer = self.session.observer
         assert observer is not None
-        target_ids = {name: creds.target_id for name, creds in self.resolver.users.items()}
-        return await observer.observe(target_ids)
+        return await observer.observe(self._observed_ids())
 
     async def _observe(self, when: str) -> Observation | None:
         observer = self.session.observer
         if observer is None:
             return None
-        target_ids = {name: creds.target_id for name, creds in self.resolver.users.items()}
+        target_ids = self._observed_ids()
         try:
             observation: Observation = await observer.observe(target_ids)
         except TargetError as exc:

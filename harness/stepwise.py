@@ -63,7 +63,8 @@ class StepwiseRun:
         ex.resolver.users.update(credentials)
         self.target_ids = {name: credentials[name].target_id for name in self.users}
         ex.writer.begin(name=ex.scenario.name, seed=ex.params.seed, params=ex.params.record(),
-                        users=self.users, target_ids=self.target_ids)
+                        users=self.users, target_ids=self.target_ids,
+                        fees=ex.session.profile.fees)
         self.initial = await ex._bounded(ex._observe("initial"), "observing the start")
         if self.initial is not None:
             ex.writer.initial(self.initial)
@@ -95,7 +96,8 @@ class StepwiseRun:
                            params=ex.params.record(), users=self.users,
                            target_ids=self.target_ids, history=ex.history,
                            initial=self.initial, observation=observation, truth=truth,
-                           stats=ex._final_stats(), complete=False)
+                           stats=ex._final_stats(), complete=False,
+                           fees=ex.session.profile.fees)
 
     def end(self, last: ScenarioRun | None) -> None:
         """Close the scenario in the history file, with ``last`` snapshot's end state."""

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from math import gcd
 from typing import TypeVar, cast
 
+from harness.fees import NO_FEES, Fees
 from harness.model import (
     Anomaly,
     Event,
@@ -83,6 +84,7 @@ class CheckInput:
     latency_ms_max: int | None = None  # the user's latency bound; None: not judged
     provokes: tuple[str, ...] = ()  # coverage tags the scenario must provoke
     faults: tuple[FaultWindow, ...] = ()  # faults injected during the scenario, in order
+    fees: Fees = NO_FEES  # the fees the target takes on transfers (its profile's [fees])
     # What several checkers derive from the input alone (the op pairing, the account
     # model), built by the first that needs it and shared (``memoised``): not part of the
     # input's value, and a copy (``dataclasses.replace``) starts without it.

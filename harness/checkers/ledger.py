@@ -147,7 +147,9 @@ class _Fold:
         texts, tips, tips_pop = self.key_texts.get, self.tips, self.tips.pop
         groups, bounds, users_add, transfer_add = (self.groups, self.bounds, self.users.add,
                                                    self.transfer_users.add)
-        invoke_kind, tip, taken = Kind.INVOKE, _TIP, 0
+        # A tip that pays a fee moves tokens to three accounts: it takes the general way.
+        tip = _TIP if self.inp.fees.rule(_TIP) is None else None
+        invoke_kind, taken = Kind.INVOKE, 0
         for event in history:
             if event.kind != invoke_kind:
                 in_flight = tips_pop(event.op_id, None)
@@ -268,7 +270,7 @@ class _Fold:
                          ) -> tuple[str | None, GroupKey | None, Group | None]:
         """(payer, group key, group) of a tip or charge; no group for a settled replay."""
         value = event.value
-        payer, effects = transfer_effects(event.f, value, self.calls)
+        payer, effects = transfer_effects(event.f, value, self.calls, self.inp.fees)
         users, transfer_users = self.users, self.transfer_users
         for user, _ in effects:
             users.add(user)

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from harness.checkers.base import Sampler, describe_op, value_int, value_str
+from harness.fees import NO_FEES, Fees
 from harness.model import Event, F, Value
 
 __all__ = [
@@ -131,14 +132,19 @@ class Pending:
 
 
 def transfer_effects(f: F, value: Value,
-                     calls: Mapping[str, tuple[str | None, str | None, int]]
-                     ) -> tuple[str | None, tuple[tuple[str, int], ...]]:
-    """(payer, effects) of a tip or call charge: the payer loses, the payee gains."""
+                     calls: Mapping[str, tuple[str | None, str | None, int]],
+                     fees: Fees = NO_FEES) -> tuple[str | None, tuple[tuple[str, int], ...]]:
+    """(payer, effects) of a tip or call charge: the payer loses, the payee gains.
+
+    Where the target takes a fee on the op kind, the payee gains the amount less the fee
+    and the fee's system account the fee.
+    """
     amount = value_int(value, "amount_tokens", -1)
+    rule = fees.rule(f)
     if f == _TIP:
         sender, recipient = value.get("sender"), value.get("recipient")
-        if isinstance(sender, str) and isinstance(recipient, str):  # the usual tip, at once
-            amount = max(amount, 0)
+        if isinstance(sender, str) and isinstance(recipient, str) and rule is None:
+            amount = max(amount, 0)  # the usual tip, at once
             if sender == recipient or amount == 0:
                 return sender, ()
             return sender, ((sender, -amount), (recipient, amount))
@@ -151,8 +157,13 @@ def transfer_effects(f: F, value: Value,
         if amount < 0:
             amount = call[2]
     amount = max(amount, 0)
+    fee = 0 if rule is None or payer == payee else rule.fee_tokens(amount)
+    legs = [(payer, -amount), (payee, amount - fee)]
+    if fee:
+        assert rule is not None
+        legs.append((rule.account, fee))
     net: dict[str, int] = {}
-    for user, delta in ((payer, -amount), (payee, amount)):
+    for user, delta in legs:
         if user is not None:
             net[user] = net.get(user, 0) + delta
     return payer, tuple((user, delta) for user, delta in net.items() if delta != 0)

@@ -82,6 +82,7 @@ class TargetInfo:
     profile: str  # profile name or file, e.g. "reference"
     service_url: str
     provider_url: str | None = None  # None when the target uses a real provider
+    fees: Mapping[str, str] = field(default_factory=dict)  # op kind -> its fee, in words
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -219,7 +220,8 @@ class RunRecord:
             "finished_at": self.finished_at,
             "tokenchaos_version": self.tokenchaos_version,
             "target": {"profile": self.target.profile, "service_url": self.target.service_url,
-                       "provider_url": self.target.provider_url},
+                       "provider_url": self.target.provider_url,
+                       **({"fees": dict(self.target.fees)} if self.target.fees else {})},
             "suite": self.suite,
             "command": self.command,
             "valid": self.valid,
@@ -257,7 +259,9 @@ class RunRecord:
             tokenchaos_version=str(data["tokenchaos_version"]),
             target=TargetInfo(profile=str(target["profile"]),
                               service_url=str(target["service_url"]),
-                              provider_url=target.get("provider_url")),
+                              provider_url=target.get("provider_url"),
+                              fees={str(f): str(text)
+                                    for f, text in (target.get("fees") or {}).items()}),
             suite=data.get("suite"),
             command=str(data["command"]),
             valid=_validity(data["valid"]),

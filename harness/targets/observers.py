@@ -65,7 +65,7 @@ class AdminHttpObserver:
         self._spec = spec
         self._client = client
         self._base_url = base_url.rstrip("/")
-        self._headers = {"Accept": "application/json"}
+        self._headers = {"Accept": "application/json", **spec.headers}
         if admin_key:
             self._headers[auth.header] = auth.value(admin_key)
         self._source = source

@@ -47,9 +47,11 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import UsageError
+from harness.fees import NO_FEES, Fees
 from harness.model import F
 from harness.targets.address import ENVIRONMENTS, Environment, http_address
 from harness.targets.fault_profile import FaultsSpec, ToxiproxySpec, parse_faults
+from harness.targets.fee_profile import parse_fees
 from harness.targets.idempotency import (
     NO_IDEMPOTENCY,
     Idempotency,
@@ -232,6 +234,8 @@ class AdminHttpObserverSpec:
     totals_path: str | None = None
     totals_fields: Mapping[str, str] = field(default_factory=dict)  # Totals field -> path
     statuses: Mapping[str, str] = field(default_factory=dict)  # target's word -> ACCOUNT_STATUSES
+    system_accounts: Mapping[str, str] = field(default_factory=dict)  # logical name -> id
+    headers: Mapping[str, str] = field(default_factory=dict)  # beside the admin key
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -254,6 +258,7 @@ class SqlObserverSpec:
     totals_query: str | None = None  # one row with Totals columns
     schema: SchemaNames | None = None  # None: the profile names no tables; schema not checked
     statuses: Mapping[str, str] = field(default_factory=dict)  # target's word -> ACCOUNT_STATUSES
+    system_accounts: Mapping[str, str] = field(default_factory=dict)  # logical name -> id
 
 
 ObserverSpec = AdminHttpObserverSpec | SqlObserverSpec
@@ -278,6 +283,7 @@ class Profile:
     pricing: Pricing = REFERENCE_PRICING  # [pricing]: the packages scenarios buy
     faults: FaultsSpec = field(default_factory=FaultsSpec)  # [faults]: commands, Toxiproxy
     settle: SettleSpec | None = None  # [settle]: how to tell nothing is pending; None: never
+    fees: Fees = NO_FEES  # [fees]: what the service keeps of tips and call charges
 
     def __post_init__(self) -> None:
         for f, spec in self.ops.items():
@@ -325,7 +331,7 @@ def parse_profile(data: Mapping[str, Any], *, source: str, folder: Path | None =
     environ = os.environ if environ is None else environ
     root = Table(data, source=source, where="")
     root.only("target", "auth", "metadata", "responses", "ops", "provisioning", "observer",
-              "pricing", "faults", "settle")
+              "pricing", "faults", "settle", "fees")
     target = root.table("target")
     target.only("name", "base_url", "base_url_env", "admin_key", "admin_key_env", "health_path",
                 "environment")
@@ -360,7 +366,9 @@ def parse_profile(data: Mapping[str, Any], *, source: str, folder: Path | None =
         health_path=health_path, auth=auth, metadata=metadata, ops=ops,
         provisioning=provisioning, observer=observer, error_code_path=error_code_path,
         environment=environment, pricing=parse_pricing(data.get("pricing"), where=source),
-        faults=faults, settle=_parse_settle(root.opt_table("settle"), observer, environ)))
+        faults=faults, settle=_parse_settle(root.opt_table("settle"), observer, environ),
+        fees=parse_fees(root.opt_table("fees"), system_accounts=None if observer is None
+                        else observer.system_accounts)))
 
 
 def _check_package_names(profile: Profile) -> Profile:
@@ -539,18 +547,26 @@ def _provisioning_headers(table: Table, environ: Mapping[str, str], *,
     """Extra headers of the creation call, each ``{env:NAME}`` replaced by that variable now."""
     headers: dict[str, str] = {}
     for name, text in table.text_table("headers").items():
-        rendered = text
-        for variable in _ENV_PLACEHOLDER.findall(text):
-            value = environ.get(variable)
-            if not value:
-                raise table.error(f"headers.{name}", text, f"reads the environment variable "
-                                  f"{variable}, which is not set; export {variable}=... "
-                                  "before the run (its value is never written in the profile)")
-            literal = value.replace("{", "{{").replace("}", "}}")  # a value, not a template
-            rendered = rendered.replace(f"{{env:{variable}}}", literal)
+        rendered = _env_text(table, f"headers.{name}", text, environ, template=True)
         table.check_template(f"headers.{name}", rendered, allowed)
         headers[name] = rendered
     return headers
+
+
+def _env_text(table: Table, key: str, text: str, environ: Mapping[str, str], *,
+              template: bool = False) -> str:
+    """``text`` with each ``{env:NAME}`` replaced by that variable now; in a ``template``,
+    the value's braces are escaped (a value, never a placeholder)."""
+    rendered = text
+    for variable in _ENV_PLACEHOLDER.findall(text):
+        value = environ.get(variable)
+        if not value:
+            raise table.error(key, text, f"reads the environment variable {variable}, which "
+                              f"is not set; export {variable}=... before the run (its value "
+                              "is never written in the profile)")
+        literal = value.replace("{", "{{").replace("}", "}}") if template else value
+        rendered = rendered.replace(f"{{env:{variable}}}", literal)
+    return rendered
 
 
 def _provisioning_kinds(table: Table, body: Template | None) -> dict[str, dict[str, Template]]:
@@ -583,7 +599,7 @@ def _parse_observer(table: Table, environ: Mapping[str, str]) -> ObserverSpec:
     kind = table.choice("kind", ("admin_http", "sql"))
     if kind == "sql":
         table.only("kind", "database_url", "database_url_env", "accounts_query", "totals_query",
-                   "statuses", *_SCHEMA_KEYS)
+                   "statuses", "system_accounts", *_SCHEMA_KEYS)
         written_url = table.opt_text("database_url")
         url = _from_env(table, "database_url", environ) or written_url
         env_name = table.opt_text("database_url_env")
@@ -595,9 +611,10 @@ def _parse_observer(table: Table, environ: Mapping[str, str]) -> ObserverSpec:
         return SqlObserverSpec(database_url=url, database_url_env=env_name,
                                accounts_query=accounts_query, totals_query=totals_query,
                                schema=_parse_schema_names(table),
-                               statuses=_parse_statuses(table))
+                               statuses=_parse_statuses(table),
+                               system_accounts=_parse_system_accounts(table, environ))
     table.only("kind", "accounts_path", "accounts_list", "account", "totals_path", "totals",
-               "statuses")
+               "statuses", "system_accounts", "headers")
     accounts_path = table.path("accounts_path", frozenset())
     accounts_list_path = table.opt_text("accounts_list", "", empty_ok=True) or ""
     account_fields = table.text_table("account")
@@ -610,10 +627,30 @@ def _parse_observer(table: Table, environ: Mapping[str, str]) -> ObserverSpec:
     return AdminHttpObserverSpec(accounts_path=accounts_path,
                                  accounts_list_path=accounts_list_path,
                                  account_fields=account_fields, totals_path=totals_path,
-                                 totals_fields=totals_fields, statuses=_parse_statuses(table))
+                                 totals_fields=totals_fields, statuses=_parse_statuses(table),
+                                 system_accounts=_parse_system_accounts(table, environ),
+                                 headers=_plain_headers(table, environ))
 
 
 ACCOUNT_STATUSES = ("active", "debt")  # the harness's words for an account's status
+_SYSTEM_ACCOUNT_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+_SCENARIO_USER_NAME = re.compile(r"^(fan|creator)_[0-9]+$")  # roster names (scenarios)
+
+
+def _parse_system_accounts(table: Table, environ: Mapping[str, str]) -> dict[str, str]:
+    """``system_accounts = { platform = "acct_platform" }``: accounts outside the scenario's
+    users that the observer reads too (where fees go), each id text or ``{env:NAME}``."""
+    accounts: dict[str, str] = {}
+    for name, text in table.text_table("system_accounts").items():
+        if not _SYSTEM_ACCOUNT_NAME.match(name) or _SCENARIO_USER_NAME.match(name):
+            raise table.error(f"system_accounts.{name}", text, "needs a name of lowercase "
+                              'letters, digits and "_" (e.g. platform) that no scenario user '
+                              "has (they are fan_0, creator_0, ...)")
+        account_id = _env_text(table, f"system_accounts.{name}", text, environ)
+        if not account_id:
+            raise table.error(f"system_accounts.{name}", text, "must name an account id")
+        accounts[name] = account_id
+    return accounts
 
 
 def _parse_statuses(table: Table) -> dict[str, str]:

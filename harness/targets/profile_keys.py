@@ -219,13 +219,22 @@ PROFILE_KEYS: tuple[ProfileKey, ...] = (
                    'The service\'s status words in the harness\'s: `{ OWING = "debt", OK = '
                    '"active" }`; a word it does not name is not judged. Needs a word for '
                    "`debt`.")),
+    ProfileKey(section="observer", key="system_accounts", default="{}", meaning=(
+        'Accounts outside the scenario\'s users that are read too, where fees go: `{ '
+        'platform = "acct_platform" }` (logical name to the account\'s id; `{env:NAME}` '
+        "parts read from the environment). Their change during a scenario is judged, so "
+        "nothing else may pay into them during a run.")),
+    ProfileKey(section="observer", key="headers", default="{}", when=_ADMIN,
+               meaning="Extra headers of the admin GETs, beside the admin key; `{env:NAME}` "
+                       "parts are read from the environment."),
     ProfileKey(section="observer", key="database_url", default="none", when=_SQL,
                meaning="A read-only connection string. Prefer `database_url_env`."),
     ProfileKey(section="observer", key="database_url_env", default="none", when=_SQL,
                meaning="An environment variable holding it (`--database-url` overrides)."),
     ProfileKey(section="observer", key="accounts_query", when=_SQL, meaning=(
         "One row per account, columns named as the observer fields below; "
-        "`%(user_ids)s` is the list of the scenario's users' ids, as text. Runs in a READ "
+        "`%(user_ids)s` is the list of the ids of the scenario's users and of the system "
+        "accounts, as text. Runs in a READ "
         "ONLY transaction.")),
     ProfileKey(section="observer", key="totals_query", default="none", when=_SQL,
                meaning="One row with the five totals columns."),
@@ -260,6 +269,19 @@ PROFILE_KEYS: tuple[ProfileKey, ...] = (
     ProfileKey(section="settle", key="timeout_s", default="30",
                meaning="The longest wait (0.1 to 600); the wait is in each scenario's stats "
                        "(`settle_wait_ms`, `settle_polls_count`, `settle_timeouts_count`)."),
+    # [fees.tip], [fees.call_charge]
+    ProfileKey(section="fees.<op>", key="account", meaning=(
+        "The system account that receives the fee: one of `[observer] system_accounts`. "
+        "The payer pays the whole amount; the payee receives it less the fee.")),
+    ProfileKey(section="fees.<op>", key="percent", when='percent = ...', meaning=(
+        'The fee as a percentage of the amount, more than 0 and less than 100 (`20`, `2.5` '
+        'or `"2.5"`).')),
+    ProfileKey(section="fees.<op>", key="rounding", default='"down"', when='percent = ...',
+               meaning=(
+        'How a fractional fee becomes whole tokens: `"down"`, `"up"`, `"half_up"`, '
+        '`"half_even"`. A recipient who gets floor(80%) pays a 20% fee rounded `"up"`.')),
+    ProfileKey(section="fees.<op>", key="fixed_tokens", when='fixed_tokens = ...', meaning=(
+        "Instead of `percent`: the same fee on every op, never more than its amount.")),
 )
 
 TEMPLATE_VARIABLE_MEANINGS: Mapping[str, str] = {

@@ -73,6 +73,13 @@ class TargetSession:
                       settler=settler)
 
     @property
+    def system_accounts(self) -> Mapping[str, str]:
+        """Accounts outside any scenario's users that the observer also reads (fees go to
+        them): logical name -> the target's id."""
+        spec = self.profile.observer
+        return {} if spec is None else spec.system_accounts
+
+    @property
     def endpoints(self) -> Endpoints:
         return Endpoints(target_url=self.base_url, provider_url=self.provider_url,
                          provider_api_key=self.provider_api_key)

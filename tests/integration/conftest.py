@@ -8,7 +8,9 @@ show zero drift and ``minted − clawed == balances − debts``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import pytest
 
@@ -44,3 +46,34 @@ def api(module_api: Api) -> Iterator[Api]:
     assert totals["drift_accounts"] == 0, totals
     assert totals["minted"] - totals["clawed_back"] == totals["balances"] - totals["debts"], \
         totals
+
+
+Answer = Callable[[str], tuple[int, object]]  # the request's head -> status, JSON body
+
+
+@pytest.fixture
+async def serve() -> AsyncIterator[Callable[[Answer], Awaitable[str]]]:
+    """A loopback HTTP server answering each request as ``answer`` says; yields its URL."""
+    servers: list[asyncio.Server] = []
+
+    async def start(answer: Answer) -> str:
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            try:
+                while True:
+                    head = (await reader.readuntil(b"\r\n\r\n")).decode()
+                    status, body = answer(head)
+                    data = json.dumps(body).encode()
+                    writer.write(b"HTTP/1.1 %d X\r\nContent-Length: %d\r\nContent-Type: "
+                                 b"application/json\r\n\r\n%s" % (status, len(data), data))
+                    await writer.drain()
+            except (asyncio.IncompleteReadError, ConnectionError):
+                writer.close()
+
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        servers.append(server)
+        return f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+
+    yield start
+    for server in servers:
+        server.close()
+        await server.wait_closed()

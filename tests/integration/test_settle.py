@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 import httpx
 import pytest
@@ -13,39 +11,9 @@ from harness.errors import TargetError
 from harness.model import AccountState, Observation
 from harness.targets.settle import Settler
 from harness.targets.settle_profile import SettleSpec
+from tests.integration.conftest import Answer
 
 pytestmark = pytest.mark.integration
-
-Answer = Callable[[str], tuple[int, object]]  # the request's head -> status, JSON body
-
-
-@pytest.fixture
-async def serve() -> AsyncIterator[Callable[[Answer], Awaitable[str]]]:
-    """A loopback HTTP server answering each request as ``answer`` says; yields its URL."""
-    servers: list[asyncio.Server] = []
-
-    async def start(answer: Answer) -> str:
-        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            try:
-                while True:
-                    head = (await reader.readuntil(b"\r\n\r\n")).decode()
-                    status, body = answer(head)
-                    data = json.dumps(body).encode()
-                    writer.write(b"HTTP/1.1 %d X\r\nContent-Length: %d\r\nContent-Type: "
-                                 b"application/json\r\n\r\n%s" % (status, len(data), data))
-                    await writer.drain()
-            except (asyncio.IncompleteReadError, ConnectionError):
-                writer.close()
-
-        server = await asyncio.start_server(handle, "127.0.0.1", 0)
-        servers.append(server)
-        return f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
-
-    yield start
-    for server in servers:
-        server.close()
-        await server.wait_closed()
-
 
 def _pending(headers: dict[str, str] | None = None, *, interval_ms: int = 100,
              timeout_s: float = 30.0) -> SettleSpec:
