@@ -488,6 +488,7 @@ class _Doctor:
                 "checkers are unknown; add [observer] (admin_http or sql)",)))
             return
         ids = {name: self.resolver.target_id(name) for name in USERS}
+        ids.update(self.session.system_accounts)
         try:
             observation = await observer.observe(ids)
         except TargetError as exc:
@@ -638,6 +639,9 @@ def _observer_step(observation: Observation, ids: Mapping[str, str],
                    balance_tokens: int | None, exchanges: tuple[Exchange, ...]) -> Step:
     problems = [f"the observer did not report {name} (id {target_id}): does the user_id it "
                 "gives match the id provisioning reads?"
+                if name in USERS else
+                f"the observer did not report the system account {name} (id {target_id}): "
+                f"is that its id? fix system_accounts.{name} in [observer]"
                 for name, target_id in ids.items() if name not in observation.accounts]
     notes = []
     fan = observation.accounts.get(_FAN)
