@@ -19,7 +19,14 @@ from tests.foreign import operations as correct
 from tests.foreign.inbox import INBOX_DELAY_MS
 from tests.foreign.parsing import Refused, text
 from tests.foreign.replies import Reply, error
-from tests.foreign.wallets import book, book_clawback, book_credit, lock_wallets
+from tests.foreign.wallets import (
+    PLATFORM_OWNER_ID,
+    book,
+    book_clawback,
+    book_credit,
+    gift_fee,
+    lock_wallets,
+)
 
 __all__ = ["FLAWS", "FLAW_NAMES_ENV", "Flaw", "inbox_delay_ms", "install"]
 
@@ -71,21 +78,25 @@ def _tip_lost_update(pool: ConnectionPool[Any], *, from_owner: str, to_owner: st
     """Lost update on tips: balances read without a lock, checked in Python, written back."""
     with pool.connection() as conn:
         rows = dict(conn.execute("SELECT owner_id, balance FROM wallets WHERE owner_id = ANY(%s)",
-                                 ([from_owner, to_owner],)).fetchall())
+                                 ([from_owner, to_owner, PLATFORM_OWNER_ID],)).fetchall())
     if to_owner not in rows:
         return error(404, "no_such_account", f"no account {to_owner}")
-    sender_balance, recipient_balance = int(rows[from_owner]), int(rows[to_owner])
+    sender_balance = int(rows[from_owner])
     if sender_balance < tokens:
         return error(409, "insufficient_funds", f"balance {sender_balance} does not cover "
                      f"{tokens}")
+    fee_tokens = gift_fee(tokens)
     with pool.connection() as conn:
         row = conn.execute("INSERT INTO tips (from_owner, to_owner, tokens) VALUES (%s, %s, %s)"
                            " RETURNING tip_no", (from_owner, to_owner, tokens)).fetchone()
         assert row is not None
-        for owner, balance, delta, reason in (
-                (from_owner, sender_balance - tokens, -tokens, "tip_out"),
-                (to_owner, recipient_balance + tokens, tokens, "tip_in")):
-            conn.execute("UPDATE wallets SET balance = %s WHERE owner_id = %s", (balance, owner))
+        for owner, delta, reason in ((from_owner, -tokens, "tip_out"),
+                                     (to_owner, tokens - fee_tokens, "tip_in"),
+                                     (PLATFORM_OWNER_ID, fee_tokens, "tip_fee")):
+            if delta == 0:
+                continue
+            conn.execute("UPDATE wallets SET balance = %s WHERE owner_id = %s",
+                         (int(rows[owner]) + delta, owner))
             conn.execute("INSERT INTO wallet_entries (owner_id, reason, balance_delta, ref)"
                          " VALUES (%s, %s, %s, %s)", (owner, reason, delta, f"tip:{row[0]}"))
     return Reply(status=200, body={"tip": {"id": int(row[0])},
@@ -96,7 +107,7 @@ def _tip_to_nobody_debits(pool: ConnectionPool[Any], *, from_owner: str, to_owne
                           tokens: int) -> Reply:
     """A tip to an account that does not exist debits the sender, and is then refused."""
     with pool.connection() as conn:
-        wallets = lock_wallets(conn, [from_owner, to_owner])
+        wallets = lock_wallets(conn, [from_owner, to_owner, PLATFORM_OWNER_ID])
         sender, recipient = wallets[from_owner], wallets.get(to_owner)
         if sender.balance < tokens:
             return error(409, "insufficient_funds",
@@ -105,7 +116,7 @@ def _tip_to_nobody_debits(pool: ConnectionPool[Any], *, from_owner: str, to_owne
             book(conn, sender, reason="tip_out", balance_delta=-tokens, owed_delta=0,
                  ref=f"tip-to:{to_owner}")
             return error(404, "no_such_account", f"no account {to_owner}")
-        return correct.move_tip(conn, sender, recipient, tokens)
+        return correct.move_tip(conn, sender, recipient, wallets[PLATFORM_OWNER_ID], tokens)
 
 
 def _credit_every_delivery(conn: psycopg.Connection[Any], *, order: Any) -> None:
