@@ -444,7 +444,7 @@ def apply_facts(conn: psycopg.Connection[Any], *, ops: Mapping[str, Operation],
     elif facts.event_type == "charge.refunded":
         ops["record_refund"](conn, order=order, refunded_cents=facts.refunded_cents)
     elif facts.dispute_state is not None:
-        _record_dispute(conn, order=order, state=facts.dispute_state)
+        ops["record_dispute"](conn, order=order, state=facts.dispute_state)
     return True
 
 
@@ -501,8 +501,8 @@ def record_refund(conn: psycopg.Connection[Any], *, order: _Order, refunded_cent
         settle(conn, order, lock_wallets(conn, [order.owner_id])[order.owner_id])
 
 
-def _record_dispute(conn: psycopg.Connection[Any], *, order: _Order, state: str) -> None:
-    # States only move forward: none -> open -> won | lost.
+def record_dispute(conn: psycopg.Connection[Any], *, order: _Order, state: str) -> None:
+    """Move the dispute forward (none, then open, then won or lost) and settle the wallet."""
     current = order.dispute_state
     if current is None or (current == "open" and state != "open"):
         conn.execute("UPDATE stripe_intents SET dispute_state = %s WHERE order_no = %s",
@@ -551,5 +551,6 @@ OPERATIONS: Mapping[str, Operation] = {
     "count_pending": count_pending,
     "credit_intent": credit_intent,
     "record_refund": record_refund,
+    "record_dispute": record_dispute,
     "read_tip": read_tip,
 }

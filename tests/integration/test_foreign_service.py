@@ -612,6 +612,51 @@ async def test_flaw_global_client_keys_replays_another_accounts_purchase(
         assert second.json() == first.json()
 
 
+async def test_flaw_fee_rounds_both_up_pays_out_a_token_more_than_was_sent(
+        pg_admin_url: str) -> None:
+    async for foreign in _running(pg_admin_url, ("fee_rounds_both_up",)):
+        fan, creator = await foreign.account(), await foreign.account(creator=True)
+        await foreign.fund(fan, 250)
+        assert (await foreign.tip(fan, creator, 7)).status_code == 200  # 6 and 2 of 7
+        assert (await foreign.tip(fan, creator, 10)).status_code == 200  # 8 and 2: right
+        assert (await foreign.tip(fan, creator, 1)).status_code == 200  # 1 and 1 of 1
+        assert await foreign.balance(fan) == ("232", "0")
+        assert await foreign.balance(creator) == ("15", "0")
+        assert foreign.platform_balance() == 5
+        [(held,)] = foreign.rows("SELECT SUM(balance) FROM wallets")
+        assert held == 250 + 2  # two tokens made from nothing
+
+
+async def test_flaw_owing_state_kept_leaves_a_wallet_a_won_dispute_repaid_owing(
+        pg_admin_url: str) -> None:
+    async for foreign in _running(pg_admin_url, ("owing_state_kept",)):
+        fan, creator = await foreign.account(), await foreign.account(creator=True)
+        disputed = await foreign.fund(fan, 250)
+        assert (await foreign.tip(fan, creator, 200)).status_code == 200
+        dispute = await foreign.provider.open_dispute(disputed)
+        await foreign.settle()
+        assert await foreign.balance(fan) == ("0", "200")
+        assert foreign.states()[fan.id] == "owing"
+        await foreign.provider.close_dispute(str(dispute["id"]), "won")
+        await foreign.settle()
+        assert await foreign.balance(fan) == ("50", "0")  # the debt is repaid...
+        assert foreign.states()[fan.id] == "owing"  # ...and the state still says owing
+
+
+async def test_flaw_bundle_bonus_dropped_credits_mega_without_its_bonus(
+        pg_admin_url: str) -> None:
+    async for foreign in _running(pg_admin_url, ("bundle_bonus_dropped",)):
+        fan = await foreign.account()
+        intent_id = await foreign.fund(fan, 4000)
+        envelope = await foreign.provider.envelope(intent_id=intent_id,
+                                                   event_type="payment_intent.succeeded")
+        metadata = json.loads(envelope["body"])["data"]["object"]["metadata"]
+        assert (metadata["baseTokens"], metadata["bonusTokens"]) == ("4000", "400")
+        assert await foreign.balance(fan) == ("4000", "0")
+        assert foreign.rows("SELECT tokens FROM intent_credits WHERE intent_id = %s",
+                            intent_id) == [(4000,)]
+
+
 def test_every_flaw_has_the_signature_of_the_operation_it_replaces() -> None:
     import inspect
 
