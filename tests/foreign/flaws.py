@@ -7,6 +7,7 @@ named ones into a copy of the registry; the correct operations never branch on f
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -19,7 +20,16 @@ from tests.foreign import operations as correct
 from tests.foreign.inbox import INBOX_DELAY_MS
 from tests.foreign.parsing import Refused, text
 from tests.foreign.replies import Reply, error
-from tests.foreign.wallets import book, book_clawback, book_credit, lock_wallets
+from tests.foreign.wallets import (
+    GIFT_FEE_PERCENT,
+    PLATFORM_OWNER_ID,
+    book,
+    book_clawback,
+    book_credit,
+    gift_fee,
+    lock_wallets,
+    taken_target_tokens,
+)
 
 __all__ = ["FLAWS", "FLAW_NAMES_ENV", "Flaw", "inbox_delay_ms", "install"]
 
@@ -71,21 +81,25 @@ def _tip_lost_update(pool: ConnectionPool[Any], *, from_owner: str, to_owner: st
     """Lost update on tips: balances read without a lock, checked in Python, written back."""
     with pool.connection() as conn:
         rows = dict(conn.execute("SELECT owner_id, balance FROM wallets WHERE owner_id = ANY(%s)",
-                                 ([from_owner, to_owner],)).fetchall())
+                                 ([from_owner, to_owner, PLATFORM_OWNER_ID],)).fetchall())
     if to_owner not in rows:
         return error(404, "no_such_account", f"no account {to_owner}")
-    sender_balance, recipient_balance = int(rows[from_owner]), int(rows[to_owner])
+    sender_balance = int(rows[from_owner])
     if sender_balance < tokens:
         return error(409, "insufficient_funds", f"balance {sender_balance} does not cover "
                      f"{tokens}")
+    fee_tokens = gift_fee(tokens)
     with pool.connection() as conn:
         row = conn.execute("INSERT INTO tips (from_owner, to_owner, tokens) VALUES (%s, %s, %s)"
                            " RETURNING tip_no", (from_owner, to_owner, tokens)).fetchone()
         assert row is not None
-        for owner, balance, delta, reason in (
-                (from_owner, sender_balance - tokens, -tokens, "tip_out"),
-                (to_owner, recipient_balance + tokens, tokens, "tip_in")):
-            conn.execute("UPDATE wallets SET balance = %s WHERE owner_id = %s", (balance, owner))
+        for owner, delta, reason in ((from_owner, -tokens, "tip_out"),
+                                     (to_owner, tokens - fee_tokens, "tip_in"),
+                                     (PLATFORM_OWNER_ID, fee_tokens, "tip_fee")):
+            if delta == 0:
+                continue
+            conn.execute("UPDATE wallets SET balance = %s WHERE owner_id = %s",
+                         (int(rows[owner]) + delta, owner))
             conn.execute("INSERT INTO wallet_entries (owner_id, reason, balance_delta, ref)"
                          " VALUES (%s, %s, %s, %s)", (owner, reason, delta, f"tip:{row[0]}"))
     return Reply(status=200, body={"tip": {"id": int(row[0])},
@@ -96,7 +110,7 @@ def _tip_to_nobody_debits(pool: ConnectionPool[Any], *, from_owner: str, to_owne
                           tokens: int) -> Reply:
     """A tip to an account that does not exist debits the sender, and is then refused."""
     with pool.connection() as conn:
-        wallets = lock_wallets(conn, [from_owner, to_owner])
+        wallets = lock_wallets(conn, [from_owner, to_owner, PLATFORM_OWNER_ID])
         sender, recipient = wallets[from_owner], wallets.get(to_owner)
         if sender.balance < tokens:
             return error(409, "insufficient_funds",
@@ -105,7 +119,24 @@ def _tip_to_nobody_debits(pool: ConnectionPool[Any], *, from_owner: str, to_owne
             book(conn, sender, reason="tip_out", balance_delta=-tokens, owed_delta=0,
                  ref=f"tip-to:{to_owner}")
             return error(404, "no_such_account", f"no account {to_owner}")
-        return correct.move_tip(conn, sender, recipient, tokens)
+        return correct.move_tip(conn, sender, recipient, wallets[PLATFORM_OWNER_ID], tokens)
+
+
+def _fee_rounds_both_up(pool: ConnectionPool[Any], *, from_owner: str, to_owner: str,
+                        tokens: int) -> Reply:
+    """Both tip shares round up: a tip not divisible by 5 pays out one token more than was sent."""
+    with pool.connection() as conn:
+        wallets = lock_wallets(conn, [from_owner, to_owner, PLATFORM_OWNER_ID])
+        sender, recipient = wallets[from_owner], wallets.get(to_owner)
+        if recipient is None:
+            return error(404, "no_such_account", f"no account {to_owner}")
+        if sender.balance < tokens:
+            return error(409, "insufficient_funds",
+                         f"balance {sender.balance} does not cover {tokens}")
+        recipient_tokens = -(-tokens * (100 - GIFT_FEE_PERCENT) // 100)  # ceil(0.8 * tokens)
+        return correct.book_tip(conn, sender=sender, recipient=recipient,
+                                platform=wallets[PLATFORM_OWNER_ID], tokens=tokens,
+                                recipient_tokens=recipient_tokens, fee_tokens=gift_fee(tokens))
 
 
 def _credit_every_delivery(conn: psycopg.Connection[Any], *, order: Any) -> None:
@@ -127,6 +158,57 @@ def _credit_ignores_owed(conn: psycopg.Connection[Any], *, order: Any) -> None:
     wallet = lock_wallets(conn, [order.owner_id])[order.owner_id]
     wallet = book(conn, wallet, reason="purchase", balance_delta=order.minted_tokens,
                   owed_delta=0, ref=order.intent_id)
+    correct.settle(conn, order, wallet)
+
+
+def _owing_state_kept(conn: psycopg.Connection[Any], *, order: Any, state: str) -> None:
+    """A won dispute that repays a debt leaves the wallet 'owing': the state never goes back."""
+    if order.dispute_state is None or (order.dispute_state == "open" and state != "open"):
+        conn.execute("UPDATE stripe_intents SET dispute_state = %s WHERE order_no = %s",
+                     (state, order.order_no))
+        order = dataclasses.replace(order, dispute_state=state)
+    if not order.credited:
+        return
+    wallet = lock_wallets(conn, [order.owner_id])[order.owner_id]
+    target = taken_target_tokens(minted_tokens=order.minted_tokens,
+                                 price_cents=order.price_cents,
+                                 refunded_cents=order.refunded_cents,
+                                 dispute_state=order.dispute_state)
+    change = target - order.taken_tokens
+    if change == 0:
+        return
+    if change > 0:
+        reason = "dispute" if order.dispute_state in ("open", "lost") else "refund"
+        book_clawback(conn, wallet, tokens=change, reason=reason, ref=order.intent_id)
+    else:
+        repaid = min(-change, wallet.owed)
+        # The state follows a debt that remains, and otherwise stays as it was.
+        conn.execute(
+            "WITH entry AS (INSERT INTO wallet_entries (owner_id, reason, balance_delta,"
+            " owed_delta, ref) VALUES (%(owner)s, 'reinstate', %(balance)s, %(owed)s, %(ref)s))"
+            " UPDATE wallets SET balance = balance + %(balance)s, owed = owed + %(owed)s,"
+            " state = CASE WHEN owed + %(owed)s > 0 THEN 'owing' ELSE state END"
+            " WHERE owner_id = %(owner)s",
+            {"owner": order.owner_id, "balance": -change - repaid, "owed": -repaid,
+             "ref": order.intent_id})
+    conn.execute("UPDATE stripe_intents SET taken_tokens = %s WHERE order_no = %s",
+                 (target, order.order_no))
+
+
+def _bundle_bonus_dropped(conn: psycopg.Connection[Any], *, order: Any) -> None:
+    """A bundle's bonus tokens are never credited: a purchase credits its base tokens only."""
+    row = conn.execute("SELECT base_tokens FROM stripe_intents WHERE order_no = %s",
+                       (order.order_no,)).fetchone()
+    assert row is not None
+    base_tokens = int(row[0])
+    row = conn.execute("INSERT INTO intent_credits (intent_id, order_no, tokens)"
+                       " VALUES (%s, %s, %s) ON CONFLICT (intent_id) DO NOTHING RETURNING 1",
+                       (order.intent_id, order.order_no, base_tokens)).fetchone()
+    if row is None:
+        return
+    wallet = lock_wallets(conn, [order.owner_id])[order.owner_id]
+    wallet = book_credit(conn, wallet, tokens=base_tokens, reason="purchase",
+                         ref=order.intent_id)
     correct.settle(conn, order, wallet)
 
 
@@ -233,6 +315,9 @@ _ALL = (
     Flaw(name="tip_to_nobody_debits", operation="send_tip", replacement=_tip_to_nobody_debits,
          caught_by=("conservation", "reconciliation"),
          description=_tip_to_nobody_debits.__doc__ or ""),
+    Flaw(name="fee_rounds_both_up", operation="send_tip", replacement=_fee_rounds_both_up,
+         caught_by=("conservation", "reconciliation"),
+         description=_fee_rounds_both_up.__doc__ or ""),
     Flaw(name="credit_every_delivery", operation="credit_intent",
          replacement=_credit_every_delivery,
          caught_by=("conservation", "exactly_once_credit", "reconciliation"),
@@ -240,6 +325,12 @@ _ALL = (
     Flaw(name="credit_ignores_owed", operation="credit_intent",
          replacement=_credit_ignores_owed, caught_by=("debt",),
          description=_credit_ignores_owed.__doc__ or ""),
+    Flaw(name="owing_state_kept", operation="record_dispute", replacement=_owing_state_kept,
+         caught_by=("debt",), description=_owing_state_kept.__doc__ or ""),
+    Flaw(name="bundle_bonus_dropped", operation="credit_intent",
+         replacement=_bundle_bonus_dropped,
+         caught_by=("conservation", "exactly_once_credit", "reconciliation"),
+         description=_bundle_bonus_dropped.__doc__ or ""),
     Flaw(name="inbox_counts_due_only", operation="count_pending",
          replacement=_inbox_counts_due_only,
          caught_by=("exactly_once_credit", "reconciliation"),

@@ -9,8 +9,10 @@ Rules: purchases are recorded before the provider hears of them and credited onl
 success webhook, once per intent (``intent_credits`` with ``ON CONFLICT DO NOTHING``);
 refunds and disputes are state on the purchase, and each event moves the wallet by the
 difference to ``wallets.taken_target_tokens``; spends lock their wallets in owner id
-order; a call minute is billed once per (session, minute); purchases and minutes take a
-``clientKey`` in the body, scoped to the owner; tips take none.
+order; a tip pays ``wallets.gift_fee`` of its tokens to the platform's wallet and the rest
+to its recipient (call minutes carry no fee); a call minute is billed once per (session,
+minute); purchases and minutes take a ``clientKey`` in the body, scoped to the owner; tips
+take none.
 """
 
 from __future__ import annotations
@@ -31,16 +33,18 @@ from tests.foreign.parsing import read_tip
 from tests.foreign.replies import Reply, error
 from tests.foreign.wallets import (
     BUNDLES,
+    PLATFORM_OWNER_ID,
     Wallet,
     book,
     book_clawback,
     book_credit,
+    gift_fee,
     lock_wallets,
     taken_target_tokens,
 )
 
-__all__ = ["OPERATIONS", "Facts", "Reply", "Stored", "apply_facts", "error", "move_tip",
-           "settle"]
+__all__ = ["OPERATIONS", "Facts", "Reply", "Stored", "apply_facts", "book_tip", "error",
+           "move_tip", "settle"]
 
 Operation = Callable[..., Any]
 CURRENCY = "usd"
@@ -244,9 +248,13 @@ def _confirm(*, owner_id: str, order_no: int, tokens: int, payment_method: str,
 
 def send_tip(pool: ConnectionPool[Any], *, from_owner: str, to_owner: str,
              tokens: int) -> Reply:
-    """Move ``tokens`` between two wallets locked in owner id order. No client key."""
+    """Move ``tokens`` from the sender, less the platform's fee to the recipient. No client key.
+
+    The sender's, the recipient's and the platform's wallets are locked together, in owner
+    id order, so tips never wait on each other in a cycle.
+    """
     with pool.connection() as conn:
-        wallets = lock_wallets(conn, [from_owner, to_owner])
+        wallets = lock_wallets(conn, [from_owner, to_owner, PLATFORM_OWNER_ID])
         sender, recipient = wallets.get(from_owner), wallets.get(to_owner)
         assert sender is not None, from_owner
         if recipient is None:
@@ -254,20 +262,36 @@ def send_tip(pool: ConnectionPool[Any], *, from_owner: str, to_owner: str,
         if sender.balance < tokens:
             return error(409, "insufficient_funds",
                          f"balance {sender.balance} does not cover {tokens}")
-        return move_tip(conn, sender, recipient, tokens)
+        return move_tip(conn, sender, recipient, wallets[PLATFORM_OWNER_ID], tokens)
 
 
 def move_tip(conn: psycopg.Connection[Any], sender: Wallet, recipient: Wallet,
-              tokens: int) -> Reply:
+             platform: Wallet, tokens: int) -> Reply:
+    """Book a tip between locked wallets: the sender pays it, the fee goes to the platform."""
+    fee_tokens = gift_fee(tokens)
+    return book_tip(conn, sender=sender, recipient=recipient, platform=platform,
+                    tokens=tokens, recipient_tokens=tokens - fee_tokens, fee_tokens=fee_tokens)
+
+
+def book_tip(conn: psycopg.Connection[Any], *, sender: Wallet, recipient: Wallet,
+             platform: Wallet, tokens: int, recipient_tokens: int, fee_tokens: int) -> Reply:
+    """Record a tip and journal its three sides; answer with the sender's balance.
+
+    What the recipient owes is repaid first from its share. A share or a fee of nothing is
+    not booked (a tip of 1 token is all fee).
+    """
     row = conn.execute("INSERT INTO tips (from_owner, to_owner, tokens) VALUES (%s, %s, %s)"
                        " RETURNING tip_no", (sender.owner_id, recipient.owner_id, tokens)
                        ).fetchone()
     assert row is not None
     ref = f"tip:{row[0]}"
     after = book(conn, sender, reason="tip_out", balance_delta=-tokens, owed_delta=0, ref=ref)
-    repaid = min(tokens, recipient.owed)  # what the recipient owes is repaid first
-    book(conn, recipient, reason="tip_in", balance_delta=tokens - repaid, owed_delta=-repaid,
-         ref=ref)
+    if recipient_tokens != 0:
+        repaid = min(recipient_tokens, recipient.owed)
+        book(conn, recipient, reason="tip_in", balance_delta=recipient_tokens - repaid,
+             owed_delta=-repaid, ref=ref)
+    if fee_tokens != 0:
+        book(conn, platform, reason="tip_fee", balance_delta=fee_tokens, owed_delta=0, ref=ref)
     return Reply(status=200, body={"tip": {"id": int(row[0])}, "balance": str(after.balance)})
 
 
@@ -420,7 +444,7 @@ def apply_facts(conn: psycopg.Connection[Any], *, ops: Mapping[str, Operation],
     elif facts.event_type == "charge.refunded":
         ops["record_refund"](conn, order=order, refunded_cents=facts.refunded_cents)
     elif facts.dispute_state is not None:
-        _record_dispute(conn, order=order, state=facts.dispute_state)
+        ops["record_dispute"](conn, order=order, state=facts.dispute_state)
     return True
 
 
@@ -477,8 +501,8 @@ def record_refund(conn: psycopg.Connection[Any], *, order: _Order, refunded_cent
         settle(conn, order, lock_wallets(conn, [order.owner_id])[order.owner_id])
 
 
-def _record_dispute(conn: psycopg.Connection[Any], *, order: _Order, state: str) -> None:
-    # States only move forward: none -> open -> won | lost.
+def record_dispute(conn: psycopg.Connection[Any], *, order: _Order, state: str) -> None:
+    """Move the dispute forward (none, then open, then won or lost) and settle the wallet."""
     current = order.dispute_state
     if current is None or (current == "open" and state != "open"):
         conn.execute("UPDATE stripe_intents SET dispute_state = %s WHERE order_no = %s",
@@ -527,5 +551,6 @@ OPERATIONS: Mapping[str, Operation] = {
     "count_pending": count_pending,
     "credit_intent": credit_intent,
     "record_refund": record_refund,
+    "record_dispute": record_dispute,
     "read_tip": read_tip,
 }

@@ -3,8 +3,9 @@
 -- sessions billed per minute. Money is BIGINT tokens or cents, never fractions.
 --
 -- For every wallet: balance == sum(wallet_entries.balance_delta) and
--- owed == sum(wallet_entries.owed_delta). A credit repays what is owed first; a clawback
--- takes the balance first and records the rest as owed.
+-- owed == sum(wallet_entries.owed_delta), and state is 'owing' exactly when owed > 0. A
+-- credit repays what is owed first; a clawback takes the balance first and records the
+-- rest as owed. The wallet 'platform' receives the fee of every tip ('tip_fee').
 
 CREATE TABLE IF NOT EXISTS wallets (
     owner_id       TEXT PRIMARY KEY,
@@ -12,6 +13,7 @@ CREATE TABLE IF NOT EXISTS wallets (
     api_key_sha256 TEXT NOT NULL UNIQUE,
     balance        BIGINT NOT NULL DEFAULT 0 CHECK (balance >= 0),
     owed           BIGINT NOT NULL DEFAULT 0 CHECK (owed >= 0),
+    state          TEXT NOT NULL DEFAULT 'ok' CHECK (state IN ('ok', 'owing')),
     opened_at      TIMESTAMPTZ NOT NULL DEFAULT now()
 );
 
@@ -20,13 +22,21 @@ CREATE TABLE IF NOT EXISTS wallet_entries (
     owner_id      TEXT NOT NULL REFERENCES wallets (owner_id),
     reason        TEXT NOT NULL
                   CHECK (reason IN ('purchase', 'refund', 'dispute', 'reinstate',
-                                    'tip_out', 'tip_in', 'minute_out', 'minute_in')),
+                                    'tip_out', 'tip_in', 'tip_fee', 'minute_out',
+                                    'minute_in')),
     balance_delta BIGINT NOT NULL,
     owed_delta    BIGINT NOT NULL DEFAULT 0,
     ref           TEXT NOT NULL,
     booked_at     TIMESTAMPTZ NOT NULL DEFAULT now()
 );
 CREATE INDEX IF NOT EXISTS wallet_entries_owner ON wallet_entries (owner_id);
+
+-- The platform's wallet, which the tip fees go to: no creator, and the hash of a random
+-- key that was never kept, so no request can act as it. Every start runs this file, so
+-- it is created once.
+INSERT INTO wallets (owner_id, is_creator, api_key_sha256)
+VALUES ('platform', FALSE, encode(sha256(convert_to(gen_random_uuid()::text, 'UTF8')), 'hex'))
+ON CONFLICT (owner_id) DO NOTHING;
 
 -- One row per purchase, written before the provider hears of it. The intent id is bound
 -- once the provider answers (or a webhook that beat the answer binds it by order_no).

@@ -22,8 +22,8 @@ import pytest
 from harness.provider.client import ProviderClient
 from tests.foreign.app import BODY_BYTES_MAX
 from tests.foreign.inbox import INBOX_DELAY_MS
-from tests.foreign.stack import WEBHOOK_PATH, ForeignStack, foreign_stack
-from tests.foreign.wallets import BUNDLES
+from tests.foreign.stack import PROFILE_PATH, WEBHOOK_PATH, ForeignStack, foreign_stack
+from tests.foreign.wallets import BUNDLES, PLATFORM_OWNER_ID, gift_fee
 
 pytestmark = pytest.mark.integration
 
@@ -76,6 +76,17 @@ class Foreign:
     async def tip(self, sender: Account, recipient: Account, tokens: Any) -> httpx.Response:
         return await self.call(sender, "POST", "/tips", json={"to": recipient.id, "tokens": tokens})
 
+    def platform_balance(self) -> int:
+        """The platform wallet's balance, read from its table (it has no key to ask with)."""
+        [(balance,)] = self.rows("SELECT balance FROM wallets WHERE owner_id = %s",
+                                 PLATFORM_OWNER_ID)
+        return int(balance)
+
+    def states(self) -> dict[str, str]:
+        """Every wallet's state, by owner id."""
+        return {str(owner): str(state)
+                for owner, state in self.rows("SELECT owner_id, state FROM wallets")}
+
     async def balance(self, who: Account) -> tuple[str, str]:
         response = await self.call(who, "GET", "/me")
         assert response.status_code == 200, response.text
@@ -106,6 +117,11 @@ class Foreign:
             " OR w.owed <> COALESCE(SUM(e.owed_delta), 0)")
         assert drift == [], drift
 
+    def assert_states_follow_owed(self) -> None:
+        wrong = self.rows("SELECT owner_id, owed, state FROM wallets"
+                          " WHERE state <> CASE WHEN owed > 0 THEN 'owing' ELSE 'ok' END")
+        assert wrong == [], wrong
+
 
 async def _running(pg_admin_url: str, flaws: tuple[str, ...] = ()) -> AsyncIterator[Foreign]:
     async with foreign_stack(pg_admin_url, flaws=flaws) as stack, \
@@ -121,6 +137,7 @@ async def _running(pg_admin_url: str, flaws: tuple[str, ...] = ()) -> AsyncItera
 async def foreign(pg_admin_url: str) -> AsyncIterator[Foreign]:
     async for service in _running(pg_admin_url):
         yield service
+        service.assert_states_follow_owed()
 
 
 # ---------------------------------------------------------------------------------------
@@ -292,6 +309,41 @@ async def test_a_dispute_takes_everything_and_a_won_one_gives_it_back(foreign: F
     assert await foreign.balance(fan) == ("1000", "0")
 
 
+async def test_the_state_is_owing_exactly_while_something_is_owed(foreign: Foreign) -> None:
+    fan, creator = await foreign.account(), await foreign.account(creator=True)
+    assert foreign.states()[fan.id] == "ok"
+    refunded = await foreign.fund(fan, 250)
+    assert (await foreign.tip(fan, creator, 200)).status_code == 200
+    await foreign.provider.refund(refunded)
+    await foreign.settle()
+    assert await foreign.balance(fan) == ("0", "200")
+    assert foreign.states()[fan.id] == "owing"
+    await foreign.fund(fan, 250)  # repays the 200 first
+    assert await foreign.balance(fan) == ("50", "0")
+    assert foreign.states()[fan.id] == "ok"
+    disputed = await foreign.fund(fan, 1000)
+    assert (await foreign.tip(fan, creator, 1000)).status_code == 200
+    dispute = await foreign.provider.open_dispute(disputed)
+    await foreign.settle()
+    assert await foreign.balance(fan) == ("0", "950")
+    assert foreign.states()[fan.id] == "owing"
+    await foreign.provider.close_dispute(str(dispute["id"]), "won")
+    await foreign.settle()
+    assert await foreign.balance(fan) == ("50", "0")
+    assert foreign.states()[fan.id] == "ok"
+    foreign.assert_states_follow_owed()
+
+
+async def test_schema_keeps_the_state_to_ok_and_owing(foreign: Foreign) -> None:
+    [(default,)] = foreign.rows("SELECT column_default FROM information_schema.columns"
+                                " WHERE table_name = 'wallets' AND column_name = 'state'")
+    assert default == "'ok'::text"
+    fan = await foreign.account()
+    with pytest.raises(psycopg.errors.CheckViolation):
+        foreign.rows("UPDATE wallets SET state = 'debt' WHERE owner_id = %s RETURNING 1",
+                     fan.id)
+
+
 # ---------------------------------------------------------------------------------------
 # Tips.
 
@@ -307,7 +359,7 @@ async def test_a_tip_moves_tokens_and_one_the_balance_cannot_cover_is_409(
     assert short.status_code == 409
     assert short.json()["error"] == "insufficient_funds"
     assert await foreign.balance(fan) == ("50", "0")
-    assert await foreign.balance(creator) == ("200", "0")
+    assert await foreign.balance(creator) == ("160", "0")  # 200 less its 20% fee
 
 
 async def test_a_retried_tip_pays_twice_as_it_takes_no_key(foreign: Foreign) -> None:
@@ -316,7 +368,7 @@ async def test_a_retried_tip_pays_twice_as_it_takes_no_key(foreign: Foreign) -> 
     body = {"to": creator.id, "tokens": 50, "clientKey": "same"}
     for _ in range(2):
         assert (await foreign.call(fan, "POST", "/tips", json=body)).status_code == 200
-    assert await foreign.balance(creator) == ("100", "0")
+    assert await foreign.balance(creator) == ("80", "0")  # twice 50 less its fee of 10
 
 
 async def test_bad_tips_are_refused_with_a_4xx_and_change_nothing(foreign: Foreign) -> None:
@@ -346,8 +398,92 @@ async def test_tips_both_ways_at_once_neither_deadlock_nor_lose_tokens(
     answers = await asyncio.gather(*(foreign.tip(one, two, 5) for _ in range(20)),
                                    *(foreign.tip(two, one, 5) for _ in range(20)))
     assert [answer.status_code for answer in answers] == [200] * 40
-    assert await foreign.balance(one) == ("1000", "0")
-    assert await foreign.balance(two) == ("1000", "0")
+    # Each sent 20 tips of 5 and got 20 of 4: the platform holds 40 fees of 1.
+    assert await foreign.balance(one) == ("980", "0")
+    assert await foreign.balance(two) == ("980", "0")
+    assert foreign.platform_balance() == 40
+
+
+# The fee by hand for tips of 1 to 10 tokens: ceil(n / 5) to the platform, floor(0.8 * n)
+# to the recipient.
+_FEE_BY_TIP = {1: 1, 2: 1, 3: 1, 4: 1, 5: 1, 6: 2, 7: 2, 8: 2, 9: 2, 10: 2}
+_SHARE_BY_TIP = {1: 0, 2: 1, 3: 2, 4: 3, 5: 4, 6: 4, 7: 5, 8: 6, 9: 7, 10: 8}
+
+
+@pytest.mark.parametrize("tokens", sorted(_FEE_BY_TIP))
+def test_gift_fee_is_a_fifth_rounded_up_and_leaves_the_recipient_the_floor_of_80_percent(
+        tokens: int) -> None:
+    assert gift_fee(tokens) == _FEE_BY_TIP[tokens]
+    assert tokens - gift_fee(tokens) == _SHARE_BY_TIP[tokens] == tokens * 4 // 5
+
+
+def test_gift_fee_of_large_and_non_positive_tips() -> None:
+    assert gift_fee(100) == 20
+    assert gift_fee(101) == 21
+    assert gift_fee(10**9) == 2 * 10**8
+    assert gift_fee(10**9 - 1) == 2 * 10**8  # 199999999.8, rounded up
+    assert gift_fee(0) == 0
+    assert gift_fee(-100) == 0
+
+
+async def test_a_tip_pays_the_recipient_80_percent_and_the_platform_the_fee(
+        foreign: Foreign) -> None:
+    fan, creator = await foreign.account(), await foreign.account(creator=True)
+    await foreign.fund(fan, 250)
+    sent = 0
+    for tokens in (1, 7, 10, 33):
+        answer = await foreign.tip(fan, creator, tokens)
+        assert answer.status_code == 200, answer.text
+        sent += tokens
+        assert answer.json()["balance"] == str(250 - sent)  # the answer is the sender's
+    assert await foreign.balance(fan) == (str(250 - 51), "0")
+    assert await foreign.balance(creator) == (str(0 + 5 + 8 + 26), "0")
+    assert foreign.platform_balance() == 1 + 2 + 2 + 7
+    # Each tip journals its three sides, which cancel; the tip of 1 is all fee.
+    entries = foreign.rows(
+        "SELECT t.tokens, e.owner_id = %s, e.reason, e.balance_delta FROM tips t"
+        " JOIN wallet_entries e ON e.ref = 'tip:' || t.tip_no ORDER BY t.tip_no, e.entry_no",
+        PLATFORM_OWNER_ID)
+    assert [(tokens, reason, delta) for tokens, _, reason, delta in entries] == [
+        (1, "tip_out", -1), (1, "tip_fee", 1),
+        (7, "tip_out", -7), (7, "tip_in", 5), (7, "tip_fee", 2),
+        (10, "tip_out", -10), (10, "tip_in", 8), (10, "tip_fee", 2),
+        (33, "tip_out", -33), (33, "tip_in", 26), (33, "tip_fee", 7)]
+    assert all(to_platform == (reason == "tip_fee") for _, to_platform, reason, _ in entries)
+    [(minted, held)] = foreign.rows(
+        "SELECT (SELECT SUM(balance_delta) FROM wallet_entries WHERE reason = 'purchase'),"
+        " (SELECT SUM(balance) FROM wallets)")
+    assert held == minted == 250
+
+
+async def test_a_tip_to_a_wallet_in_debt_repays_the_debt_from_the_share_first(
+        foreign: Foreign) -> None:
+    fan, other, creator = (await foreign.account(), await foreign.account(),
+                           await foreign.account(creator=True))
+    intent_id = await foreign.fund(fan, 250)
+    await foreign.fund(other, 1000)
+    assert (await foreign.tip(fan, creator, 200)).status_code == 200
+    await foreign.provider.refund(intent_id)  # takes 250 of a balance of 50: 200 owed
+    await foreign.settle()
+    assert await foreign.balance(fan) == ("0", "200")
+    assert (await foreign.tip(other, fan, 300)).status_code == 200  # a share of 240
+    assert await foreign.balance(fan) == ("40", "0")
+    assert foreign.platform_balance() == 40 + 60
+
+
+async def test_the_platform_wallet_is_made_once_and_is_no_creator(foreign: Foreign) -> None:
+    def platform() -> list[tuple[Any, ...]]:
+        return foreign.rows("SELECT is_creator, api_key_sha256, balance, owed, state"
+                            " FROM wallets WHERE owner_id = %s", PLATFORM_OWNER_ID)
+
+    [(is_creator, key_sha256, balance, owed, state)] = before = platform()
+    assert (is_creator, balance, owed, state) == (False, 0, 0, "ok")
+    assert len(key_sha256) == 64
+    int(key_sha256, 16)  # a digest like any other, of a key nobody was given
+    schema = PROFILE_PATH.with_name("schema.sql")
+    with psycopg.connect(foreign.stack.database_url) as conn:
+        conn.execute(schema.read_text(encoding="utf-8").encode())  # as every start does
+    assert platform() == before
 
 
 # ---------------------------------------------------------------------------------------
@@ -376,7 +512,8 @@ async def test_a_minute_is_billed_once_and_a_replay_says_billed_false(foreign: F
         assert replay.json()["billed"] is False
     reused = await foreign.call(fan, "POST", path, json={"minute": 1, "clientKey": "m0"})
     assert reused.status_code == 409
-    assert await foreign.balance(creator) == ("100", "0")
+    assert await foreign.balance(creator) == ("100", "0")  # minutes carry no fee
+    assert foreign.platform_balance() == 0
 
 
 async def test_minutes_stop_when_funds_run_out(foreign: Foreign) -> None:
@@ -473,6 +610,51 @@ async def test_flaw_global_client_keys_replays_another_accounts_purchase(
         first = await foreign.buy(one, 250, key="shared")
         second = await foreign.buy(two, 1000, key="shared")
         assert second.json() == first.json()
+
+
+async def test_flaw_fee_rounds_both_up_pays_out_a_token_more_than_was_sent(
+        pg_admin_url: str) -> None:
+    async for foreign in _running(pg_admin_url, ("fee_rounds_both_up",)):
+        fan, creator = await foreign.account(), await foreign.account(creator=True)
+        await foreign.fund(fan, 250)
+        assert (await foreign.tip(fan, creator, 7)).status_code == 200  # 6 and 2 of 7
+        assert (await foreign.tip(fan, creator, 10)).status_code == 200  # 8 and 2: right
+        assert (await foreign.tip(fan, creator, 1)).status_code == 200  # 1 and 1 of 1
+        assert await foreign.balance(fan) == ("232", "0")
+        assert await foreign.balance(creator) == ("15", "0")
+        assert foreign.platform_balance() == 5
+        [(held,)] = foreign.rows("SELECT SUM(balance) FROM wallets")
+        assert held == 250 + 2  # two tokens made from nothing
+
+
+async def test_flaw_owing_state_kept_leaves_a_wallet_a_won_dispute_repaid_owing(
+        pg_admin_url: str) -> None:
+    async for foreign in _running(pg_admin_url, ("owing_state_kept",)):
+        fan, creator = await foreign.account(), await foreign.account(creator=True)
+        disputed = await foreign.fund(fan, 250)
+        assert (await foreign.tip(fan, creator, 200)).status_code == 200
+        dispute = await foreign.provider.open_dispute(disputed)
+        await foreign.settle()
+        assert await foreign.balance(fan) == ("0", "200")
+        assert foreign.states()[fan.id] == "owing"
+        await foreign.provider.close_dispute(str(dispute["id"]), "won")
+        await foreign.settle()
+        assert await foreign.balance(fan) == ("50", "0")  # the debt is repaid...
+        assert foreign.states()[fan.id] == "owing"  # ...and the state still says owing
+
+
+async def test_flaw_bundle_bonus_dropped_credits_mega_without_its_bonus(
+        pg_admin_url: str) -> None:
+    async for foreign in _running(pg_admin_url, ("bundle_bonus_dropped",)):
+        fan = await foreign.account()
+        intent_id = await foreign.fund(fan, 4000)
+        envelope = await foreign.provider.envelope(intent_id=intent_id,
+                                                   event_type="payment_intent.succeeded")
+        metadata = json.loads(envelope["body"])["data"]["object"]["metadata"]
+        assert (metadata["baseTokens"], metadata["bonusTokens"]) == ("4000", "400")
+        assert await foreign.balance(fan) == ("4000", "0")
+        assert foreign.rows("SELECT tokens FROM intent_credits WHERE intent_id = %s",
+                            intent_id) == [(4000,)]
 
 
 def test_every_flaw_has_the_signature_of_the_operation_it_replaces() -> None:
