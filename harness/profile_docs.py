@@ -70,6 +70,48 @@ not your service (what it notices about the service, such as an unexpected balan
 schema defect, is printed as a note for `tokenchaos run` to judge).
 """
 
+_SHAPES = """\
+### Fees, late webhooks, named bundles
+
+A correct service must pass clean however it was written; three common shapes need the
+profile to say so (all of them are in `tests/foreign/foreign.toml`, whose service has each):
+
+```toml
+[observer]
+# ... its queries, and the accounts outside the scenario's users that it must read too
+system_accounts = { platform = "platform" }      # logical name = the account's id
+statuses = { ok = "active", owing = "debt" }     # the service's status words in ours
+
+[fees.tip]            # gifts carry a 20% fee: the recipient gets floor(0.8 n)
+percent = 20
+rounding = "up"       # of the fee; down, up, half_up or half_even
+account = "platform"  # where the fee goes: one of system_accounts
+
+[settle]              # webhooks answered 202 and applied later by a worker
+mode = "pending"
+path = "/admin/inbox"
+pending = "inbox.pending"
+headers = { "X-Staging-Token" = "{env:FOREIGN_STAGING_TOKEN}" }
+
+[pricing]             # purchases by the service's own bundle names: send "{package}"
+packages = [{ tokens = 1000, cents = 1000, name = "plus" }]
+```
+
+- **Fees.** The payer pays the whole amount, the payee receives it less the fee, and the
+  system account the fee; every checker models the three legs, so a fee is never "tokens
+  destroyed". The system account is read before and after every scenario and its change
+  is judged: nothing but the run may pay into it meanwhile. A fee rule that rounds the
+  wrong way (the recipient gets round(0.8 n) while the platform still takes its ceil)
+  creates a token on every odd-sized tip, and conservation names it.
+- **Late effects.** `[settle]` is asked before every observation (start, each `Settle`
+  step, the end): `pending` polls a count until it is 0, `stable` reads the end state until
+  it stops changing. A service that stays unsettled past `timeout_s` is not judged on its
+  end state (unknown, exit 2), never a false alarm; the wait is in each scenario's stats.
+  A count that says 0 too early shows as webhooks that never landed.
+- **Bundles.** `{package}` in the purchase body sends the package's `name`; a profile that
+  sends it must name every package.
+"""
+
 _UNKNOWN = """\
 ### What `unknown` means for a profile
 
@@ -163,7 +205,7 @@ this target". Keep Toxiproxy's API port off the public network: it has no authen
 
 def render_chapter() -> str:
     """The whole chapter, as markdown. Pure."""
-    parts = [_INTRO, _keys_section(), _variables_section(), _results_section(),
+    parts = [_INTRO, _SHAPES, _keys_section(), _variables_section(), _results_section(),
              _observer_section(), _left_out_section(), _SCHEMA, _FAULTS, _UNKNOWN]
     return "\n".join(part.rstrip() + "\n" for part in parts).rstrip() + "\n"
 

@@ -32,6 +32,9 @@ CATCHING_SCENARIOS: dict[str, tuple[str, ...]] = {
     "tip_to_nobody_debits": ("missing-recipient", "bad-input"),
     "credit_every_delivery": ("duplicate-purchase", "webhook-replay"),
     "credit_ignores_owed": ("refund-after-spend",),
+    "fee_rounds_both_up": ("concurrent-tips", "tip-cycle"),
+    "owing_state_kept": ("dispute",),
+    "bundle_bonus_dropped": ("duplicate-purchase", "partial-refunds"),
     # Its worker runs a second behind, so every scenario that buys shows it; two suffice.
     "inbox_counts_due_only": ("duplicate-purchase", "refund-after-spend"),
     "refund_not_idempotent": ("webhook-replay", "partial-refunds"),
