@@ -1,0 +1,106 @@
+"""parallel-spend (seed 1), shrunk by tokenchaos shrink from run 20261202T180528Z-720983
+(reference with flaw call_charge_no_lock): 8 ops of 137 that still break errors
+(server_error); they broke it in 7 of 10 replays.
+
+Replays the schedule with fresh users, up to RUNS times (a race does not show every time),
+and fails when a run breaks errors. Against the local stack with the flaw:
+
+    pytest test_shrunk_parallel_spend.py --tokenchaos-flaw call_charge_no_lock
+
+and against the correct local service, where it passes: leave the flaw out.
+Against a target of your own: --tokenchaos-target PROFILE.toml (see tokenchaos --help).
+"""
+
+SCHEDULE = {'schedule_version': 1,
+ 'scenario': 'parallel-spend',
+ 'seed': 1,
+ 'users': {'fan_2': 'fan', 'creator_0': 'creator', 'creator_1': 'creator'},
+ 'checker': 'errors',
+ 'anomaly_kind': 'server_error',
+ 'steps': [{'policy': {'duplicates_count': 0,
+                       'replays_count': 0,
+                       'replay_delay_ms': 200,
+                       'delay_ms_max': 0,
+                       'reorder': False,
+                       'hold_ms_max': 5000,
+                       'drop_count': 0,
+                       'stale_count': 0,
+                       'forgeries': [],
+                       'event_types': [],
+                       'retry_backoff_ms_base': 50,
+                       'retry_backoff_ms_max': 2000,
+                       'attempts_max': 8,
+                       'seed': 577090037}},
+           {'settle': True},
+           {'settle': True},
+           {'settle': True},
+           {'batch': [{'id': 98,
+                       'f': 'purchase',
+                       'value': {'user': 'fan_2',
+                                 'purchase': 'p_11',
+                                 'amount_tokens': 500,
+                                 'payment_method': 'pm_card_visa'},
+                       'idempotency_key': 'parallel-spend-s1-k00092'}],
+            'window': None},
+           {'settle': True},
+           {'batch': [{'id': 101,
+                       'f': 'call_open',
+                       'value': {'user': 'fan_2',
+                                 'creator': 'creator_0',
+                                 'call': 'c_5',
+                                 'rate_tokens_per_minute': 100},
+                       'idempotency_key': 'parallel-spend-s1-k00095'}],
+            'window': None},
+           {'batch': [{'id': 123,
+                       'f': 'call_charge',
+                       'value': {'user': 'fan_2',
+                                 'creator': 'creator_0',
+                                 'call': 'c_5',
+                                 'minute': 2,
+                                 'amount_tokens': 100},
+                       'idempotency_key': 'parallel-spend-s1-k00117'},
+                      {'id': 122,
+                       'f': 'call_charge',
+                       'value': {'user': 'fan_2',
+                                 'creator': 'creator_0',
+                                 'call': 'c_5',
+                                 'minute': 1,
+                                 'amount_tokens': 100},
+                       'idempotency_key': 'parallel-spend-s1-k00116'},
+                      {'id': 129,
+                       'f': 'call_charge',
+                       'value': {'user': 'fan_2',
+                                 'creator': 'creator_0',
+                                 'call': 'c_5',
+                                 'minute': 8,
+                                 'amount_tokens': 100},
+                       'idempotency_key': 'parallel-spend-s1-k00123'},
+                      {'id': 131,
+                       'f': 'tip',
+                       'value': {'sender': 'fan_2',
+                                 'recipient': 'creator_0',
+                                 'amount_tokens': 100},
+                       'idempotency_key': 'parallel-spend-s1-k00125'},
+                      {'id': 125,
+                       'f': 'call_charge',
+                       'value': {'user': 'fan_2',
+                                 'creator': 'creator_0',
+                                 'call': 'c_5',
+                                 'minute': 4,
+                                 'amount_tokens': 100},
+                       'idempotency_key': 'parallel-spend-s1-k00119'},
+                      {'id': 130,
+                       'f': 'tip',
+                       'value': {'sender': 'fan_2',
+                                 'recipient': 'creator_1',
+                                 'amount_tokens': 100},
+                       'idempotency_key': 'parallel-spend-s1-k00124'}],
+            'window': None},
+           {'settle': True}]}
+
+RUNS = 10
+
+
+def test_shrunk_parallel_spend_holds(tokenchaos_schedule):
+    outcome = tokenchaos_schedule(SCHEDULE, runs=RUNS)
+    assert outcome.held, outcome.summary
