@@ -443,7 +443,7 @@ async def open_target(plan: RunPlan, profile: Profile) -> AsyncIterator[
             else target_nemesis(profile, base_url=session.base_url))
         yield session, provider, TargetInfo(
             profile=plan.profile, service_url=session.base_url, provider_url=provider_url,
-            fees={f.value: rule.describe() for f, rule in profile.fees.rules.items()}), nemesis
+            fees=profile.fees.describe()), nemesis
 
 
 def _run_id(started_ns: int) -> str:

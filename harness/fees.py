@@ -113,6 +113,10 @@ class Fees:
     def __bool__(self) -> bool:
         return bool(self.rules)
 
+    def describe(self) -> dict[str, str]:
+        """Each op kind's fee in words, for run.json and the console."""
+        return {f.value: rule.describe() for f, rule in self.rules.items()}
+
     def record(self) -> dict[str, Any]:
         return {f.value: rule.record() for f, rule in self.rules.items()}
 

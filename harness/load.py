@@ -444,8 +444,7 @@ async def _judge_standalone(out_dir: Path) -> int:
                 timeout_s=limits.op_timeout_s))
         target = TargetInfo(profile=config.profile, service_url=session.base_url,
                             provider_url=config.provider_url,
-                            fees={f.value: rule.describe()
-                                  for f, rule in profile.fees.rules.items()})
+                            fees=profile.fees.describe())
         outcome = await judge_load_dir(config, session=session, provider=provider,
                                        initial=None, target=target, started_ns=time.time_ns(),
                                        command="locust -f " + str(LOCUSTFILE), limits=limits)

@@ -223,3 +223,22 @@ def test_an_indeterminate_tip_may_or_may_not_have_paid_its_fee() -> None:
         inp = h.input(end, truth, fees=GIFT_FEE)
         assert check_conservation(inp).valid is True
         assert check_reconciliation(inp).valid is True
+
+
+def test_run_json_says_the_fees_in_words_and_reads_them_back() -> None:
+    import dataclasses
+    import json
+
+    from harness.report.record import RunRecord
+    from tests.unit.test_report_record import SCHEMA_PATH, make_record, validate
+
+    record = make_record()
+    record = dataclasses.replace(record, target=dataclasses.replace(
+        record.target, fees=Fees({**GIFT_FEE.rules, **MINUTE_FEE.rules}).describe()))
+    data = json.loads(json.dumps(record.to_json()))
+    assert data["target"]["fees"] == {"tip": "20% rounded up, to platform",
+                                      "call_charge": "2 tokens each, to platform"}
+    assert RunRecord.from_json(data) == record
+    schema = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+    assert validate(data, schema, schema) == []
+    assert "fees" not in make_record().to_json()["target"]
