@@ -27,6 +27,7 @@ from harness.history import HistoryWriter, load
 from harness.model import F, Kind
 from harness.targets.profile import parse_profile
 from tests.unit.conftest import H, T, observe
+from tests.unit.test_profile_keys import PROBE_PROFILE
 
 GIFT_FEE = Fees({F.TIP: FeeRule(account="platform", percent=Fraction(20), rounding="up")})
 MINUTE_FEE = Fees({F.CALL_CHARGE: FeeRule(account="platform", fixed_tokens=2)})
@@ -94,21 +95,9 @@ def test_the_history_keeps_the_fees_so_a_rejudgement_agrees(tmp_path: Any) -> No
 
 # -- the profile -------------------------------------------------------------------------
 
-_BASE: dict[str, Any] = {
-    "target": {"name": "probe", "base_url": "http://127.0.0.1:9000"},
-    "auth": {"header": "Authorization", "scheme": "Bearer"},
-    "metadata": {"user_key": "user_id", "tokens_keys": ["tokens"]},
-    "ops": {"tip": {"path": "/tips", "status_ok": [201]}},
-    "provisioning": {"mode": "http", "path": "/users", "id": "id", "token": "token"},
-    "observer": {"kind": "sql", "database_url": "postgresql://127.0.0.1/x",
-                 "accounts_query": "SELECT 1",
-                 "system_accounts": {"platform": "{env:PLATFORM_ID}"}},
-}
-
-
 def _profile(fees: dict[str, Any], **observer: Any) -> Any:
-    data = copy.deepcopy(_BASE)
-    data["observer"].update(observer)
+    data = copy.deepcopy(PROBE_PROFILE)
+    data["observer"].update({"system_accounts": {"platform": "{env:PLATFORM_ID}"}, **observer})
     data["fees"] = fees
     return parse_profile(data, source="probe.toml", environ={"PLATFORM_ID": "acct_9"})
 

@@ -24,7 +24,8 @@ from harness.targets.profile_keys import (
     TOTALS_FIELDS,
 )
 
-_BASE: dict[str, Any] = {
+# The smallest profile the parser takes; tests add or replace sections of a copy.
+PROBE_PROFILE: dict[str, Any] = {
     "target": {"name": "probe", "base_url": "http://127.0.0.1:9000"},
     "auth": {"header": "Authorization", "scheme": "Bearer"},
     "metadata": {"user_key": "user_id", "tokens_keys": ["tokens"]},
@@ -43,14 +44,14 @@ _KNOWN = re.compile(r"(?:known keys|known): (.*)$")
 
 def parse_with(**sections: dict[str, Any]) -> Any:
     """Parse the probe profile with some keys of some sections replaced or added."""
-    data = copy.deepcopy(_BASE)
+    data = copy.deepcopy(PROBE_PROFILE)
     for name, keys in sections.items():
         data[name] = {**data.get(name, {}), **keys}
     return parse_profile(data, source="probe.toml", environ={})
 
 
 def _accepted(section: str, replace: dict[str, Any] | None = None) -> set[str]:
-    data = copy.deepcopy(_BASE)
+    data = copy.deepcopy(PROBE_PROFILE)
     if replace is not None:
         data[section] = copy.deepcopy(replace)
     target = data
@@ -102,7 +103,7 @@ def _field_names(table: str) -> set[str]:
     observer.setdefault(key, {})["zz_not_a_field"] = "x"
     if key == "totals":
         observer["totals_path"] = "/totals"
-    data = {**copy.deepcopy(_BASE), "observer": observer}
+    data = {**copy.deepcopy(PROBE_PROFILE), "observer": observer}
     with pytest.raises(UsageError) as caught:
         parse_profile(data, source="probe.toml", environ={})
     match = _KNOWN.search(str(caught.value))
